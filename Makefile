@@ -1,0 +1,54 @@
+# posguard: the two commands of the README.
+#   make demo   set everything up, then run the main job on a generated sample drop
+#   make test   set everything up, then run the whole test suite against a real Neo4j
+# Everything a fresh machine lacks is installed here (Debian packages, the virtualenv, Maven artifacts).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export POSGUARD_HOME ?= $(CURDIR)/var
+DEMO_DROP ?= $(POSGUARD_HOME)/drops/sample
+DEMO_OUT ?= $(POSGUARD_HOME)/out
+APT_PACKAGES := openjdk-17-jre-headless maven
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps venv neo4j-jars demo test clean
+
+setup: system-deps venv neo4j-jars
+
+# Debian packages, installed only when missing (as root, or through sudo).
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	ls /usr/lib/jvm 2>/dev/null | grep -qE -- '-(17|21)-' || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/posguard: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "posguard needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/posguard
+
+# The Neo4j 5.26 server's jars, resolved from Maven Central into ~/.m2 (once).
+neo4j-jars: venv
+	$(BIN)/python -c 'from graph.server import resolve_classpath; print(f"Neo4j server: {len(resolve_classpath(quiet=False))} jars resolved")'
+
+demo: setup
+	$(BIN)/posguard neo4j start
+	$(BIN)/posguard neo4j status
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/posguard neo4j stop
+	rm -rf $(VENV) var

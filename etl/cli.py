@@ -1,0 +1,134 @@
+"""The `posguard` command line: argument parsing, settings, exit codes (0 ok, 2 bad input, 1 other)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from graph.settings import Settings, SettingsError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("posguard")
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or bad input (exit status 2)."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(insecure_dev_key=getattr(args, "insecure_dev_key", False),
+                             quiet=getattr(args, "quiet", False))
+
+
+# ------------------------------------------------------------------ neo4j
+def cmd_neo4j(args: argparse.Namespace) -> int:
+    from graph.server import LocalServer
+
+    settings = _settings(args)
+    if settings.external and args.action in ("start", "stop"):
+        raise UsageError(f"NEO4J_URI is set ({settings.neo4j_uri}): posguard uses that server and does not "
+                         f"{args.action} its own; unset NEO4J_URI to manage the local server")
+    if settings.external:
+        return _external_status(settings, args.json)
+    server = LocalServer(settings)
+    if args.action == "start":
+        was_running = server.status().running
+        status = server.start()
+        log.info("Neo4j %s %s at %s (pid %s)", status.version, "already running" if was_running else "started",
+                 status.bolt_uri, status.pid)
+        print(status.bolt_uri)
+        return EXIT_OK
+    if args.action == "stop":
+        stopped = server.stop()
+        log.info("Neo4j stopped" if stopped else "Neo4j was not running")
+        return EXIT_OK
+    status = server.status()
+    if status.running:  # ask the server itself for its version
+        from graph.db import Database
+
+        with Database(status.bolt_uri, (server.user, server.password())) as db:
+            status = type(status)(**{**status.as_dict(), "version": db.server_info().get("version",
+                                                                                            status.version)})
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        state = "running" if status.running else "stopped"
+        print(f"Neo4j {status.version} {state}\n  bolt: {status.bolt_uri}\n  http: {status.http_uri}\n"
+              f"  user: {status.user} (password in {status.password_file})\n  pid: {status.pid}")
+    return EXIT_OK if status.running else EXIT_FAILURE
+
+
+def _external_status(settings: Settings, as_json: bool) -> int:
+    from graph.db import connect
+
+    with connect(settings) as db:
+        info = db.server_info()
+    status = {"running": True, "version": info.get("version"), "bolt_uri": settings.neo4j_uri, "http_uri": None,
+              "user": settings.neo4j_user, "password_file": None, "pid": None, "external": True}
+    print(json.dumps(status, indent=2) if as_json else
+          f"external Neo4j {status['version']} at {settings.neo4j_uri} (user {settings.neo4j_user})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="silence progress output on stderr")
+    common.add_argument("--insecure-dev-key", action="store_true",
+                        help="tokenize with a fixed, public development key when POSGUARD_TOKEN_KEY is unset")
+    parser = argparse.ArgumentParser(prog="posguard", parents=[common],
+                                     description="Fraud analytics for card-present POS networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("neo4j", parents=[common], help="manage the local Neo4j server")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--json", action="store_true", help="status as a JSON object")
+    p.set_defaults(func=cmd_neo4j)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("posguard: %(message)s"))
+    root = logging.getLogger("posguard")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `posguard` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.quiet)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UsageError, SettingsError) as exc:
+        print(f"posguard: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("posguard: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # the last line of defence: a clear message, exit 1
+        from graph.db import DatabaseError
+        from graph.server import ServerError
+
+        if isinstance(exc, (ServerError, DatabaseError)):
+            print(f"posguard: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        if getattr(exc, "exit_code", None) == EXIT_BAD_INPUT:
+            print(f"posguard: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

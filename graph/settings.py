@@ -1,0 +1,115 @@
+"""Settings read once from the environment at the entry point and passed down as one typed object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT"]
+
+DEFAULT_BOLT_PORT = 7687
+DEFAULT_HTTP_PORT = 7474
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value posguard cannot use."""
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw == "auto":
+        return 0
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a port number (use 1-65535, or 'auto')") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"{name}={raw!r} is out of range (use 1-65535, or 'auto')")
+    return port
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything posguard needs to know about its environment.
+
+    Parameters
+    ----------
+    home : Path
+        ``POSGUARD_HOME``: staging files, run manifests, the local Neo4j server's data (default ``./var``).
+    neo4j_uri : str or None
+        ``NEO4J_URI`` of an external server; ``None`` means posguard runs its own local server.
+    neo4j_user, neo4j_password : str
+        Credentials for the external server (``NEO4J_USER``, ``NEO4J_PASSWORD``).
+    token_key : bytes or None
+        ``POSGUARD_TOKEN_KEY`` as UTF-8 bytes; ``None`` when unset.
+    insecure_dev_key : bool
+        Use a fixed, publicly known development key when ``token_key`` is unset.
+    source_tz : str
+        Time zone of input timestamps without an offset (``POSGUARD_SOURCE_TZ``, default UTC).
+    bolt_port, http_port : int
+        Ports of the local server (``POSGUARD_NEO4J_BOLT_PORT``/``..._HTTP_PORT``; 0 or ``auto`` = any free).
+    heap, pagecache : str
+        Memory of the local server (``POSGUARD_NEO4J_HEAP``, ``POSGUARD_NEO4J_PAGECACHE``).
+    quiet : bool
+        Silence progress output.
+
+    Example
+    -------
+    >>> s = Settings.from_env({"POSGUARD_HOME": "/tmp/pg"})
+    >>> s.home.name
+    'pg'
+    """
+
+    home: Path
+    neo4j_uri: str | None = None
+    neo4j_user: str = "neo4j"
+    neo4j_password: str | None = field(default=None, repr=False)
+    token_key: bytes | None = field(default=None, repr=False)
+    insecure_dev_key: bool = False
+    source_tz: str = "UTC"
+    bolt_port: int = DEFAULT_BOLT_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    heap: str = "512m"
+    pagecache: str = "512m"
+    neo4j_database: str = "neo4j"
+    quiet: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Read settings from ``environ`` (default ``os.environ``); keyword overrides win.
+
+        Raises
+        ------
+        SettingsError
+            When a variable holds an unusable value.
+        """
+        env = os.environ if environ is None else environ
+        key = env.get("POSGUARD_TOKEN_KEY")
+        values = dict(
+            home=Path(env.get("POSGUARD_HOME") or "var").resolve(),
+            neo4j_uri=env.get("NEO4J_URI") or None,
+            neo4j_user=env.get("NEO4J_USER") or "neo4j",
+            neo4j_password=env.get("NEO4J_PASSWORD") or None,
+            token_key=key.encode("utf-8") if key else None,
+            source_tz=env.get("POSGUARD_SOURCE_TZ") or "UTC",
+            bolt_port=_port(env, "POSGUARD_NEO4J_BOLT_PORT", DEFAULT_BOLT_PORT),
+            http_port=_port(env, "POSGUARD_NEO4J_HTTP_PORT", DEFAULT_HTTP_PORT),
+            heap=env.get("POSGUARD_NEO4J_HEAP") or "512m",
+            pagecache=env.get("POSGUARD_NEO4J_PAGECACHE") or "512m",
+            neo4j_database=env.get("NEO4J_DATABASE") or "neo4j",
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def external(self) -> bool:
+        """True when an external server is configured (``NEO4J_URI`` set)."""
+        return self.neo4j_uri is not None
+
+    def with_(self, **changes) -> "Settings":
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
