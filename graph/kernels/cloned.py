@@ -1,0 +1,179 @@
+"""Per-card cloned-card evidence over time-ordered transactions: travel, ATC, fallback and parallel use."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from graph.kernels.geo import haversine_km
+
+__all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
+           "NO_TIME", "cloned_card_evidence", "evidence_csr"]
+
+IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE = 0, 1, 2, 3, 4
+REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use")
+NO_TIME = np.iinfo(np.int64).max  # "no evidence" in first-evidence times
+
+_CHIP, _CONTACTLESS, _MAGSTRIPE, _FALLBACK = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _note(c, reason, t, i, counts, first, evidence):
+    counts[c, reason] += 1
+    if t < first[c, reason]:
+        first[c, reason] = t
+    evidence[i] |= np.uint8(1 << reason)
+
+
+@njit(cache=True)
+def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
+                         parallel_km, parallel_window_s, parallel_min_switches):
+    """Per-card counts, first times and per-transaction evidence bits of the five cloning reasons.
+
+    Transactions are in card-then-time order (``card_indptr`` is the CSR index of each card's slice).
+
+    - impossible_travel: consecutive located transactions at least ``min_distance_km`` apart whose speed
+      exceeds ``max_speed_kmh`` (zero elapsed time counts as infinite speed); counted per pair, both marked.
+    - atc_replay: an ATC value seen again (``atc_ok`` rows only); counted per repeat, all copies marked.
+    - atc_regression: a transaction with a lower ATC than some transaction at a strictly earlier time.
+    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use.
+    - parallel_use: a "switch" is a consecutive located pair at least ``parallel_km`` apart; a switch counts
+      when at least ``parallel_min_switches`` switches (itself and earlier ones) lie within
+      ``parallel_window_s`` seconds before it; counted per switch in any such window, both ends marked.
+
+    Parameters
+    ----------
+    card_indptr : int64[n_cards + 1]
+    ts : int64[n] seconds; lat, lon : float64[n] degrees
+    located : bool[n]
+        Rows usable for travel (card present, finite position).
+    entry : int8[n]
+        Entry-mode codes of graph.projection.
+    atc : int64[n]; atc_ok : bool[n]
+        ATC values and the rows whose ATC is meaningful (present, chip-generated, not a void/completion).
+    max_speed_kmh, min_distance_km, parallel_km : float
+    parallel_window_s, parallel_min_switches : int
+
+    Returns
+    -------
+    counts : int64[n_cards, 5]
+    first : int64[n_cards, 5]
+        Time of the first evidence per reason, ``NO_TIME`` when none.
+    evidence : uint8[n]
+        Bit ``r`` set when the transaction is evidence of reason ``r``.
+    """
+    n_cards = card_indptr.shape[0] - 1
+    n = ts.shape[0]
+    counts = np.zeros((n_cards, 5), dtype=np.int64)
+    first = np.full((n_cards, 5), NO_TIME, dtype=np.int64)
+    evidence = np.zeros(n, dtype=np.uint8)
+    longest = 0
+    for c in range(n_cards):
+        longest = max(longest, card_indptr[c + 1] - card_indptr[c])
+    sw_t = np.empty(longest, dtype=np.int64)
+    sw_a = np.empty(longest, dtype=np.int64)
+    sw_b = np.empty(longest, dtype=np.int64)
+    rows = np.empty(longest, dtype=np.int64)
+    vals = np.empty(longest, dtype=np.int64)
+    for c in range(n_cards):
+        lo, hi = card_indptr[c], card_indptr[c + 1]
+        # travel: consecutive located transactions
+        prev, nsw = -1, 0
+        for i in range(lo, hi):
+            if not located[i]:
+                continue
+            if prev >= 0:
+                d = haversine_km(lat[prev], lon[prev], lat[i], lon[i])
+                if d >= min_distance_km:
+                    dt = ts[i] - ts[prev]
+                    if dt <= 0 or d * 3600.0 > max_speed_kmh * dt:
+                        _note(c, IMPOSSIBLE_TRAVEL, ts[i], i, counts, first, evidence)
+                        evidence[prev] |= np.uint8(1 << IMPOSSIBLE_TRAVEL)
+                if d >= parallel_km:
+                    sw_t[nsw], sw_a[nsw], sw_b[nsw] = ts[i], prev, i
+                    nsw += 1
+            prev = i
+        # parallel use: dense switching between distant places
+        left, marked = 0, -1
+        for k in range(nsw):
+            while sw_t[k] - sw_t[left] > parallel_window_s:
+                left += 1
+            if k - left + 1 >= parallel_min_switches:
+                for s in range(max(left, marked + 1), k + 1):
+                    _note(c, PARALLEL_USE, sw_t[k], sw_b[s], counts, first, evidence)
+                    evidence[sw_a[s]] |= np.uint8(1 << PARALLEL_USE)
+                marked = k
+        # fallback after chip
+        chip_seen = False
+        t_chip = NO_TIME
+        for i in range(lo, hi):
+            e = entry[i]
+            if (e == _MAGSTRIPE or e == _FALLBACK) and chip_seen and ts[i] > t_chip:
+                _note(c, FALLBACK_AFTER_CHIP, ts[i], i, counts, first, evidence)
+            elif (e == _CHIP or e == _CONTACTLESS) and not chip_seen:
+                chip_seen, t_chip = True, ts[i]
+        # ATC: replay (same value again) and regression (below an earlier time's value)
+        m = 0
+        for i in range(lo, hi):
+            if atc_ok[i]:
+                rows[m] = i
+                vals[m] = atc[i]
+                m += 1
+        if m < 2:
+            continue
+        order = np.argsort(vals[:m], kind="mergesort")  # stable: equal ATCs stay in time order
+        g = 0
+        while g < m:
+            h = g + 1
+            while h < m and vals[order[h]] == vals[order[g]]:
+                h += 1
+            if h - g >= 2:
+                for s in range(g + 1, h):
+                    _note(c, ATC_REPLAY, ts[rows[order[s]]], rows[order[s]], counts, first, evidence)
+                evidence[rows[order[g]]] |= np.uint8(1 << ATC_REPLAY)
+            g = h
+        best_before = np.int64(-1)
+        g = 0
+        while g < m:
+            h = g
+            group_max = best_before
+            while h < m and ts[rows[h]] == ts[rows[g]]:
+                if vals[h] < best_before:
+                    _note(c, ATC_REGRESSION, ts[rows[h]], rows[h], counts, first, evidence)
+                group_max = max(group_max, vals[h])
+                h += 1
+            best_before = group_max
+            g = h
+    return counts, first, evidence
+
+
+@njit(cache=True)
+def evidence_csr(card_indptr, evidence):
+    """CSR (indptr, indices) of the transactions with any evidence bit, per card.
+
+    Parameters
+    ----------
+    card_indptr : int64[n_cards + 1]
+    evidence : uint8[n]
+
+    Returns
+    -------
+    indptr : int64[n_cards + 1]
+    indices : int64[nnz]
+        Transaction indices in card-then-time order.
+    """
+    n_cards = card_indptr.shape[0] - 1
+    indptr = np.zeros(n_cards + 1, dtype=np.int64)
+    for c in range(n_cards):
+        k = 0
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            if evidence[i] != 0:
+                k += 1
+        indptr[c + 1] = indptr[c] + k
+    indices = np.empty(indptr[n_cards], dtype=np.int64)
+    k = 0
+    for i in range(evidence.shape[0]):
+        if evidence[i] != 0:
+            indices[k] = i
+            k += 1
+    return indptr, indices

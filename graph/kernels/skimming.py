@@ -1,0 +1,301 @@
+"""Common-point-of-compromise kernels: exposure visits, hypergeometric tails, explain-away, window scan."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from graph.kernels.geo import haversine_km
+
+__all__ = ["log_hypergeom_sf", "fallback_cut", "exposure_visits", "cards_seen", "visit_terminals",
+           "transpose_csr", "explain_away", "scan_window", "point_windows"]
+
+_NO_TIME = np.iinfo(np.int64).max
+
+
+@njit(cache=True)
+def _log_comb(a, b):
+    return math.lgamma(a + 1.0) - math.lgamma(b + 1.0) - math.lgamma(a - b + 1.0)
+
+
+@njit(cache=True)
+def log_hypergeom_sf(k, population, successes, draws):
+    """Natural log of P(X >= k), X ~ Hypergeometric(population, successes, draws), via lgamma in log space.
+
+    Exact for integer arguments; real ``k``/``successes`` (weighted counts) evaluate the same lgamma form at
+    ``k, k+1, ...`` as a smooth extension. Returns 0.0 when ``k`` is at or below the support's minimum and
+    ``-inf`` above its maximum.
+    """
+    if k <= 0.0:
+        return 0.0
+    lo = max(0.0, draws - (population - successes))
+    hi = min(successes, draws)
+    if k <= lo:
+        return 0.0
+    if k > hi + 1e-9:
+        return -np.inf
+    base = _log_comb(population, draws)
+    top = -np.inf
+    acc = 0.0
+    j = k
+    while j <= hi + 1e-9:
+        term = _log_comb(successes, j) + _log_comb(population - successes, draws - j) - base
+        if term > top:
+            acc = acc * math.exp(top - term) + 1.0 if top > -np.inf else 1.0
+            top = term
+        else:
+            acc += math.exp(term - top)
+            if term < top - 40.0:  # past the mode (terms only fall from here): negligible
+                break
+        j += 1.0
+    return min(0.0, top + math.log(acc))
+
+
+@njit(cache=True)
+def fallback_cut(card_indptr, ts, entry, lat, lon, located, cards, after, far_km):
+    """Per card: time of its first magstripe/fallback use at or after ``after[k]`` that lies at least
+    ``far_km`` from its latest located chip/contactless use before it (int64 max when none).
+
+    That use is taken as the counterfeit itself: the exposure window ends there.
+    """
+    out = np.full(cards.shape[0], _NO_TIME, dtype=np.int64)
+    for k in range(cards.shape[0]):
+        c = cards[k]
+        chip = -1
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            e = entry[i]
+            if (e == 0 or e == 1) and located[i]:
+                chip = i
+            elif (e == 2 or e == 3) and ts[i] >= after[k] and located[i] and chip >= 0:
+                if haversine_km(lat[chip], lon[chip], lat[i], lon[i]) >= far_km:
+                    out[k] = ts[i]
+                    break
+    return out
+
+
+@njit(cache=True)
+def exposure_visits(card_indptr, ts, present, cards, starts, ends):
+    """CSR over compromised cards (position in ``cards``) of their present transactions in [start, end).
+
+    Returns
+    -------
+    indptr : int64[len(cards) + 1]; txn : int64[nnz] (card-then-time order)
+    """
+    m = cards.shape[0]
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    for k in range(m):
+        c = cards[k]
+        n = 0
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            if present[i] and starts[k] <= ts[i] < ends[k]:
+                n += 1
+        indptr[k + 1] = indptr[k] + n
+    txn = np.empty(indptr[m], dtype=np.int64)
+    for k in range(m):
+        c = cards[k]
+        n = indptr[k]
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            if present[i] and starts[k] <= ts[i] < ends[k]:
+                txn[n] = i
+                n += 1
+    return indptr, txn
+
+
+@njit(cache=True)
+def cards_seen(term_indptr, term_order, txn_card, ts, present, n_cards, span_start, span_end):
+    """Distinct present cards per terminal in [span_start, span_end), and distinct active cards overall."""
+    n_terms = term_indptr.shape[0] - 1
+    seen = np.zeros(n_terms, dtype=np.int64)
+    mark = np.full(n_cards, -1, dtype=np.int64)
+    active = np.zeros(n_cards, dtype=np.bool_)
+    for t in range(n_terms):
+        for j in range(term_indptr[t], term_indptr[t + 1]):
+            i = term_order[j]
+            if present[i] and span_start <= ts[i] < span_end:
+                c = txn_card[i]
+                active[c] = True
+                if mark[c] != t:
+                    mark[c] = t
+                    seen[t] += 1
+    return seen, int(active.sum())
+
+
+@njit(cache=True)
+def visit_terminals(indptr, txn, txn_terminal, n_terminals):
+    """Distinct terminals of each row of a CSR of transactions -> CSR (indptr, terminals), first-use order."""
+    m = indptr.shape[0] - 1
+    mark = np.full(n_terminals, -1, dtype=np.int64)
+    out_ptr = np.zeros(m + 1, dtype=np.int64)
+    out = np.empty(txn.shape[0], dtype=np.int64)
+    n = 0
+    for k in range(m):
+        for j in range(indptr[k], indptr[k + 1]):
+            t = txn_terminal[txn[j]]
+            if mark[t] != k:
+                mark[t] = k
+                out[n] = t
+                n += 1
+        out_ptr[k + 1] = n
+    return out_ptr, out[:n].copy()
+
+
+@njit(cache=True)
+def transpose_csr(indptr, indices, n_cols):
+    """Transpose of a CSR pattern: for each column, the rows holding it (ascending)."""
+    counts = np.zeros(n_cols + 1, dtype=np.int64)
+    for j in range(indices.shape[0]):
+        counts[indices[j] + 1] += 1
+    out_ptr = np.cumsum(counts)
+    fill = out_ptr[:-1].copy()
+    out = np.empty(indices.shape[0], dtype=np.int64)
+    for r in range(indptr.shape[0] - 1):
+        for j in range(indptr[r], indptr[r + 1]):
+            col = indices[j]
+            out[fill[col]] = r
+            fill[col] += 1
+    return out_ptr, out
+
+
+@njit(cache=True)
+def _all_logp(k_int, k_w, seen, population, successes, done, min_compromised, out):
+    for t in range(k_int.shape[0]):
+        if k_int[t] >= 1 and k_w[t] > 0.0 and not done[t]:
+            out[t] = log_hypergeom_sf(k_w[t], population, successes, float(seen[t]))
+        elif not done[t]:
+            out[t] = 0.0
+
+
+@njit(cache=True)
+def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population,
+                 min_compromised, explain):
+    """Greedy common-point-of-compromise selection with explain-away.
+
+    Repeatedly accept the terminal with the smallest hypergeometric tail log p of its (weighted) count of
+    alive compromised cards among its distinct cards ``seen`` (population: active cards; successes: the
+    alive compromised cards' weight) with at least ``min_compromised`` alive compromised cards; then, when
+    ``explain``, retire the cards it explains from every count, the urn and the ``seen`` of every terminal
+    they used in the span, and repeat.
+
+    Parameters
+    ----------
+    comp_ptr, comp_terms : CSR compromised card -> distinct terminals inside its exposure window
+    term_ptr, term_comps : its transpose, terminal -> compromised cards
+    span_ptr, span_terms : CSR compromised card -> distinct terminals used in the analysed span
+    weights : float64 per compromised card (fraud-type weight; 0 = ignored)
+    seen : int64 per terminal, distinct cards in the span; population : int, active cards in the span
+    min_compromised : int; explain : bool
+
+    Returns
+    -------
+    order : int64[n_accepted] terminals in acceptance order
+    logp_accept : float64 per terminal (log p when accepted; 0 otherwise)
+    k_accept : int64 per terminal (compromised cards it explained when accepted; 0 otherwise)
+    logp_final : float64 per terminal (log p in the final state, for terminals never accepted)
+    """
+    n_terms = term_ptr.shape[0] - 1
+    m = comp_ptr.shape[0] - 1
+    seen = seen.astype(np.float64)
+    k_int = np.zeros(n_terms, dtype=np.int64)
+    k_w = np.zeros(n_terms, dtype=np.float64)
+    alive = np.zeros(m, dtype=np.bool_)
+    successes = 0.0
+    for c in range(m):
+        if weights[c] > 0.0 and comp_ptr[c + 1] > comp_ptr[c]:
+            alive[c] = True
+            successes += weights[c]
+            for j in range(comp_ptr[c], comp_ptr[c + 1]):
+                k_int[comp_terms[j]] += 1
+                k_w[comp_terms[j]] += weights[c]
+    pop = float(population)
+    done = np.zeros(n_terms, dtype=np.bool_)
+    logp = np.zeros(n_terms, dtype=np.float64)
+    logp_accept = np.zeros(n_terms, dtype=np.float64)
+    k_accept = np.zeros(n_terms, dtype=np.int64)
+    order = np.empty(n_terms, dtype=np.int64)
+    n_acc = 0
+    while True:
+        _all_logp(k_int, k_w, seen, pop, successes, done, min_compromised, logp)
+        best = -1
+        for t in range(n_terms):
+            if done[t] or k_int[t] < min_compromised or k_w[t] <= 0.0:
+                continue
+            if best < 0 or logp[t] < logp[best] or (logp[t] == logp[best] and k_w[t] > k_w[best]):
+                best = t
+        if best < 0:
+            break
+        done[best] = True
+        order[n_acc] = best
+        n_acc += 1
+        logp_accept[best] = logp[best]
+        k_accept[best] = k_int[best]
+        if not explain:
+            continue
+        for j in range(term_ptr[best], term_ptr[best + 1]):
+            c = term_comps[j]
+            if not alive[c]:
+                continue
+            alive[c] = False
+            successes = max(0.0, successes - weights[c])
+            pop -= 1.0
+            for q in range(comp_ptr[c], comp_ptr[c + 1]):
+                k_int[comp_terms[q]] -= 1
+                k_w[comp_terms[q]] -= weights[c]
+            for q in range(span_ptr[c], span_ptr[c + 1]):
+                seen[span_terms[q]] -= 1.0
+    _all_logp(k_int, k_w, seen, pop, successes, done, min_compromised, logp)
+    logp_final = np.where(done, 0.0, logp)
+    return order[:n_acc].copy(), logp_accept, k_accept, logp_final
+
+
+@njit(cache=True)
+def scan_window(comp_times, all_times):
+    """Compromise window of one terminal: the interval [comp_times[i], comp_times[j]] maximising Kulldorff's
+    Poisson log-likelihood ratio of compromised visits against all visits (first maximum on ties).
+
+    Both arrays are sorted; ``all_times`` holds every present visit in the span (compromised ones included),
+    so the interval's expectation is ``K * n / N`` with ``n`` visits of ``N`` inside it. Returns (start, end),
+    (-1, -1) without compromised visits.
+    """
+    big_k = comp_times.shape[0]
+    big_n = all_times.shape[0]
+    if big_k == 0:
+        return -1, -1
+    best, s, e = -1.0, comp_times[0], comp_times[0]
+    for i in range(big_k):
+        lo = np.searchsorted(all_times, comp_times[i], side="left")
+        for j in range(i, big_k):
+            k = j - i + 1.0
+            n = np.searchsorted(all_times, comp_times[j], side="right") - lo
+            ex = big_k * n / max(big_n, 1)
+            if k <= ex:
+                llr = 0.0
+            elif k >= big_k:
+                llr = k * math.log(k / ex)
+            else:
+                llr = k * math.log(k / ex) + (big_k - k) * math.log((big_k - k) / (big_k - ex))
+            if llr > best + 1e-12:
+                best, s, e = llr, comp_times[i], comp_times[j]
+    return s, e
+
+
+@njit(cache=True)
+def point_windows(visit_ptr, visit_times, terminals, term_indptr, term_order, ts, present, span_start, span_end):
+    """``scan_window`` for each listed terminal; ``visit_ptr``/``visit_times`` is the CSR (aligned with
+    ``terminals``) of sorted compromised visit times. Returns int64 start and end arrays."""
+    m = terminals.shape[0]
+    starts = np.full(m, -1, dtype=np.int64)
+    ends = np.full(m, -1, dtype=np.int64)
+    for k in range(m):
+        t = terminals[k]
+        lo, hi = term_indptr[t], term_indptr[t + 1]
+        times = np.empty(hi - lo, dtype=np.int64)
+        n = 0
+        for j in range(lo, hi):
+            i = term_order[j]
+            if present[i] and span_start <= ts[i] < span_end:
+                times[n] = ts[i]
+                n += 1
+        starts[k], ends[k] = scan_window(visit_times[visit_ptr[k]:visit_ptr[k + 1]], times[:n])
+    return starts, ends

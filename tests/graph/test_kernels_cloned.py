@@ -1,0 +1,104 @@
+"""The cloned-card kernel equals its plain-Python reference (tests/graph/naive.py) on edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graph.kernels.cloned import NO_TIME, cloned_card_evidence, evidence_csr
+from graph.kernels.geo import haversine_km
+
+from tests.graph import naive
+
+PARAMS = dict(max_speed_kmh=900.0, min_distance_km=100.0, parallel_km=300.0, parallel_window_s=72 * 3600,
+              parallel_min_switches=3)
+SH, BJ, GZ = (31.23, 121.47), (39.90, 116.41), (23.13, 113.26)
+
+
+def _arrays(cards):
+    """cards: list of lists of (ts, place or None, entry, atc or -1, atc_ok)."""
+    indptr = np.zeros(len(cards) + 1, dtype=np.int64)
+    rows = []
+    for c, txns in enumerate(cards):
+        rows.extend(sorted(txns, key=lambda r: r[0]))
+        indptr[c + 1] = len(rows)
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    lat = np.array([r[1][0] if r[1] else np.nan for r in rows], dtype=np.float64)
+    lon = np.array([r[1][1] if r[1] else np.nan for r in rows], dtype=np.float64)
+    entry = np.array([r[2] for r in rows], dtype=np.int8)
+    atc = np.array([r[3] for r in rows], dtype=np.int64)
+    atc_ok = np.array([r[4] and r[3] >= 0 for r in rows], dtype=np.bool_)
+    located = np.isfinite(lat) & (entry != 4)
+    return indptr, ts, lat, lon, located, entry, atc, atc_ok
+
+
+def _check(cards, **over):
+    params = {**PARAMS, **over}
+    args = _arrays(cards)
+    counts, first, evidence = cloned_card_evidence(*args, **params)
+    ref_counts, ref_first, ref_evidence = naive.cloned_card_evidence(*args, **params)
+    assert counts.tolist() == ref_counts
+    assert [[None if v == NO_TIME else v for v in row] for row in first.tolist()] == ref_first
+    assert [{r for r in range(5) if b >> r & 1} for b in evidence.tolist()] == ref_evidence
+    indptr, indices = evidence_csr(args[0], evidence)
+    assert indptr[-1] == len(indices) and all(evidence[i] for i in indices)
+    return counts
+
+
+H = 3600
+CASES = {
+    "empty": [],
+    "one card no evidence": [[(0, SH, 0, 1, True), (H, SH, 0, 2, True)]],
+    "flight sh-bj 2.5h is fine": [[(0, SH, 0, 1, True), (int(2.5 * H), BJ, 0, 2, True)]],
+    "sh-bj in 30 min": [[(0, SH, 0, 1, True), (30 * 60, BJ, 2, -1, False)]],
+    "zero elapsed far": [[(0, SH, 0, 1, True), (0, BJ, 0, 2, True)]],
+    "zero elapsed near": [[(0, SH, 0, 1, True), (0, (31.3, 121.5), 0, 2, True)]],
+    "missing position skipped": [[(0, SH, 0, 1, True), (60, None, 0, 2, True), (120, BJ, 0, 3, True)]],
+    "manual not located": [[(0, SH, 4, -1, False), (60, BJ, 0, 1, True)]],
+    "atc replay": [[(0, SH, 0, 5, True), (H, SH, 0, 6, True), (2 * H, SH, 0, 5, True), (3 * H, SH, 0, 5, True)]],
+    "atc regression": [[(0, SH, 0, 10, True), (H, SH, 0, 11, True), (2 * H, SH, 1, 3, True), (3 * H, SH, 0, 12, True)]],
+    "atc ties in time not regression": [[(0, SH, 0, 10, True), (0, SH, 0, 9, True), (H, SH, 0, 11, True)]],
+    "atc missing values": [[(0, SH, 0, -1, False), (H, SH, 0, 5, True), (2 * H, SH, 0, -1, False), (3 * H, SH, 0, 4, True)]],
+    "atc not ok ignored": [[(0, SH, 0, 5, True), (H, SH, 0, 5, False)]],
+    "fallback after chip": [[(0, SH, 0, 1, True), (H, SH, 3, -1, False), (2 * H, SH, 2, -1, False)]],
+    "magstripe before chip fine": [[(0, SH, 2, -1, False), (H, SH, 0, 1, True)]],
+    "fallback same second as chip": [[(0, SH, 0, 1, True), (0, SH, 3, -1, False)]],
+    "parallel use sh-gz": [[(k * 6 * H, SH if k % 2 == 0 else GZ, 0, k, True) for k in range(8)]],
+    "ordinary trip": [[(0, SH, 0, 1, True), (3 * H, BJ, 0, 2, True), (48 * H, BJ, 0, 3, True),
+                       (52 * H, SH, 0, 4, True)]],
+    "two cards": [[(0, SH, 0, 1, True), (0, BJ, 0, 1, True)], [(5, GZ, 2, -1, False), (6, GZ, 0, 1, True)]],
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_equals_reference(name):
+    _check(CASES[name])
+
+
+def test_expected_flags():
+    assert _check(CASES["flight sh-bj 2.5h is fine"]).sum() == 0
+    assert _check(CASES["ordinary trip"]).sum() == 0
+    assert _check(CASES["sh-bj in 30 min"])[0, 0] == 1
+    assert _check(CASES["zero elapsed far"])[0, 0] == 1
+    assert _check(CASES["zero elapsed near"]).sum() == 0
+    assert _check(CASES["atc replay"])[0, 1] == 2
+    assert _check(CASES["atc regression"])[0, 2] == 1
+    assert _check(CASES["atc ties in time not regression"])[0, 2] == 0
+    assert _check(CASES["fallback after chip"])[0, 3] == 2
+    assert _check(CASES["parallel use sh-gz"])[0, 4] == 7
+    assert 1060 < haversine_km(*SH, *BJ) < 1075
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_cards_equal_reference(seed):
+    rng = np.random.default_rng(seed)
+    places = [SH, BJ, GZ, (31.5, 121.0), None]
+    cards = []
+    for _ in range(rng.integers(1, 6)):
+        txns = []
+        for _ in range(rng.integers(0, 25)):
+            atc = int(rng.integers(-1, 8))
+            txns.append((int(rng.integers(0, 20)) * 1800, places[rng.integers(len(places))], int(rng.integers(0, 5)),
+                         atc, bool(rng.random() < 0.8)))
+        cards.append(txns)
+    _check(cards, parallel_min_switches=int(rng.integers(1, 4)), parallel_window_s=int(rng.integers(0, 5)) * 3600)
