@@ -161,6 +161,20 @@ class Projection:
     def n_txns(self) -> int:
         return len(self.txn_ts)
 
+    def txn_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Transaction lat/lon, falling back to the terminal's registered position where missing.
+
+        Returns
+        -------
+        (lat, lon) : float64 arrays aligned with the transactions (NaN where neither is known)
+        """
+        missing = ~(np.isfinite(self.txn_lat) & np.isfinite(self.txn_lon)) & (self.txn_terminal >= 0)
+        term = np.maximum(self.txn_terminal, 0)
+        if not len(self.terminal_lat):
+            return self.txn_lat, self.txn_lon
+        return (np.where(missing, self.terminal_lat[term], self.txn_lat),
+                np.where(missing, self.terminal_lon[term], self.txn_lon))
+
     def nbytes_per_txn(self) -> float:
         """Bytes per transaction held in the numeric per-transaction arrays (txn_*, term_order, txn_ids pointers).
 

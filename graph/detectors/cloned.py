@@ -98,12 +98,7 @@ class ClonedCardDetector(BaseDetector):
         """
         w = self._check()
         p = projection
-        lat, lon = p.txn_lat, p.txn_lon
-        if self.use_terminal_position and len(lat):
-            term = np.maximum(p.txn_terminal, 0)
-            missing = ~(np.isfinite(lat) & np.isfinite(lon)) & (p.txn_terminal >= 0)
-            lat = np.where(missing, p.terminal_lat[term], lat)
-            lon = np.where(missing, p.terminal_lon[term], lon)
+        lat, lon = p.txn_positions() if self.use_terminal_position else (p.txn_lat, p.txn_lon)
         located = np.isfinite(lat) & np.isfinite(lon) & (p.txn_entry != ENTRY_MANUAL)
         atc_ok = ((p.txn_atc >= 0) & ((p.txn_entry == ENTRY_CHIP) | (p.txn_entry == ENTRY_CONTACTLESS))
                   & (p.txn_type != TYPE_VOID) & (p.txn_type != TYPE_COMPLETION))

@@ -9,7 +9,7 @@ from numba import njit
 
 from graph.kernels.geo import haversine_km
 
-__all__ = ["log_hypergeom_sf", "fallback_cut", "exposure_visits", "cards_seen", "visit_terminals",
+__all__ = ["log_hypergeom_sf", "log_binom_sf", "window_presence", "fallback_cut", "exposure_visits", "cards_seen", "visit_terminals",
            "transpose_csr", "explain_away", "scan_window", "point_windows"]
 
 _NO_TIME = np.iinfo(np.int64).max
@@ -51,6 +51,88 @@ def log_hypergeom_sf(k, population, successes, draws):
                 break
         j += 1.0
     return min(0.0, top + math.log(acc))
+
+
+@njit(cache=True)
+def log_binom_sf(k, n, p):
+    """Natural log of P(X >= k), X ~ Binomial(n, p), via lgamma in log space (real ``k``/``n`` allowed as a
+    smooth extension, exact for integers)."""
+    if k <= 0.0:
+        return 0.0
+    if k > n + 1e-9 or p <= 0.0:
+        return -np.inf
+    if p >= 1.0:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    top = -np.inf
+    acc = 0.0
+    j = k
+    while j <= n + 1e-9:
+        term = _log_comb(n, j) + j * lp + (n - j) * lq
+        if term > top:
+            acc = acc * math.exp(top - term) + 1.0 if top > -np.inf else 1.0
+            top = term
+        else:
+            acc += math.exp(term - top)
+            if term < top - 40.0:
+                break
+        j += 1.0
+    return min(0.0, top + math.log(acc))
+
+
+@njit(cache=True)
+def window_presence(term_indptr, term_order, card_indptr, txn_card, ts, present, terms, day0, n_days, window_days):
+    """Share of active cards that used each listed terminal in the ``window_days`` days before each day.
+
+    ``out[r, d]`` = distinct cards with a present transaction at ``terms[r]`` on days ``[d - window_days, d)``
+    over distinct cards with any present transaction on those days (days counted from ``day0`` seconds):
+    the chance that a random card, watched over an exposure window ending on day ``d``, visited the terminal.
+
+    Returns
+    -------
+    float32[len(terms), n_days]
+    """
+    n_cards = card_indptr.shape[0] - 1
+    active = np.zeros(n_days + 1, dtype=np.float64)
+    for c in range(n_cards):
+        covered = -1
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            if present[i]:
+                covered = _cover(active, (ts[i] - day0) // 86400, covered, window_days, n_days)
+    for d in range(1, n_days + 1):
+        active[d] += active[d - 1]
+    out = np.zeros((terms.shape[0], n_days), dtype=np.float32)
+    last = np.full(n_cards, -1, dtype=np.int64)
+    stamp = np.full(n_cards, -1, dtype=np.int64)
+    diff = np.zeros(n_days + 1, dtype=np.float64)
+    for r in range(terms.shape[0]):
+        t = terms[r]
+        diff[:] = 0.0
+        for j in range(term_indptr[t], term_indptr[t + 1]):
+            i = term_order[j]
+            if not present[i]:
+                continue
+            c = txn_card[i]
+            if stamp[c] != r:
+                stamp[c], last[c] = r, -1
+            last[c] = _cover(diff, (ts[i] - day0) // 86400, last[c], window_days, n_days)
+        run = 0.0
+        for d in range(n_days):
+            run += diff[d]
+            if active[d] > 0.0:
+                out[r, d] = run / active[d]
+    return out
+
+
+@njit(cache=True)
+def _cover(diff, v, covered, window_days, n_days):
+    """Add days (v, v + window_days] not yet covered (up to ``covered``) to a difference array."""
+    lo = max(v + 1, covered + 1, 0)
+    hi = min(v + window_days, n_days - 1)
+    if lo <= hi:
+        diff[lo] += 1.0
+        diff[hi + 1] -= 1.0
+    return max(covered, v + window_days)
 
 
 @njit(cache=True)
@@ -159,24 +241,35 @@ def transpose_csr(indptr, indices, n_cols):
 
 
 @njit(cache=True)
-def _all_logp(k_int, k_w, seen, population, successes, done, min_compromised, out):
+def _all_logp(k_int, k_w, seen, population, successes, mu, q_row, done, out):
+    matched = mu.shape[0] > 0
     for t in range(k_int.shape[0]):
-        if k_int[t] >= 1 and k_w[t] > 0.0 and not done[t]:
-            out[t] = log_hypergeom_sf(k_w[t], population, successes, float(seen[t]))
-        elif not done[t]:
+        if done[t]:
+            continue
+        if k_int[t] < 1 or k_w[t] <= 0.0:
             out[t] = 0.0
+        elif matched:
+            share = min(1.0, max(0.0, mu[q_row[t]]) / successes) if successes > 0.0 else 1.0
+            out[t] = log_binom_sf(k_w[t], successes, share)
+        else:
+            out[t] = log_hypergeom_sf(k_w[t], population, successes, seen[t])
 
 
 @njit(cache=True)
 def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population,
-                 min_compromised, explain):
+                 min_compromised, explain, qmat, q_row, card_day):
     """Greedy common-point-of-compromise selection with explain-away.
 
-    Repeatedly accept the terminal with the smallest hypergeometric tail log p of its (weighted) count of
-    alive compromised cards among its distinct cards ``seen`` (population: active cards; successes: the
-    alive compromised cards' weight) with at least ``min_compromised`` alive compromised cards; then, when
-    ``explain``, retire the cards it explains from every count, the urn and the ``seen`` of every terminal
-    they used in the span, and repeat.
+    Repeatedly accept the terminal with the smallest tail log p of its (weighted) count ``k`` of alive
+    compromised cards, among terminals with at least ``min_compromised`` of them; then, when ``explain``,
+    retire the cards it explains from every count and from the null, and repeat. Two nulls:
+
+    - span (``qmat`` with 0 rows): k ~ Hypergeometric(population, alive weight, ``seen[t]``): the terminal's
+      distinct cards in the span drawn from the active cards; retired cards also leave ``seen``.
+    - matched (``qmat[q_row[t], day]``: share of active cards that used ``t`` in the exposure-window length
+      before ``day``): k ~ Binomial(alive weight, mu_t / alive weight) with
+      ``mu_t = sum_alive w_c * qmat[q_row[t], card_day[c]]``, each victim matched to random cards watched
+      over the same window.
 
     Parameters
     ----------
@@ -186,6 +279,7 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
     weights : float64 per compromised card (fraud-type weight; 0 = ignored)
     seen : int64 per terminal, distinct cards in the span; population : int, active cards in the span
     min_compromised : int; explain : bool
+    qmat : float32[n_rows, n_days]; q_row : int64 per terminal (-1: no row); card_day : int64 per card
 
     Returns
     -------
@@ -196,9 +290,11 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
     """
     n_terms = term_ptr.shape[0] - 1
     m = comp_ptr.shape[0] - 1
+    n_rows = qmat.shape[0]
     seen = seen.astype(np.float64)
     k_int = np.zeros(n_terms, dtype=np.int64)
     k_w = np.zeros(n_terms, dtype=np.float64)
+    mu = np.zeros(n_rows, dtype=np.float64)
     alive = np.zeros(m, dtype=np.bool_)
     successes = 0.0
     for c in range(m):
@@ -208,6 +304,8 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
             for j in range(comp_ptr[c], comp_ptr[c + 1]):
                 k_int[comp_terms[j]] += 1
                 k_w[comp_terms[j]] += weights[c]
+            for r in range(n_rows):
+                mu[r] += weights[c] * qmat[r, card_day[c]]
     pop = float(population)
     done = np.zeros(n_terms, dtype=np.bool_)
     logp = np.zeros(n_terms, dtype=np.float64)
@@ -216,7 +314,7 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
     order = np.empty(n_terms, dtype=np.int64)
     n_acc = 0
     while True:
-        _all_logp(k_int, k_w, seen, pop, successes, done, min_compromised, logp)
+        _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done, logp)
         best = -1
         for t in range(n_terms):
             if done[t] or k_int[t] < min_compromised or k_w[t] <= 0.0:
@@ -244,7 +342,9 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
                 k_w[comp_terms[q]] -= weights[c]
             for q in range(span_ptr[c], span_ptr[c + 1]):
                 seen[span_terms[q]] -= 1.0
-    _all_logp(k_int, k_w, seen, pop, successes, done, min_compromised, logp)
+            for r in range(n_rows):
+                mu[r] -= weights[c] * qmat[r, card_day[c]]
+    _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done, logp)
     logp_final = np.where(done, 0.0, logp)
     return order[:n_acc].copy(), logp_accept, k_accept, logp_final
 

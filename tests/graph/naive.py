@@ -6,7 +6,8 @@ import math
 from collections import defaultdict
 
 __all__ = ["haversine_km", "cloned_card_evidence", "hypergeom_sf", "binom_sf", "count_compromised_in_window",
-           "count_compromised_ever", "exposure_visits", "terminal_stats", "explain_away", "scan_window"]
+           "count_compromised_ever", "exposure_visits", "terminal_stats", "explain_away", "explain_away_matched",
+           "window_presence", "scan_window"]
 
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use")
 
@@ -154,6 +155,44 @@ def explain_away(visits, cards, weights, txn_terminal, seen_sets, population, mi
                 population -= 1
                 for s in seen:
                     s.discard(cards[k])
+
+
+def window_presence(txn_card, txn_terminal, ts, present, terms, day0, n_days, window_days):
+    """share[r][d]: cards using terms[r] on days [d - window_days, d) over cards active on those days."""
+    out = []
+    day = [(t - day0) // 86400 for t in ts]
+    for t in terms:
+        row = []
+        for d in range(n_days):
+            inside = [i for i in range(len(ts)) if present[i] and d - window_days <= day[i] < d]
+            active = {txn_card[i] for i in inside}
+            here = {txn_card[i] for i in inside if txn_terminal[i] == t}
+            row.append(len(here) / len(active) if active else 0.0)
+        out.append(row)
+    return out
+
+
+def explain_away_matched(visits, weights, txn_terminal, share, card_day, min_compromised, explain=True):
+    """Greedy explain-away under the matched null (unit or zero weights): k ~ Binomial(alive, mu / alive) with
+    mu = sum over alive victims of share[t][card_day]. ``share`` maps terminal -> list over days."""
+    alive = {k for k, rows in enumerate(visits) if rows and weights[k] > 0}
+    terms_of = [{txn_terminal[i] for i in rows} for rows in visits]
+    done, out = set(), []
+    while True:
+        candidates = []
+        for t in sorted(share):
+            ks = sorted(k for k in alive if t in terms_of[k])
+            if t in done or len(ks) < min_compromised:
+                continue
+            mu = sum(share[t][card_day[k]] for k in alive)
+            candidates.append((binom_sf(len(ks), len(alive), min(1.0, mu / len(alive))), -len(ks), t, ks))
+        if not candidates:
+            return out
+        p, _, t, ks = min(candidates)
+        out.append((t, p, len(ks)))
+        done.add(t)
+        if explain:
+            alive -= set(ks)
 
 
 def scan_window(comp_times, all_times):

@@ -68,9 +68,10 @@ def test_pipeline_equals_reference(seed, explain):
                                            np.full(len(cards), span[1]))
     span_ptr, span_terms = k.visit_terminals(span_ptr, span_txn, term, n_terms)
     weights = np.ones(len(cards))
+    no_q = np.zeros((0, 1), dtype=np.float32), np.full(n_terms, -1, dtype=np.int64), np.zeros(len(cards), np.int64)
     for min_comp in (1, 2):
         order, logp_acc, k_acc, _ = k.explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms,
-                                                   weights, seen, active, min_comp, explain)
+                                                   weights, seen, active, min_comp, explain, *no_q)
         ref = naive.explain_away(ref_visits, cards, weights, term, seen_sets, ref_active, min_comp, explain)
         assert order.tolist() == [t for t, _, _ in ref]
         assert [k_acc[t] for t in order] == [kk for _, _, kk in ref]
@@ -81,8 +82,9 @@ def test_pipeline_equals_reference(seed, explain):
 def test_explain_away_empty():
     z = np.zeros(1, dtype=np.int64)
     e = np.zeros(0, dtype=np.int64)
-    order, logp_acc, k_acc, logp_final = k.explain_away(z, e, np.zeros(4, np.int64), e, z, e, np.zeros(0), np.zeros(3, np.int64),
-                                                        0, 2, True)
+    order, logp_acc, k_acc, logp_final = k.explain_away(z, e, np.zeros(4, np.int64), e, z, e, np.zeros(0),
+                                                        np.zeros(3, np.int64), 0, 2, True, np.zeros((0, 1), np.float32),
+                                                        np.full(3, -1, np.int64), e)
     assert len(order) == 0 and logp_final.tolist() == [0.0, 0.0, 0.0]
 
 
@@ -126,3 +128,47 @@ def test_fallback_cut():
     assert k.fallback_cut(card_indptr, ts, entry, lat, lon, located, cards, np.array([25]), 50.0).tolist() == [30]
     assert k.fallback_cut(card_indptr, ts, entry, lat, lon, located, cards, np.array([0]), 0.0).tolist() == [10]
     assert k.fallback_cut(card_indptr, ts, entry, lat, lon, located, cards, np.array([31]), 0.0)[0] == np.iinfo(np.int64).max
+
+
+@pytest.mark.parametrize("n,p", [(0, 0.3), (1, 0.5), (7, 0.0), (7, 1.0), (12, 0.2), (40, 0.97), (200, 0.01)])
+def test_log_binom_sf_equals_exact(n, p):
+    for kk in range(0, n + 3):
+        exact = naive.binom_sf(kk, n, p)
+        got = k.log_binom_sf(float(kk), float(n), p)
+        if exact == 0.0:
+            assert got == -np.inf
+        else:
+            assert got == pytest.approx(math.log(exact), abs=1e-9, rel=1e-8)  # lgamma of large n
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("explain", [True, False])
+def test_matched_null_equals_reference(seed, explain):
+    card, ts, card_indptr, term, present, term_order, term_indptr, cards, starts, ends, n_terms, n_cards = \
+        _scenario(seed)
+    ts = ts * 86400 // 10  # 100 time units -> 10 days
+    starts, ends = starts * 86400 // 10, ends * 86400 // 10
+    window_days, n_days = 3, 12
+    ptr, txn = k.exposure_visits(card_indptr, ts, present, cards, starts, ends)
+    comp_ptr, comp_terms = k.visit_terminals(ptr, txn, term, n_terms)
+    term_ptr, term_comps = k.transpose_csr(comp_ptr, comp_terms, n_terms)
+    terms = np.flatnonzero(np.diff(term_ptr) > 0).astype(np.int64)
+    qmat = k.window_presence(term_indptr, term_order, card_indptr, card, ts, present, terms, 0, n_days, window_days)
+    ref_share = naive.window_presence(card, term, ts, present, terms, 0, n_days, window_days)
+    np.testing.assert_allclose(qmat, np.array(ref_share).reshape(qmat.shape), rtol=1e-6)
+    q_row = np.full(n_terms, -1, dtype=np.int64)
+    q_row[terms] = np.arange(len(terms))
+    card_day = (ends // 86400).astype(np.int64)
+    e = np.zeros(len(cards) + 1, dtype=np.int64)
+    weights = np.ones(len(cards))
+    visits = naive.exposure_visits(card_indptr, ts, present, cards, starts, ends)
+    share = {int(t): [float(x) for x in qmat[r]] for r, t in enumerate(terms)}
+    for min_comp in (1, 2):
+        order, logp_acc, k_acc, _ = k.explain_away(comp_ptr, comp_terms, term_ptr, term_comps, e, np.zeros(0, np.int64),
+                                                   weights, np.zeros(n_terms, np.int64), 0, min_comp, explain, qmat,
+                                                   q_row, card_day)
+        ref = naive.explain_away_matched(visits, weights, term, share, card_day, min_comp, explain)
+        assert order.tolist() == [t for t, _, _ in ref]
+        for t, p, kk in ref:
+            assert k_acc[t] == kk
+            assert logp_acc[t] == pytest.approx(math.log(p), abs=1e-6)
