@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from fractions import Fraction
 
-__all__ = ["haversine_km", "cloned_card_evidence", "hypergeom_sf", "binom_sf", "count_compromised_in_window",
+__all__ = ["haversine_km", "cloned_card_evidence", "hypergeom_sf", "binom_sf", "log_exact", "count_compromised_in_window",
            "count_compromised_ever", "exposure_visits", "terminal_stats", "explain_away", "explain_away_matched",
            "window_presence", "scan_window"]
 
@@ -86,12 +87,18 @@ def hypergeom_sf(k, population, successes, draws):
         if draws - j > population - successes:
             continue
         total += math.comb(successes, j) * math.comb(population - successes, draws - j)
-    return min(1.0, total / math.comb(population, draws))
+    return min(Fraction(1), Fraction(total, math.comb(population, draws)))
 
 
 def binom_sf(k, n, p):
-    """P(X >= k) for X ~ Binomial(n, p)."""
-    return min(1.0, sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(max(k, 0), n + 1)))
+    """P(X >= k) for X ~ Binomial(n, p), exactly (a Fraction of the binary value of ``p``)."""
+    p = Fraction(p)
+    return min(Fraction(1), sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(max(k, 0), n + 1)))
+
+
+def log_exact(x):
+    """Natural log of a positive Fraction without underflow."""
+    return math.log(x.numerator) - math.log(x.denominator)
 
 
 def exposure_visits(card_indptr, ts, present, cards, starts, ends):
