@@ -105,3 +105,16 @@ def test_types_weights_and_empty():
         SkimmingDetector(exposure_days=0).fit(Projection.from_frames(tx, fraud_reports=lost))
     with pytest.raises(ValueError, match="null"):
         SkimmingDetector(null="nope", type_weights={"lost_stolen": 1.0}).fit(Projection.from_frames(tx, fraud_reports=lost))
+
+
+def test_reporting_rate_curve(scenario):
+    from graph.evaluation import reporting_rate_curve
+
+    p, truth = scenario
+    skimmers = pd.DataFrame([(t, a, b) for t, (a, b) in truth["skimmers"].items()],
+                            columns=["terminal_id", "window_start", "window_end"])
+    curve = reporting_rate_curve(p, skimmers, sorted(truth["victims"]), rates=(0.25, 1.0))
+    assert curve["rate"].tolist() == [0.25, 1.0]
+    assert curve["reported"].tolist() == [round(0.25 * len(truth["victims"])), len(truth["victims"])]
+    assert (curve["precision_at_k"] == 1.0).all() and (curve["window_overlap"] == 1.0).all()
+    assert curve["recall"].iloc[-1] == 1.0
