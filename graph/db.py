@@ -16,6 +16,10 @@ from graph.settings import Settings
 __all__ = ["Database", "DatabaseError", "wait_until_ready", "connect"]
 
 
+CLEAR = ("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
+         "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
+
+
 class DatabaseError(RuntimeError):
     """Neo4j refused a query, refused the credentials, or could not be reached."""
 
@@ -124,6 +128,20 @@ class Database:
         except Neo4jError as exc:
             raise DatabaseError(f"Neo4j rejected a query ({exc.code}): {exc.message}") from None
         return [r.data() for r in records]
+
+    def run_autocommit(self, query: str, params: dict[str, Any] | None = None, **kwargs: Any) -> int:
+        """Run a query in an auto-commit transaction (needed by ``CALL {...} IN TRANSACTIONS``); return rows."""
+        parameters = {**(params or {}), **kwargs}
+        try:
+            with self._driver.session(database=self.database) as session:
+                return len(list(session.run(query, parameters)))
+        except Neo4jError as exc:
+            raise DatabaseError(f"Neo4j rejected a query ({exc.code}): {exc.message}") from None
+
+    def clear(self) -> None:
+        """Delete every node and relationship, in batches (the schema stays)."""
+        for statement in CLEAR:
+            self.run_autocommit(statement)
 
     def read(self, query: str, params: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
         """Run a read query (routed to a reader) and return records as dicts."""

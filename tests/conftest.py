@@ -43,6 +43,6 @@ def db(neo4j_settings):
     from graph.db import connect
 
     with connect(neo4j_settings, start=False) as database:
-        database.run("MATCH (n) DETACH DELETE n")
+        database.clear()
         database.ensure_schema()
         yield database
