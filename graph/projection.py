@@ -65,9 +65,10 @@ def _latest(frame: pd.DataFrame | None, key: str) -> pd.DataFrame:
 
 
 def _codes(values, mapping: dict[str, int], default: int) -> np.ndarray:
-    """Enum strings -> int8 codes (missing -> default, unknown -> -1)."""
-    s = pd.Series(values, dtype=object).fillna(next(k for k, v in mapping.items() if v == default))
-    return s.str.lower().map(mapping).fillna(-1).to_numpy(dtype=np.int8)
+    """Enum strings -> int8 codes (missing -> default, unknown -> -1), mapping only the distinct values."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    table = np.array([mapping.get(str(u).strip().lower(), -1) for u in uniques] + [default], dtype=np.int8)
+    return table[codes]  # the sentinel -1 picks the last entry: the default
 
 
 def _float(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -253,9 +254,9 @@ class Projection:
         # registered merchant of each terminal, else the merchant most often seen with it in transactions
         term_merchant = np.full(len(terminal_ids), -1, dtype=np.int32)
         if len(merchant):
-            pairs = pd.DataFrame({"t": terminal, "m": merchant})
-            mode = pairs.groupby("t")["m"].agg(lambda s: s.value_counts().index[0])
-            term_merchant[mode.index.to_numpy()] = mode.to_numpy()
+            sizes = pd.DataFrame({"t": terminal, "m": merchant}).value_counts(sort=False).reset_index(name="n")
+            mode = sizes.sort_values(["t", "n", "m"], ascending=[True, False, True]).drop_duplicates("t")
+            term_merchant[mode["t"].to_numpy()] = mode["m"].to_numpy()
         t_lat = np.full(len(terminal_ids), np.nan)
         t_lon = np.full(len(terminal_ids), np.nan)
         if len(terminals):
