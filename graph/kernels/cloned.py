@@ -8,9 +8,10 @@ from numba import njit, prange
 from graph.kernels.geo import haversine_km
 
 __all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
-           "NO_TIME", "cloned_card_evidence", "evidence_csr"]
+           "FALLBACK_FAR", "NO_TIME", "cloned_card_evidence", "evidence_csr"]
 
 IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE = 0, 1, 2, 3, 4
+FALLBACK_FAR = 5  # extra count column: fallback_after_chip events far from the latest located chip use
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use")
 NO_TIME = np.iinfo(np.int64).max  # "no evidence" in first-evidence times
 
@@ -27,7 +28,7 @@ def _note(c, reason, t, i, counts, first, evidence):
 
 @njit(cache=True, parallel=True)
 def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
-                         parallel_km, parallel_window_s, parallel_min_switches):
+                         parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km):
     """Per-card counts, first times and per-transaction evidence bits of the five cloning reasons.
 
     Transactions are in card-then-time order (``card_indptr`` is the CSR index of each card's slice).
@@ -36,7 +37,9 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
       exceeds ``max_speed_kmh`` (zero elapsed time counts as infinite speed); counted per pair, both marked.
     - atc_replay: an ATC value seen again (``atc_ok`` rows only); counted per repeat, all copies marked.
     - atc_regression: a transaction with a lower ATC than some transaction at a strictly earlier time.
-    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use.
+    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use;
+      column ``FALLBACK_FAR`` of ``counts`` also counts those located at least ``fallback_far_km`` from the
+      card's latest located chip/contactless use before them (a copy used far away, not a worn chip at home).
     - parallel_use: a "switch" is a consecutive located pair at least ``parallel_km`` apart; a switch counts
       when at least ``parallel_min_switches`` switches (itself and earlier ones) lie within
       ``parallel_window_s`` seconds before it; counted per switch in any such window, both ends marked.
@@ -51,12 +54,13 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         Entry-mode codes of graph.projection.
     atc : int64[n]; atc_ok : bool[n]
         ATC values and the rows whose ATC is meaningful (present, chip-generated, not a void/completion).
-    max_speed_kmh, min_distance_km, parallel_km : float
+    max_speed_kmh, min_distance_km, parallel_km, fallback_far_km : float
     parallel_window_s, parallel_min_switches : int
 
     Returns
     -------
-    counts : int64[n_cards, 5]
+    counts : int64[n_cards, 6]
+        Events per reason (columns in ``REASONS`` order), then the far fallback count.
     first : int64[n_cards, 5]
         Time of the first evidence per reason, ``NO_TIME`` when none.
     evidence : uint8[n]
@@ -64,7 +68,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
     """
     n_cards = card_indptr.shape[0] - 1
     n = ts.shape[0]
-    counts = np.zeros((n_cards, 5), dtype=np.int64)
+    counts = np.zeros((n_cards, 6), dtype=np.int64)
     first = np.full((n_cards, 5), NO_TIME, dtype=np.int64)
     evidence = np.zeros(n, dtype=np.uint8)
     for c in prange(n_cards):  # cards are independent: each writes its own rows and transaction slice
@@ -103,12 +107,19 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         # fallback after chip
         chip_seen = False
         t_chip = NO_TIME
+        last_chip = -1
         for i in range(lo, hi):
             e = entry[i]
             if (e == _MAGSTRIPE or e == _FALLBACK) and chip_seen and ts[i] > t_chip:
                 _note(c, FALLBACK_AFTER_CHIP, ts[i], i, counts, first, evidence)
-            elif (e == _CHIP or e == _CONTACTLESS) and not chip_seen:
-                chip_seen, t_chip = True, ts[i]
+                if located[i] and last_chip >= 0 and haversine_km(lat[last_chip], lon[last_chip], lat[i],
+                                                                  lon[i]) >= fallback_far_km:
+                    counts[c, FALLBACK_FAR] += 1
+            elif e == _CHIP or e == _CONTACTLESS:
+                if not chip_seen:
+                    chip_seen, t_chip = True, ts[i]
+                if located[i]:
+                    last_chip = i
         # ATC: replay (same value again) and regression (below an earlier time's value)
         m = 0
         for i in range(lo, hi):

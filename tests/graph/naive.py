@@ -20,13 +20,13 @@ def haversine_km(lat1, lon1, lat2, lon2):
 
 
 def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
-                         parallel_km, parallel_window_s, parallel_min_switches):
+                         parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km):
     """Same contract as graph.kernels.cloned.cloned_card_evidence; returns (counts, first, evidence) as lists.
 
     ``first`` uses None for "no evidence"; ``evidence`` is a list of sets of reason numbers per transaction.
     """
     n_cards = len(card_indptr) - 1
-    counts = [[0] * 5 for _ in range(n_cards)]
+    counts = [[0] * 6 for _ in range(n_cards)]  # the 6th: fallback_after_chip far from the latest chip use
     first = [[None] * 5 for _ in range(n_cards)]
     evidence = [set() for _ in range(len(ts))]
 
@@ -59,6 +59,10 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         for i in rows:
             if entry[i] in (2, 3) and chip_times and ts[i] > min(chip_times):
                 note(c, 3, ts[i], i)
+                before = [j for j in rows if j < i and entry[j] in (0, 1) and located[j]]
+                if located[i] and before and haversine_km(lat[before[-1]], lon[before[-1]], lat[i],
+                                                          lon[i]) >= fallback_far_km:
+                    counts[c][5] += 1
         with_atc = [i for i in rows if atc_ok[i]]
         by_value = defaultdict(list)
         for i in with_atc:

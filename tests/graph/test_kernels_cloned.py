@@ -11,7 +11,7 @@ from graph.kernels.geo import haversine_km
 from tests.graph import naive
 
 PARAMS = dict(max_speed_kmh=900.0, min_distance_km=100.0, parallel_km=300.0, parallel_window_s=72 * 3600,
-              parallel_min_switches=3)
+              parallel_min_switches=3, fallback_far_km=300.0)
 SH, BJ, GZ = (31.23, 121.47), (39.90, 116.41), (23.13, 113.26)
 
 
@@ -61,6 +61,8 @@ CASES = {
     "atc missing values": [[(0, SH, 0, -1, False), (H, SH, 0, 5, True), (2 * H, SH, 0, -1, False), (3 * H, SH, 0, 4, True)]],
     "atc not ok ignored": [[(0, SH, 0, 5, True), (H, SH, 0, 5, False)]],
     "fallback after chip": [[(0, SH, 0, 1, True), (H, SH, 3, -1, False), (2 * H, SH, 2, -1, False)]],
+    "fallback far after chip": [[(0, SH, 0, 1, True), (H, None, 0, 2, True), (9 * H, BJ, 2, -1, False),
+                                 (10 * H, GZ, 3, -1, False), (11 * H, SH, 1, 3, True), (12 * H, SH, 2, -1, False)]],
     "magstripe before chip fine": [[(0, SH, 2, -1, False), (H, SH, 0, 1, True)]],
     "fallback same second as chip": [[(0, SH, 0, 1, True), (0, SH, 3, -1, False)]],
     "parallel use sh-gz": [[(k * 6 * H, SH if k % 2 == 0 else GZ, 0, k, True) for k in range(8)]],
@@ -85,6 +87,9 @@ def test_expected_flags():
     assert _check(CASES["atc regression"])[0, 2] == 1
     assert _check(CASES["atc ties in time not regression"])[0, 2] == 0
     assert _check(CASES["fallback after chip"])[0, 3] == 2
+    assert _check(CASES["fallback after chip"])[0, 5] == 0
+    assert _check(CASES["fallback far after chip"])[0, 3] == 3
+    assert _check(CASES["fallback far after chip"])[0, 5] == 2
     assert _check(CASES["parallel use sh-gz"])[0, 4] == 7
     assert 1060 < haversine_km(*SH, *BJ) < 1075
 
