@@ -16,6 +16,7 @@ __all__ = ["plant_skimmers", "plant_atc_clones", "fill_clone_atc", "fraud_report
 
 FAR_KM = 800.0  # counterfeit copies are used at least this far from the card's home city
 COPY_RATE = 0.45  # share of the cards seen by a skimmer inside its window that are copied
+MAX_COPIES = 150  # at most this many copied cards per skimmer
 
 
 def _far_city(world: World, home: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -83,7 +84,9 @@ def plant_skimmers(world: World, trips: Trips, rows: Rows, plan: Plan, rng: np.r
         order = np.argsort(ts_t[inside], kind="stable")
         c_in, first_idx = np.unique(cards_t[inside][order], return_index=True)
         visit = ts_t[inside][order][first_idx]
-        copy = (rng.random(len(c_in)) < COPY_RATE) & ~taken[c_in]
+        copy = np.flatnonzero((rng.random(len(c_in)) < COPY_RATE) & ~taken[c_in])
+        if len(copy) > MAX_COPIES:  # a skimmer's memory, and the gang's appetite, are finite
+            copy = np.sort(rng.choice(copy, size=MAX_COPIES, replace=False))
         c_in, visit = c_in[copy], visit[copy]
         cf = np.maximum(end + rng.uniform(1, 4, len(c_in)) * DAY, visit + rng.uniform(3, 21, len(c_in)) * DAY)
         cf = cf.astype(np.int64)
@@ -186,7 +189,7 @@ def fraud_reports(world: World, plan: Plan, victims: pd.DataFrame, clone_rows_fi
             continue
         sel = frame[rng.random(len(frame)) < p_report]
         ff = sel["first_fraud"].to_numpy(np.int64)
-        rep = ff + (rng.uniform(1, 10, len(sel)) * DAY).astype(np.int64)
+        rep = np.minimum(ff + (rng.uniform(1, 10, len(sel)) * DAY).astype(np.int64), plan.t_end - MINUTE)
         parts.append(pd.DataFrame({"card": sel["card"].to_numpy(np.int32), "reported_at": rep,
                                    "first_fraud_at": np.where(rng.random(len(sel)) < p_first, ff, -1),
                                    "fraud_type": "counterfeit"}))

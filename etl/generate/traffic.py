@@ -98,7 +98,7 @@ def card_entry(rng: np.random.Generator, magonly: np.ndarray, amount: np.ndarray
     n = len(magonly)
     u, v = rng.random(n), rng.random(n)
     chip = np.where((amount <= 100_000) & (v < 0.5), CONTACTLESS, CHIP)
-    chip = np.where(u < 0.004, MANUAL, np.where(u < 0.005, FALLBACK, chip))
+    chip = np.where(u < 0.004, MANUAL, np.where(u < 0.0043, FALLBACK, chip))
     mag = np.where(u < 0.03, MANUAL, MAGSTRIPE)
     return np.where(magonly, mag, chip).astype(np.int8)
 
