@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from graph.kernels.geo import haversine_km
 
@@ -26,7 +26,7 @@ def _note(c, reason, t, i, counts, first, evidence):
     evidence[i] |= np.uint8(1 << reason)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
                          parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km):
     """Per-card counts, first times and per-transaction evidence bits of the five cloning reasons.
@@ -71,7 +71,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
     counts = np.zeros((n_cards, 6), dtype=np.int64)
     first = np.full((n_cards, 5), NO_TIME, dtype=np.int64)
     evidence = np.zeros(n, dtype=np.uint8)
-    for c in prange(n_cards):  # cards are independent: each writes its own rows and transaction slice
+    for c in range(n_cards):
         lo, hi = card_indptr[c], card_indptr[c + 1]
         sw_t = np.empty(hi - lo, dtype=np.int64)
         sw_a = np.empty(hi - lo, dtype=np.int64)
