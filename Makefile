@@ -12,6 +12,8 @@ DEMO_DROP ?= $(POSGUARD_HOME)/drops/sample
 DEMO_OUT ?= $(POSGUARD_HOME)/out
 APT_PACKAGES := openjdk-17-jre-headless maven
 PYTEST_ARGS ?=
+# Without POSGUARD_TOKEN_KEY the demo tokenizes with the public development key, and says so on every run.
+KEYFLAG := $(if $(POSGUARD_TOKEN_KEY),,--insecure-dev-key)
 
 .PHONY: setup system-deps venv neo4j-jars demo test clean
 
@@ -43,8 +45,8 @@ neo4j-jars: venv
 	$(BIN)/python -c 'from graph.server import resolve_classpath; print(f"Neo4j server: {len(resolve_classpath(quiet=False))} jars resolved")'
 
 demo: setup
-	$(BIN)/posguard neo4j start
-	$(BIN)/posguard neo4j status
+	$(BIN)/posguard neo4j start $(KEYFLAG)
+	$(BIN)/posguard neo4j status $(KEYFLAG)
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -22,8 +22,15 @@ class UsageError(Exception):
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(insecure_dev_key=getattr(args, "insecure_dev_key", False),
-                             quiet=getattr(args, "quiet", False))
+    """Settings from the environment; every command but `generate` needs the tokenization key."""
+    settings = Settings.from_env(insecure_dev_key=getattr(args, "insecure_dev_key", False),
+                                 quiet=getattr(args, "quiet", False))
+    if args.command == "generate":
+        return settings
+    if settings.token_key is None and settings.insecure_dev_key:
+        log.warning("WARNING: POSGUARD_TOKEN_KEY is unset; tokenizing with the public INSECURE development key "
+                    "(--insecure-dev-key). Tokens made this way protect nothing.")
+    return settings.require_token_key()
 
 
 # ------------------------------------------------------------------ neo4j
@@ -76,6 +83,20 @@ def _external_status(settings: Settings, as_json: bool) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ generate
+def cmd_generate(args: argparse.Namespace) -> int:
+    from etl.generate import generate
+
+    try:
+        result = generate(args.out, seed=args.seed, scale=args.scale, txns=args.txns, plant=not args.clean,
+                          fmt=args.format)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    log.info("generated %s", ", ".join(f"{n:,} {k}" for k, n in result.counts.items()))
+    print(result.out_dir)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
@@ -91,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--json", action="store_true", help="status as a JSON object")
     p.set_defaults(func=cmd_neo4j)
+
+    p = sub.add_parser("generate", parents=[common], help="write a synthetic drop with planted cases")
+    p.add_argument("--out", required=True, help="directory to write the drop into (truth/ inside)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", choices=["small", "medium", "large"], default="small",
+                   help="about 20k, 1M or 10M transactions")
+    p.add_argument("--txns", type=int, default=None, help="approximate number of transactions")
+    p.add_argument("--format", choices=["csv", "parquet"], default=None,
+                   help="file format (default: CSV up to 100k transactions, else Parquet)")
+    p.add_argument("--clean", action="store_true", help="plant nothing (a scenario with no fraud cases)")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

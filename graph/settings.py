@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT"]
+__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT", "INSECURE_DEV_KEY"]
 
+INSECURE_DEV_KEY = b"posguard-insecure-development-key"  # public: only with --insecure-dev-key
 DEFAULT_BOLT_PORT = 7687
 DEFAULT_HTTP_PORT = 7474
 
@@ -109,6 +110,22 @@ class Settings:
     def external(self) -> bool:
         """True when an external server is configured (``NEO4J_URI`` set)."""
         return self.neo4j_uri is not None
+
+    def require_token_key(self) -> "Settings":
+        """Return settings whose ``token_key`` is set: the environment's, or the public dev key if allowed.
+
+        Raises
+        ------
+        SettingsError
+            When ``POSGUARD_TOKEN_KEY`` is unset and ``insecure_dev_key`` is False.
+        """
+        if self.token_key:
+            return self
+        if not self.insecure_dev_key:
+            raise SettingsError("POSGUARD_TOKEN_KEY is not set: posguard tokenizes PANs and other secrets with "
+                                "it; set it (e.g. `export POSGUARD_TOKEN_KEY=$(openssl rand -hex 32)`), or pass "
+                                "--insecure-dev-key for a throw-away development setup")
+        return replace(self, token_key=INSECURE_DEV_KEY)
 
     def with_(self, **changes) -> "Settings":
         """Return a copy with ``changes`` applied."""
