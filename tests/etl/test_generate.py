@@ -96,7 +96,10 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 
 def test_txns_honoured_and_parquet_format(tmp_path):
+    generate(tmp_path, seed=1, txns=2000)  # an earlier CSV drop in the same directory is replaced
+    (tmp_path / "notes.txt").write_text("kept")
     r = generate(tmp_path, seed=1, txns=6000, fmt="parquet")
+    assert (tmp_path / "notes.txt").exists()
     assert 0.9 * 6000 <= r.counts["transactions"] <= 1.15 * 6000
     assert not list(tmp_path.glob("*.csv")) and len(list(tmp_path.glob("transactions-*.parquet"))) > 3
     tx = read_kind(tmp_path, "transactions")
