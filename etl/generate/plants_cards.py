@@ -16,7 +16,8 @@ __all__ = ["plant_skimmers", "plant_atc_clones", "fill_clone_atc", "fraud_report
 
 FAR_KM = 800.0  # counterfeit copies are used at least this far from the card's home city
 COPY_RATE = 0.45  # share of the cards seen by a skimmer inside its window that are copied
-MAX_COPIES = 150  # at most this many copied cards per skimmer
+MIN_COPIES, MAX_COPIES = 5, 150  # copied cards per skimmer
+MIN_REPORTED = 3  # reported copied cards per skimmer, at least
 
 
 def _far_city(world: World, home: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -77,14 +78,20 @@ def plant_skimmers(world: World, trips: Trips, rows: Rows, plan: Plan, rng: np.r
         ts_t, cards_t = rows["ts"][at], rows["card"][at]
         start = T0 + int(rng.integers(3, max(4, plan.days - 45))) * DAY + int(rng.integers(0, 12)) * HOUR
         length = int(rng.integers(5, 11)) * DAY
-        while length < 15 * DAY and len(np.unique(cards_t[(ts_t >= start) & (ts_t < start + length)])) < 10:
+        while length < 15 * DAY and len(np.unique(cards_t[(ts_t >= start) & (ts_t < start + length)])) < 12:
             length += DAY
         end = start + length
         inside = (ts_t >= start) & (ts_t < end)
         order = np.argsort(ts_t[inside], kind="stable")
         c_in, first_idx = np.unique(cards_t[inside][order], return_index=True)
         visit = ts_t[inside][order][first_idx]
-        copy = np.flatnonzero((rng.random(len(c_in)) < COPY_RATE) & ~taken[c_in])
+        free = ~taken[c_in]
+        copy = (rng.random(len(c_in)) < COPY_RATE) & free
+        short = MIN_COPIES - copy.sum()
+        if short > 0:  # a quiet skimmer still yields a few copies, or nobody could ever find it
+            spare = np.flatnonzero(free & ~copy)
+            copy[rng.choice(spare, size=min(short, len(spare)), replace=False)] = True
+        copy = np.flatnonzero(copy)
         if len(copy) > MAX_COPIES:  # a skimmer's memory, and the gang's appetite, are finite
             copy = np.sort(rng.choice(copy, size=MAX_COPIES, replace=False))
         c_in, visit = c_in[copy], visit[copy]
@@ -187,7 +194,11 @@ def fraud_reports(world: World, plan: Plan, victims: pd.DataFrame, clone_rows_fi
     for frame, p_report, p_first in ((victims, 0.8, 0.6), (clone_rows_first, 0.5, 0.5)):
         if not len(frame):
             continue
-        sel = frame[rng.random(len(frame)) < p_report]
+        report = rng.random(len(frame)) < p_report
+        if "terminal" in frame.columns:  # every skimmer gets a few reported victims
+            rank = frame.assign(u=rng.random(len(frame))).groupby("terminal")["u"].rank(method="first")
+            report |= rank.to_numpy() <= MIN_REPORTED
+        sel = frame[report]
         ff = sel["first_fraud"].to_numpy(np.int64)
         rep = np.minimum(ff + (rng.uniform(1, 10, len(sel)) * DAY).astype(np.int64), plan.t_end - MINUTE)
         parts.append(pd.DataFrame({"card": sel["card"].to_numpy(np.int32), "reported_at": rep,

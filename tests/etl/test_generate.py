@@ -222,6 +222,10 @@ def test_skimmed_cards_are_used_far_away_by_magstripe(data):
     reported = skimmed & set(reports.index)
     assert 0.5 * len(skimmed) <= len(reported) < len(skimmed)
     assert (reports.loc[list(reported), "fraud_type"] == "counterfeit").all()
+    for row in sk.itertuples():  # every skimmer is findable: a few reported victims visited it in its window
+        seen = tx[(tx["terminal_id"] == row.terminal_id) & tx["ts"].between(row.window_start, row.window_end)]
+        victims = set(seen["pan"]) & skimmed
+        assert len(victims) >= 5 and len(victims & reported) >= 3
 
 
 def test_planted_trace_gaps_are_visible(data):
