@@ -180,7 +180,9 @@ def trace_gap_keep(rows: Rows, terms: np.ndarray, rng: np.random.Generator) -> n
         order, _ = group_order(rows["term"][idx], rows["ts"][idx])
         idx = idx[order]
         n = len(idx)
-        runs = int(rng.integers(3, 6))
+        runs = min(int(rng.integers(3, 6)), (n - 10) // 12)  # quiet terminals (tiny drops) get fewer gaps
+        if runs < 1:
+            continue
         seg = (n - 10) // runs
         longest = int(min(30, max(5, seg // 2)))
         for k in range(runs):
