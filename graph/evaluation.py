@@ -92,17 +92,19 @@ def precision_at_k(ranked_ids: Iterable, truth: Iterable, k: int | None = None) 
     return len(set(list(ranked_ids)[:k]) & truth) / k
 
 
-def skimming_metrics(points: pd.DataFrame, skimmers: pd.DataFrame, alpha: float = 1e-3, top: int = 5) -> dict:
+def skimming_metrics(points: pd.DataFrame, skimmers: pd.DataFrame, alpha: float = 0.01, top: int = 5) -> dict:
     """Precision/recall of skimming points against truth (terminal_id, window_start, window_end).
 
     Returns precision_at_k and recall_at_k (k = number of true skimmers), recall_top (true skimmers within
-    ``top``), precision/recall of the points with ``p_value <= alpha``, and window_overlap: the share of
-    found true skimmers (within ``top``) whose estimated window overlaps the true one.
+    the first ``max(top, k)``), precision/recall of the points with ``p_value_adjusted <= alpha``, and
+    window_overlap: the share of found true skimmers (within ``max(top, k)``) whose estimated window
+    overlaps the true one.
     """
     truth = set(skimmers["terminal_id"])
     k = len(truth)
+    top = max(top, k)
     ranked = points["terminal_id"].tolist()
-    flagged = set(points.loc[points["p_value"] <= alpha, "terminal_id"])
+    flagged = set(points.loc[points["p_value_adjusted"] <= alpha, "terminal_id"])
     found = points.head(top).merge(skimmers, on="terminal_id", suffixes=("", "_true"))
     overlap = ((found["window_start"] <= pd.to_datetime(found["window_end_true"], utc=True))
                & (found["window_end"] >= pd.to_datetime(found["window_start_true"], utc=True)))
@@ -139,7 +141,7 @@ def _clone_reports(p: Projection, tokens: np.ndarray, lag_days: float) -> pd.Dat
 
 
 def reporting_rate_curve(projection: Projection, skimmers: pd.DataFrame, cloned_cards: Iterable[str],
-                         rates=(0.1, 0.25, 0.5, 1.0), seed: int = 0, lag_days: float = 3.0, alpha: float = 1e-3,
+                         rates=(0.1, 0.25, 0.5, 1.0), seed: int = 0, lag_days: float = 3.0, alpha: float = 0.01,
                          **detector_params) -> pd.DataFrame:
     """Skimming-point quality when only a share of the cloned cards gets reported.
 

@@ -17,8 +17,8 @@ DAY = 86_400
 DEFAULT_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 0.25, "cash_out": 0.0, "lost_stolen": 0.0,
                         "card_not_present": 0.0, "account_takeover": 0.0}
 POINT_COLUMNS = ["terminal_id", "merchant_id", "rank", "score", "p_value", "compromised_cards", "cards_seen",
-                 "window_start", "window_end", "p_value_marginal", "explained_cards", "accepted",
-                 "evidence_txn_ids"]
+                 "window_start", "window_end", "p_value_adjusted", "p_value_marginal", "explained_cards",
+                 "accepted", "evidence_txn_ids"]
 MERCHANT_COLUMNS = ["merchant_id", "rank", "score", "p_value", "terminals", "accepted_terminals",
                     "compromised_cards", "window_start", "window_end", "terminal_ids"]
 
@@ -40,6 +40,9 @@ class SkimmingDetector(BaseDetector):
 
     ``score = -log10 p`` at acceptance (capped by the score of every point ranked above it, so rank and score
     agree); rank follows acceptance, then the remaining terminals by their final conditional score.
+
+    ``p_value_adjusted`` multiplies ``p_value`` by the number of terminals scored (Bonferroni): the column to
+    threshold when alerting. ``p_value_marginal`` is the p-value before any explain-away.
 
     The compromise window of a point is the interval between two compromised visits that maximises
     Kulldorff's Poisson log-likelihood ratio of compromised visits against all of the terminal's visits:
@@ -204,6 +207,7 @@ class SkimmingDetector(BaseDetector):
                                   ascending=[True, False, True, False, True], kind="stable").reset_index(drop=True)
         frame["score"] = np.minimum.accumulate(frame["score"].to_numpy()) if len(frame) else frame["score"]
         frame["rank"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+        frame["p_value_adjusted"] = np.minimum(1.0, frame["p_value"].to_numpy() * max(len(frame), 1))
         return frame[POINT_COLUMNS]
 
     def _merchants(self, p: Projection, vtxn: np.ndarray) -> pd.DataFrame:
