@@ -48,6 +48,9 @@ class SkimmingDetector(BaseDetector):
     Kulldorff's Poisson log-likelihood ratio of compromised visits against all of the terminal's visits:
     dense enough in victims against its normal traffic, long enough to hold most of them.
 
+    Known limit: a quiet terminal that most victims of a skimmer *also* used right after it (the cafe next
+    door) can be accepted first; the skimmer then explains only the remaining victims and ranks lower.
+
     Parameters
     ----------
     exposure_days : float
