@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from graph.settings import Settings, SettingsError
@@ -97,6 +99,95 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ etl, score, run
+def _loader(settings: Settings, db_holder: dict):
+    """A loader for etl.pipeline: opens the database on first use and shows progress unless quiet."""
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from etl.load import load_run
+
+    def load(run_id: str) -> dict:
+        if "db" not in db_holder:
+            from graph.db import connect
+
+            db_holder["db"] = connect(settings)
+        bars: dict[str, tqdm] = {}
+
+        def progress(kind: str, rows: int) -> None:
+            if kind not in bars:
+                for bar in bars.values():
+                    bar.close()
+                bars[kind] = tqdm(desc=f"load {kind}", unit=" rows", file=sys.stderr, leave=False)
+            bars[kind].update(rows)
+
+        stats = load_run(db_holder["db"], settings.home, run_id, progress=None if settings.quiet else progress)
+        for bar in bars.values():
+            bar.close()
+        log.info("loaded run %s into Neo4j: %s TXN relationships at %s/s", run_id,
+                 f"{stats.rows.get('transactions', 0):,}", f"{stats.relationships_per_second:,.0f}")
+        return asdict(stats)
+
+    return load
+
+
+def _etl(settings: Settings, drop_dir: str) -> list:
+    from etl.pipeline import run_all
+
+    holder: dict = {}
+    try:
+        results = run_all(Path(drop_dir), settings, load=_loader(settings, holder))
+    finally:
+        if "db" in holder:
+            holder["db"].close()
+    for result in results:
+        log.info("%s", result.summary())
+    return results
+
+
+def cmd_etl(args: argparse.Namespace) -> int:
+    results = _etl(_settings(args), args.drop_dir)
+    for result in results:
+        print(result.run_path)
+    return EXIT_OK
+
+
+def _score(settings: Settings, out_dir: str) -> None:
+    from graph.db import connect
+    from graph.projection import Projection
+    from graph.scoring import run_detectors, write_outputs
+    from graph.writeback import write_back
+    from etl.manifest import new_run_id
+
+    started = time.perf_counter()
+    projection = Projection.from_staging(settings.home)
+    if projection.n_txns == 0:
+        raise UsageError(f"nothing is loaded in {settings.home}: run `posguard etl DROP_DIR` first")
+    log.info("projection: %s transactions, %s cards, %s terminals (%.1fs)", f"{projection.n_txns:,}",
+             f"{projection.n_cards:,}", f"{projection.n_terminals:,}", time.perf_counter() - started)
+    result = run_detectors(projection)
+    written = write_outputs(result, Path(out_dir))
+    run_id = "score-" + new_run_id(result.created_at)
+    with connect(settings) as db:
+        write_back(db, result.frames, run_id, result.created_at)
+    log.info("%s; written to %s and to Neo4j (run %s)", result.summary(), out_dir, run_id)
+    for path in written.values():
+        print(path)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    _score(_settings(args), args.out)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _etl(settings, args.drop_dir)
+    _score(settings, args.out)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
@@ -123,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file format (default: CSV up to 100k transactions, else Parquet)")
     p.add_argument("--clean", action="store_true", help="plant nothing (a scenario with no fraud cases)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("etl", parents=[common], help="validate, tokenize, stage and load a drop (or every "
+                                                     "drop under a folder not yet loaded)")
+    p.add_argument("drop_dir")
+    p.set_defaults(func=cmd_etl)
+
+    p = sub.add_parser("score", parents=[common], help="run every detector; write Parquet outputs and Neo4j")
+    p.add_argument("--out", required=True, help="directory for the Parquet outputs")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("run", parents=[common], help="etl, then score")
+    p.add_argument("drop_dir")
+    p.add_argument("--out", required=True, help="directory for the Parquet outputs")
+    p.set_defaults(func=cmd_run)
     return parser
 
 
@@ -153,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from graph.db import DatabaseError
         from graph.server import ServerError
 
-        if isinstance(exc, (ServerError, DatabaseError)):
+        from etl.lock import LockedError
+
+        if isinstance(exc, (ServerError, DatabaseError, LockedError)):
             print(f"posguard: error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         if getattr(exc, "exit_code", None) == EXIT_BAD_INPUT:

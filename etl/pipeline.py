@@ -1,0 +1,237 @@
+"""The ETL job: wires extract -> validate/tokenize -> de-duplicate -> stage -> manifest -> load."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from etl.contract import DUPLICATE_KEYS, REFERENCE_KEYS
+from etl.extract import RawFile, find_files, read_file
+from etl.lock import etl_lock
+from etl.manifest import fingerprint, new_run_id, posguard_version, read_manifests, write_manifest, write_rejects
+from etl.stage import STAGED_SCHEMAS, discard_uncommitted, read_staged, staged_row_hashes, write_staged
+from etl.validate import REJECT_COLUMNS, validate
+
+__all__ = ["run_drop", "run_all", "RunResult", "is_drop", "VALIDATION_ORDER"]
+
+log = logging.getLogger("posguard.etl")
+
+# Reference kinds first, so that transactions and events can be checked against them.
+VALIDATION_ORDER = ("merchants", "terminals", "approved_firmware", "transactions", "fraud_reports",
+                    "terminal_events")
+Loader = Callable[[str], dict]
+
+
+@dataclass
+class RunResult:
+    """What one drop's run did."""
+
+    drop: Path
+    run_id: str
+    status: str  # loaded | staged | skipped
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    run_path: Path | None = None
+
+    def summary(self) -> str:
+        if self.status == "skipped":
+            return f"{self.drop}: already loaded as run {self.run_id}, skipped"
+        t = self.counts.get("transactions", {})
+        rej = sum(c["rejected"] for c in self.counts.values())
+        dup = sum(c["duplicate"] for c in self.counts.values())
+        return (f"{self.drop}: run {self.run_id} {self.status}: {t.get('loaded', 0):,} of {t.get('read', 0):,} "
+                f"transactions loaded, {dup:,} duplicates, {rej:,} rejects, "
+                f"{sum(self.seconds.values()):.1f}s")
+
+
+def is_drop(path: Path) -> bool:
+    """True when ``path`` holds transaction files directly."""
+    from etl.contract import kind_of_file
+
+    return Path(path).is_dir() and any(kind_of_file(p.name) == "transactions" for p in Path(path).iterdir())
+
+
+def _row_hash(frame: pd.DataFrame, kind: str) -> np.ndarray:
+    cols = [c for c in STAGED_SCHEMAS[kind].names if c not in ("row_hash", "run_id")]
+    hashed = pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy(dtype=np.uint64)
+    return np.char.mod("%016x", hashed).astype(object)
+
+
+def _dedupe(kind: str, frame: pd.DataFrame, staged: pd.DataFrame) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+    """(rows to stage, duplicates, conflict rejects): the same key with the same content is a duplicate,
+    with other content a conflict; for reference kinds a changed row of an earlier drop is an update."""
+    keys = list(DUPLICATE_KEYS[kind])
+    frame = frame.assign(row_hash=_row_hash(frame, kind)) if len(frame) else frame.assign(
+        row_hash=pd.Series([], dtype=object))
+    first = ~frame.duplicated(keys, keep="first")
+    same_as_first = frame.duplicated(keys + ["row_hash"], keep="first")
+    conflict = ~first & ~same_as_first
+    duplicate = ~first & same_as_first
+    if len(staged):
+        known = frame[keys + ["row_hash"]].merge(staged.drop_duplicates(keys + ["row_hash"]),
+                                                 how="left", on=keys + ["row_hash"], indicator=True)
+        dup_staged = (known["_merge"] == "both").to_numpy()
+        key_known = frame[keys].merge(staged[keys].drop_duplicates(), how="left", on=keys, indicator=True)
+        key_staged = (key_known["_merge"] == "both").to_numpy()
+        duplicate |= first & dup_staged
+        if kind not in REFERENCE_KEYS:
+            conflict |= first & key_staged & ~dup_staged
+    conflicts = frame[conflict]
+    rejects = pd.DataFrame({"file": conflicts["_file"].to_numpy(), "line": conflicts["_line"].to_numpy(),
+                            "column": keys[0], "reason": "conflicting_duplicate",
+                            "value": conflicts[keys[0]].astype(str).to_numpy()})
+    kept = frame[~duplicate & ~conflict]
+    return kept, int(duplicate.sum()), rejects
+
+
+def _extract(drop: Path) -> list[RawFile]:
+    files = find_files(drop)
+    raws = []
+    for kind, path in files:
+        raws.append(read_file(path, kind))
+        log.debug("read %s: %s rows", path.name, f"{raws[-1].rows_read:,}")
+    return raws
+
+
+def _previous(home: Path, fp: str) -> dict | None:
+    for manifest in reversed(read_manifests(home)):
+        if manifest.get("fingerprint") == fp and manifest.get("staged"):
+            return manifest
+    return None
+
+
+def _load(home: Path, manifest: dict, load: Loader, result: RunResult) -> None:
+    started = time.perf_counter()
+    manifest["load"] = load(manifest["run_id"])
+    manifest["loaded"] = True
+    manifest["timings"]["load"] = result.seconds["load"] = time.perf_counter() - started
+    write_manifest(home, manifest["run_id"], manifest)
+    result.status = "loaded"
+
+
+def run_drop(drop: Path, settings, *, load: Loader | None = None) -> RunResult:
+    """Validate, tokenize, stage and (with ``load``) load one drop; skip it if already loaded.
+
+    Every input row ends up staged, counted as a duplicate, or in the run's rejects.csv. A file that
+    cannot be read at all raises :class:`etl.errors.DropError` before anything is written.
+
+    Parameters
+    ----------
+    drop : Path
+        A directory of input files.
+    settings : graph.settings.Settings
+        ``home``, ``token_key`` and ``source_tz`` are used.
+    load : callable, optional
+        ``load(run_id) -> dict`` writes a staged run into Neo4j; a run staged earlier whose load failed
+        is loaded again when the same drop comes back.
+
+    Returns
+    -------
+    RunResult
+    """
+    home, drop = Path(settings.home), Path(drop)
+    with etl_lock(home):
+        discard_uncommitted(home)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        raws = _extract(drop)
+        timings["extract"] = time.perf_counter() - t0
+        inputs = [{"name": r.path.name, "kind": r.kind, "sha256": r.sha256, "bytes": r.size, "rows": r.rows_read}
+                  for r in raws]
+        fp = fingerprint(inputs)
+        previous = _previous(home, fp)
+        if previous is not None:
+            result = RunResult(drop, previous["run_id"], "skipped" if previous.get("loaded") or load is None
+                               else "staged", previous.get("counts", {}), {}, home / "runs" / previous["run_id"])
+            if result.status == "staged":
+                log.info("drop %s was staged as run %s but not loaded; loading it now", drop, previous["run_id"])
+                _load(home, previous, load, result)
+            else:
+                log.info("drop %s already loaded as run %s (same files, same checksums); skipped", drop,
+                         previous["run_id"])
+            return result
+        run_id = new_run_id()
+        result = RunResult(drop, run_id, "staged", run_path=home / "runs" / run_id)
+        t0 = time.perf_counter()
+        frames, rejects, counts = _validate_all(raws, settings, home)
+        timings["validate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for kind, frame in frames.items():
+            write_staged(home, run_id, kind, frame)
+        write_rejects(home, run_id, rejects)
+        timings["stage"] = time.perf_counter() - t0
+        manifest = {"run_id": run_id, "drop": str(drop.resolve()), "fingerprint": fp, "inputs": inputs,
+                    "counts": counts, "rejected_reasons": rejects["reason"].value_counts().to_dict(),
+                    "timings": timings, "version": posguard_version(), "staged": True, "loaded": False,
+                    "created_at": datetime.now(timezone.utc).isoformat()}
+        write_manifest(home, run_id, manifest)  # from here on the run's staging counts
+        result.counts, result.seconds = counts, timings
+        log.info("staged run %s: %s", run_id, ", ".join(f"{k} {c['loaded']:,}" for k, c in counts.items()))
+        if load is not None:
+            _load(home, manifest, load, result)
+        return result
+
+
+def _validate_all(raws: list[RawFile], settings, home: Path):
+    """Validate every file, kind by kind in VALIDATION_ORDER, then de-duplicate each kind."""
+    by_kind: dict[str, list[RawFile]] = {}
+    for raw in raws:
+        by_kind.setdefault(raw.kind, []).append(raw)
+    frames: dict[str, pd.DataFrame] = {}
+    rejects: list[pd.DataFrame] = []
+    counts: dict[str, dict[str, int]] = {}
+    known = {"terminal_id": None, "merchant_id": None}
+    for kind in VALIDATION_ORDER:
+        if kind in ("transactions", "terminals", "terminal_events") and known["merchant_id"] is None:
+            known["merchant_id"] = set(read_staged(home, "merchants", ["merchant_id"])["merchant_id"].to_pylist()) | (
+                set(frames["merchants"]["merchant_id"]) if "merchants" in frames else set())
+        if kind in ("transactions", "terminal_events") and known["terminal_id"] is None:
+            known["terminal_id"] = set(read_staged(home, "terminals", ["terminal_id"])["terminal_id"].to_pylist()) | (
+                set(frames["terminals"]["terminal_id"]) if "terminals" in frames else set())
+        parts, read = [], 0
+        for raw in by_kind.get(kind, []):
+            read += raw.rows_read
+            checked = validate(kind, raw.frame, raw.lines, raw.path.name, key=settings.token_key,
+                               source_tz=settings.source_tz,
+                               known_terminals=known["terminal_id"] if kind != "terminals" else None,
+                               known_merchants=known["merchant_id"] if kind != "merchants" else None)
+            parts.append(checked.valid.assign(_file=raw.path.name))
+            rejects.append(checked.rejects)
+            if raw.bad_rows:
+                rejects.append(pd.DataFrame([(raw.path.name, line, None, reason, value)
+                                             for line, reason, value in raw.bad_rows], columns=REJECT_COLUMNS))
+        if not by_kind.get(kind):
+            continue
+        frame = pd.concat(parts, ignore_index=True)
+        kept, duplicates, conflicts = _dedupe(kind, frame, staged_row_hashes(home, kind, DUPLICATE_KEYS[kind]))
+        rejects.append(conflicts)
+        frames[kind] = kept.drop(columns=["_file", "_line"])
+        counts[kind] = {"read": read, "loaded": len(kept), "duplicate": duplicates,
+                        "rejected": read - len(kept) - duplicates}
+    all_rejects = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(
+        len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
+    return frames, all_rejects, counts
+
+
+def run_all(root: Path, settings, *, load: Loader | None = None) -> list[RunResult]:
+    """Run ``root`` if it is a drop, else every drop directly under it, in name order (for cron)."""
+    root = Path(root)
+    if not root.is_dir():
+        from etl.errors import DropError
+
+        raise DropError(str(root), "not a directory")
+    if is_drop(root):
+        return [run_drop(root, settings, load=load)]
+    drops = sorted(p for p in root.iterdir() if is_drop(p))
+    if not drops:
+        from etl.errors import DropError
+
+        raise DropError(str(root), "no drop here: neither transaction files nor sub-directories holding them")
+    return [run_drop(d, settings, load=load) for d in drops]

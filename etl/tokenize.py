@@ -1,0 +1,64 @@
+"""Tokenization of SECRET values: hex(HMAC-SHA256(key, field + ":" + value))[:32], per the contract."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["token", "tokenize", "normalize", "pan_last4"]
+
+
+def normalize(value: str) -> str:
+    """The value as tokenized: spaces and dashes removed."""
+    return value.replace(" ", "").replace("-", "")
+
+
+def token(value: str, field: str, key: bytes) -> str:
+    """Token of one value.
+
+    Example
+    -------
+    >>> token("4111 1111-1111 1111", "pan", b"k") == token("4111111111111111", "pan", b"k")
+    True
+    """
+    message = f"{field}:{normalize(value)}".encode("utf-8")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def tokenize(values, field: str, key: bytes) -> np.ndarray:
+    """Tokens of many values (object array; missing values stay None). Each distinct value is hashed once.
+
+    Parameters
+    ----------
+    values : array-like of str
+        Raw SECRET values.
+    field : str
+        The column name: ``pan``, ``owner_id``, ``phone`` or ``bank_account``.
+    key : bytes
+        ``POSGUARD_TOKEN_KEY`` as UTF-8 bytes.
+
+    Returns
+    -------
+    numpy.ndarray of object
+    """
+    series = pd.Series(values, dtype=object)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    prefix = hmac.new(key, digestmod=hashlib.sha256)
+    prefix.update(f"{field}:".encode("utf-8"))
+    hashed = []
+    for value in uniques:
+        h = prefix.copy()
+        h.update(normalize(str(value)).encode("utf-8"))
+        hashed.append(h.hexdigest()[:32])
+    table = np.array(hashed + [None], dtype=object)
+    return table[codes]  # code -1 (missing) picks the trailing None
+
+
+def pan_last4(values) -> np.ndarray:
+    """The last four characters of each normalized PAN (for display), None where missing."""
+    series = pd.Series(values, dtype=object)
+    out = series.map(lambda v: normalize(str(v))[-4:] if v is not None and v == v else None)
+    return out.to_numpy(dtype=object)
