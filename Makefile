@@ -46,6 +46,11 @@ neo4j-jars: venv
 
 demo: setup
 	$(BIN)/posguard neo4j start $(KEYFLAG)
+	$(BIN)/posguard generate --out $(DEMO_DROP) --seed 1 --scale small
+	$(BIN)/posguard run $(DEMO_DROP) --out $(DEMO_OUT) $(KEYFLAG)
+	@$(BIN)/python -c 'import pandas as pd; a = pd.read_parquet("$(DEMO_OUT)/alerts.parquet"); \
+	  print(f"\n{len(a)} alerts in $(DEMO_OUT)/alerts.parquet; the top 15:"); \
+	  print(a.sort_values("score", ascending=False).head(15)[["severity", "kind", "entity_type", "entity_id", "summary"]].to_string(index=False))'
 	$(BIN)/posguard neo4j status $(KEYFLAG)
 
 test: setup
