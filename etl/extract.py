@@ -109,7 +109,7 @@ def _read_csv(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list]:
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
-        frame = table.to_pandas(types_mapper=None).astype(object)
+        frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
         if not any(frame[c].str.contains("\n", regex=False).any() for c in frame.columns if len(frame)):
             return frame, np.arange(2, len(frame) + 2, dtype=np.int64), []
     except (pa.ArrowInvalid, UnicodeDecodeError):
@@ -136,8 +136,8 @@ def _read_csv_slow(raw: bytes, names: list[str]) -> tuple[pd.DataFrame, np.ndarr
         else:
             rows.append(fields)
             lines.append(start)
-    frame = pd.DataFrame(rows, columns=names, dtype=object) if rows else pd.DataFrame(
-        {n: pd.Series([], dtype=object) for n in names})
+    frame = pd.DataFrame(rows, columns=names, dtype=pd.StringDtype("pyarrow")) if rows else pd.DataFrame(
+        {n: pd.Series([], dtype=pd.StringDtype("pyarrow")) for n in names})
     return frame, np.asarray(lines, dtype=np.int64), bad
 
 
@@ -165,7 +165,7 @@ def _read_parquet(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list
         if not ok:
             raise DropError(str(path), f"column {f.name!r} has Parquet type {t}, which cannot hold a "
                                        f"{col.type} value", column=f.name)
-    frame = table.to_pandas().astype(object)
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}.get)
     return frame, np.arange(1, len(frame) + 1, dtype=np.int64), []
 
 
@@ -181,6 +181,5 @@ def read_file(path: Path, kind: str) -> RawFile:
     path = Path(path)
     reader = _read_parquet if path.suffix.lower() == ".parquet" else _read_csv
     frame, lines, bad = reader(path, kind)
-    frame = frame.where(frame.notna(), None)
     return RawFile(path=path, kind=kind, sha256=sha256_of(path), size=path.stat().st_size, frame=frame,
                    lines=lines, bad_rows=bad)

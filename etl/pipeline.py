@@ -60,7 +60,7 @@ def is_drop(path: Path) -> bool:
 
 def _row_hash(frame: pd.DataFrame, kind: str) -> np.ndarray:
     cols = [c for c in STAGED_SCHEMAS[kind].names if c not in ("row_hash", "run_id")]
-    hashed = pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy(dtype=np.uint64)
+    hashed = pd.util.hash_pandas_object(frame[cols], index=False).to_numpy(dtype=np.uint64)
     return np.char.mod("%016x", hashed).astype(object)
 
 

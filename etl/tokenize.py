@@ -10,6 +10,8 @@ import pandas as pd
 
 __all__ = ["token", "tokenize", "normalize", "pan_last4"]
 
+_STR = pd.StringDtype("pyarrow")
+
 
 def normalize(value: str) -> str:
     """The value as tokenized: spaces and dashes removed."""
@@ -28,6 +30,13 @@ def token(value: str, field: str, key: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
+def _normalized(values) -> pd.Series:
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    if series.dtype != _STR:
+        series = series.astype(_STR)
+    return series.str.replace(" ", "", regex=False).str.replace("-", "", regex=False)
+
+
 def tokenize(values, field: str, key: bytes) -> np.ndarray:
     """Tokens of many values (object array; missing values stay None). Each distinct value is hashed once.
 
@@ -43,15 +52,19 @@ def tokenize(values, field: str, key: bytes) -> np.ndarray:
     Returns
     -------
     numpy.ndarray of object
+
+    Example
+    -------
+    >>> tokenize(["4111 1111", None], "pan", b"k")[1] is None
+    True
     """
-    series = pd.Series(values, dtype=object)
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes, uniques = pd.factorize(_normalized(values), use_na_sentinel=True)
     prefix = hmac.new(key, digestmod=hashlib.sha256)
     prefix.update(f"{field}:".encode("utf-8"))
     hashed = []
     for value in uniques:
         h = prefix.copy()
-        h.update(normalize(str(value)).encode("utf-8"))
+        h.update(value.encode("utf-8"))
         hashed.append(h.hexdigest()[:32])
     table = np.array(hashed + [None], dtype=object)
     return table[codes]  # code -1 (missing) picks the trailing None
@@ -59,6 +72,5 @@ def tokenize(values, field: str, key: bytes) -> np.ndarray:
 
 def pan_last4(values) -> np.ndarray:
     """The last four characters of each normalized PAN (for display), None where missing."""
-    series = pd.Series(values, dtype=object)
-    out = series.map(lambda v: normalize(str(v))[-4:] if v is not None and v == v else None)
-    return out.to_numpy(dtype=object)
+    last4 = _normalized(values).str[-4:]
+    return last4.astype(object).where(last4.notna(), None).to_numpy(dtype=object)

@@ -37,6 +37,7 @@ from etl.tokenize import pan_last4, tokenize
 __all__ = ["validate", "Validated", "REJECT_COLUMNS", "parse_timestamps"]
 
 REJECT_COLUMNS = ["file", "line", "column", "reason", "value"]
+_STR = pd.StringDtype("pyarrow")
 
 
 @dataclass
@@ -48,67 +49,67 @@ class Validated:
 
 
 def _text(raw: pd.Series) -> pd.Series:
-    """Strings with surrounding blanks removed; empty -> None."""
-    s = raw.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip(),
-                na_action=None)
-    return s.where(s != "", None)
+    """Strings (pandas "string" dtype) with surrounding blanks removed; empty -> NA. Vectorised."""
+    s = raw if raw.dtype == _STR else raw.astype(_STR)
+    s = s.str.strip()
+    return s.mask(s == "")
 
 
 def parse_timestamps(raw: pd.Series, source_tz: str) -> pd.Series:
     """ISO-8601 values (strings or datetimes) -> UTC timestamps; no offset means ``source_tz``; bad -> NaT."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        ts = raw if getattr(raw.dt, "tz", None) is not None else raw.dt.tz_localize(
+            source_tz, ambiguous="NaT", nonexistent="NaT")
+        return ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
-    present = raw.notna()
+    text = _text(raw) if raw.dtype != object or not raw.map(lambda v: hasattr(v, "year")).any() else None
+    if text is None:  # Python datetimes mixed with strings (rare: Parquet objects)
+        return parse_timestamps(pd.to_datetime(raw, errors="coerce", utc=True), source_tz)
+    present = text.notna()
     if not present.any():
         return out
-    values = raw[present]
-    is_dt = values.map(lambda v: hasattr(v, "year"))
-    if is_dt.any():
-        dts = pd.to_datetime(values[is_dt].tolist(), errors="coerce")
-        dts = pd.Series(dts, index=values[is_dt].index)
-        if getattr(dts.dt, "tz", None) is None:
-            dts = dts.dt.tz_localize(source_tz, ambiguous="NaT", nonexistent="NaT")
-        out.loc[dts.index] = dts.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    text = values[~is_dt].astype(str)
-    if len(text):
-        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
-        if has_offset.any():
-            aware = pd.to_datetime(text[has_offset], errors="coerce", utc=True, format="ISO8601")
-            out.loc[aware.index] = aware.astype("datetime64[us, UTC]")
-        if (~has_offset).any():
-            naive = pd.to_datetime(text[~has_offset], errors="coerce", format="ISO8601")
-            local = naive.dt.tz_localize(source_tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-            out.loc[local.index] = local.astype("datetime64[us, UTC]")
+    text = text[present]
+    has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).astype(bool)
+    if has_offset.any():
+        aware = pd.to_datetime(text[has_offset], errors="coerce", utc=True, format="ISO8601")
+        out.loc[aware.index] = aware.astype("datetime64[us, UTC]")
+    if (~has_offset).any():
+        naive = pd.to_datetime(text[~has_offset], errors="coerce", format="ISO8601")
+        local = naive.dt.tz_localize(source_tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+        out.loc[local.index] = local.astype("datetime64[us, UTC]")
     return out
 
 
 def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.Series, str]:
     """(parsed values, bad mask, reason) of one column; missing values are not bad here."""
-    text = _text(raw) if col.type != "timestamp" else raw.where(raw.map(lambda v: v is not None and v == v and str(
-        v).strip() != ""), None)
+    if col.type == "timestamp":
+        parsed = parse_timestamps(raw, source_tz)
+        present = raw.notna() if pd.api.types.is_datetime64_any_dtype(raw.dtype) else _text(raw).notna()
+        return parsed, present & parsed.isna(), "bad_timestamp"
+    if col.type in ("decimal", "lat", "lon", "int"):
+        if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+            numbers, present = raw.astype("float64"), raw.notna()
+        else:
+            text = _text(raw)
+            numbers, present = pd.to_numeric(text, errors="coerce").astype("float64"), text.notna()
+        if col.type == "int":
+            ok = numbers.notna() & (numbers == np.floor(numbers)) & (numbers >= 0)
+            if col.name == "stan":
+                ok &= numbers <= 999_999
+            return numbers.where(ok).astype("Int64"), present & ~ok, "bad_integer"
+        bad = present & numbers.isna()
+        if bad.any():
+            return numbers, bad, "bad_number"
+        if col.type == "decimal":
+            return numbers, present & (numbers < 0), "negative_amount"
+        limit = 90.0 if col.type == "lat" else 180.0
+        return numbers, present & ~numbers.between(-limit, limit), "bad_coordinates"
+    text = _text(raw)
     present = text.notna()
     none = pd.Series(False, index=raw.index)
-    if col.type == "timestamp":
-        parsed = parse_timestamps(text, source_tz)
-        return parsed, present & parsed.isna(), "bad_timestamp"
-    if col.type in ("decimal", "lat", "lon"):
-        parsed = pd.to_numeric(text, errors="coerce").astype("float64")
-        bad = present & parsed.isna()
-        if bad.any():
-            return parsed, bad, "bad_number"
-        if col.type == "decimal":
-            return parsed, present & (parsed < 0), "negative_amount"
-        limit = 90.0 if col.type == "lat" else 180.0
-        return parsed, present & ~parsed.between(-limit, limit), "bad_coordinates"
-    if col.type == "int":
-        numbers = pd.to_numeric(text, errors="coerce")
-        ok = numbers.notna() & (numbers == np.floor(numbers)) & (numbers >= 0)
-        if col.name == "stan":
-            ok &= numbers <= 999_999
-        parsed = numbers.where(ok).astype("Int64")
-        return parsed, present & ~ok, "bad_integer"
     if col.type == "enum":
         lowered = text.str.lower()
-        return lowered, present & ~lowered.isin(col.enum), f"unknown_{col.name}"
+        return lowered, present & ~lowered.isin(col.enum).fillna(False).astype(bool), f"unknown_{col.name}"
     if col.type == "mcc":
         return text, present & ~text.str.fullmatch(r"\d{4}").fillna(False).astype(bool), "bad_mcc"
     if col.type == "currency":
@@ -187,11 +188,15 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
 
 def _reject_values(frame: pd.DataFrame, column: pd.Series, rejected: np.ndarray, key: bytes) -> np.ndarray:
     """The offending value of each rejected row, as text; SECRET values tokenized, never raw."""
-    values = []
-    for idx, name in zip(frame.index[rejected], column[rejected]):
-        raw = frame.at[idx, name] if name in frame.columns else None
-        text = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw)
-        if name in SECRET_FIELDS and text:
-            text = "token:" + tokenize([text], name, key)[0]
-        values.append(text[:200])
-    return np.asarray(values, dtype=object)
+    names = column[rejected].to_numpy()
+    values = np.full(len(names), "", dtype=object)
+    for name in pd.unique(names):
+        if name is None or name not in frame.columns:
+            continue
+        at = names == name
+        raw = _text(frame[name][rejected][at]).fillna("").to_numpy(dtype=object)
+        if name in SECRET_FIELDS:
+            tokens = tokenize(raw, name, key)
+            raw = np.array(["token:" + t if v else "" for v, t in zip(raw, tokens)], dtype=object)
+        values[at] = [v[:200] for v in raw]
+    return values
