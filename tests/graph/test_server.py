@@ -174,3 +174,18 @@ def test_http_port_serves_neo4j_browser_and_discovery(neo4j_settings):
     assert discovery["bolt_direct"] == status.bolt_uri
     with urllib.request.urlopen(status.http_uri + "/browser/", timeout=10) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
+
+
+def test_neo4j_admin_runs_from_the_same_jars(neo4j_settings):
+    proc = LocalServer(neo4j_settings).admin("--version")
+    assert proc.stdout.strip().startswith("5.26.")
+
+
+def test_only_graph_db_imports_the_driver():
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    importers = sorted(str(p.relative_to(root)) for package in ("graph", "etl", "app") for p in
+                       (root / package).rglob("*.py")
+                       if re.search(r"^\s*(import neo4j|from neo4j\b)", p.read_text(), re.M))
+    assert importers == ["graph/db.py"]
