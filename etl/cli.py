@@ -188,6 +188,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from etl.bench import run_bench
+
+    results = run_bench(_settings(args), txns=args.txns, load_txns=not args.no_load, out=args.json)
+    print(json.dumps(results, indent=2))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
@@ -228,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("drop_dir")
     p.add_argument("--out", required=True, help="directory for the Parquet outputs")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", parents=[common], help="measure ETL, Neo4j load and scoring throughput")
+    p.add_argument("--txns", type=int, default=1_000_000, help="transactions to generate (default 1M)")
+    p.add_argument("--no-load", action="store_true", help="skip the Neo4j load (the slowest part)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

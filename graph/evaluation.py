@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from etl.tokenize import tokenize
 from graph.detectors.cloned import ClonedCardDetector
 from graph.detectors.skimming import SkimmingDetector
 from graph.projection import ENTRY_FALLBACK, ENTRY_MAGSTRIPE, Projection
@@ -37,21 +36,25 @@ def read_drop_kind(drop: str | Path, kind: str) -> pd.DataFrame | None:
     return frame
 
 
-def tokenize_pan(values: Iterable, key: str) -> np.ndarray:
-    """card_token of each PAN: the contract's ``hex(HMAC-SHA256(key, "pan:" + value))[:32]``.
+def tokenize_pan(values: Iterable, key: str | bytes) -> np.ndarray:
+    """card_token of each PAN: the contract's ``hex(HMAC-SHA256(key, "pan:" + value))[:32]``."""
+    return np.asarray(tokenize(list(values), "pan", _key_bytes(key)), dtype=object)
 
-    Uses ``etl.tokenize.tokenize`` when the ETL package provides it, else the same formula locally.
-    """
-    try:
-        from etl.tokenize import tokenize
-    except ImportError:
-        tokenize = None
-    if tokenize is not None:
-        return np.asarray(tokenize(values, "pan", key), dtype=object)
-    k = key.encode("utf-8")
-    out = [hmac.new(k, ("pan:" + str(v).replace(" ", "").replace("-", "")).encode("utf-8"),
-                    hashlib.sha256).hexdigest()[:32] for v in values]
-    return np.asarray(out, dtype=object)
+
+def _key_bytes(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode("utf-8")
+
+
+def _tokenize_merchants(merchants: pd.DataFrame | None, key: str | bytes) -> pd.DataFrame | None:
+    """Raw merchant rows -> staging columns: owner_id/phone/bank_account replaced by their ``*_token``."""
+    if merchants is None:
+        return None
+    out = merchants.copy()
+    for field in ("owner_id", "phone", "bank_account"):
+        if field in out.columns:
+            name = "owner_token" if field == "owner_id" else f"{field}_token"
+            out[name] = tokenize(out.pop(field).tolist(), field, _key_bytes(key))
+    return out
 
 
 def projection_from_drop(drop: str | Path, key: str) -> Projection:
@@ -74,12 +77,13 @@ def projection_from_drop(drop: str | Path, key: str) -> Projection:
     if reports is not None:
         reports = reports.assign(card_token=tokenize_pan(reports["pan"], key)).drop(columns="pan")
     terminals = read_drop_kind(drop, "terminals")
-    for frame in (terminals, read_drop_kind(drop, "merchants")):
+    merchants = _tokenize_merchants(read_drop_kind(drop, "merchants"), key)
+    for frame in (terminals, merchants):
         if frame is not None:
             for col in ("lat", "lon"):
                 if col in frame.columns:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return Projection.from_frames(tx, terminals, read_drop_kind(drop, "merchants"), reports,
+    return Projection.from_frames(tx, terminals, merchants, reports,
                                   read_drop_kind(drop, "approved_firmware"), read_drop_kind(drop, "terminal_events"))
 
 

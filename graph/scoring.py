@@ -78,11 +78,11 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     -------
     ScoreResult
     """
-    from graph.detectors.alerts import build_alerts
+    from graph.detectors.queue import build_alerts
     from graph.detectors.cloned import ClonedCardDetector
-    from graph.detectors.integrity import IntegrityDetector
-    from graph.detectors.networks import MerchantNetworkDetector
-    from graph.detectors.rings import RingDetector
+    from graph.detectors.terminal import IntegrityDetector
+    from graph.detectors.merchant_networks import MerchantNetworkDetector
+    from graph.detectors.collusion import RingDetector
     from graph.detectors.skimming import SkimmingDetector
 
     params = params or {}

@@ -1,0 +1,112 @@
+"""`posguard bench`: throughput of ETL, Neo4j load and scoring on a generated drop, measured in one run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import resource
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+__all__ = ["run_bench"]
+
+log = logging.getLogger("posguard.bench")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _bench_etl(settings, drop: Path) -> dict:
+    from etl.pipeline import run_drop
+
+    started = time.perf_counter()
+    result = run_drop(drop, settings)
+    seconds = time.perf_counter() - started
+    rows = sum(c["read"] for c in result.counts.values())
+    txns = result.counts["transactions"]["read"]
+    return {"run_id": result.run_id, "transactions": txns, "rows_all_kinds": rows, "seconds": round(seconds, 2),
+            "transactions_per_s": round(txns / seconds), "steps_s": {k: round(v, 2) for k, v in result.seconds.items()},
+            "peak_rss_mb": round(_peak_rss_mb())}
+
+
+def _bench_load(settings, run_id: str, batch_size: int) -> dict:
+    from graph.db import connect
+    from etl.load import load_run
+
+    with connect(settings) as db:
+        db.clear()
+        stats = load_run(db, settings.home, run_id, batch_size=batch_size)
+    return {"rows": stats.rows, "seconds": {k: round(v, 2) for k, v in stats.seconds.items()},
+            "txn_relationships_per_s": round(stats.relationships_per_second), "batch_size": batch_size}
+
+
+def _bench_score(settings) -> dict:
+    from graph.projection import Projection
+    from graph.scoring import run_detectors
+
+    started = time.perf_counter()
+    projection = Projection.from_staging(settings.home)
+    projection_s = time.perf_counter() - started
+    run_detectors(projection)  # first call compiles or loads the numba cache
+    result = run_detectors(projection)
+    return {"transactions": projection.n_txns, "projection_s": round(projection_s, 2),
+            "bytes_per_txn_arrays": round(projection.nbytes_per_txn()),
+            "detectors_s": {k: round(v, 3) for k, v in result.seconds.items()},
+            "total_s": round(projection_s + sum(result.seconds.values()), 2), "outputs": result.summary()}
+
+
+def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_size: int = 20_000,
+              out: Path | None = None) -> dict:
+    """Generate a drop of ``txns`` transactions and measure ETL, Neo4j load and scoring on it.
+
+    Everything runs in a temporary POSGUARD_HOME with its own local Neo4j server (or ``NEO4J_URI`` when
+    set: its database is cleared first). Results are returned and, with ``out``, written as JSON.
+
+    Parameters
+    ----------
+    settings : graph.settings.Settings
+        Used for the token key and an external Neo4j; ``home`` is replaced by a temporary one.
+    txns : int
+        Transactions to generate.
+    load_txns : bool
+        Measure the Neo4j load (the slowest part).
+    batch_size : int
+        Rows per Neo4j transaction.
+    out : Path, optional
+        Where to write the JSON results.
+
+    Returns
+    -------
+    dict
+    """
+    from etl.generate import generate
+    from graph.server import LocalServer
+
+    with tempfile.TemporaryDirectory(prefix="posguard-bench-") as tmp:
+        tmp = Path(tmp)
+        bench_settings = settings.with_(home=tmp / "home", bolt_port=0, http_port=0, heap="1g", pagecache="1g")
+        results: dict = {"started_at": datetime.now(timezone.utc).isoformat(), "machine": {
+            "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}, "txns_requested": txns}
+        started = time.perf_counter()
+        generate(tmp / "drop", seed=11, txns=txns, fmt="parquet")
+        results["generate_s"] = round(time.perf_counter() - started, 2)
+        log.info("generated %s transactions in %.1fs", f"{txns:,}", results["generate_s"])
+        results["etl"] = _bench_etl(bench_settings, tmp / "drop")
+        log.info("etl: %s transactions/s", f"{results['etl']['transactions_per_s']:,}")
+        results["score"] = _bench_score(bench_settings)
+        log.info("score: %.1fs in all", results["score"]["total_s"])
+        if load_txns:
+            try:
+                results["load"] = _bench_load(bench_settings, results["etl"]["run_id"], batch_size)
+                log.info("load: %s TXN relationships/s", f"{results['load']['txn_relationships_per_s']:,}")
+            finally:
+                if not bench_settings.external:
+                    LocalServer(bench_settings).stop()
+    if out is not None:
+        Path(out).write_text(json.dumps(results, indent=2))
+    return results
