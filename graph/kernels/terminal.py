@@ -1,0 +1,174 @@
+"""Per-terminal integrity kernels: STAN trace gaps and clock skew, relocation, MCC mismatch, void/refund bursts."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from graph.kernels.geo import haversine_km
+
+__all__ = ["STAN_MODULUS", "STATS", "N_STATS", "NO_TIME", "unwrap_stan", "terminal_stats"]
+
+STAN_MODULUS = 999_999  # STAN runs 1..999999 and wraps to 1
+NO_TIME = np.iinfo(np.int64).max
+# Columns of the int64 statistics matrix returned by ``terminal_stats``, one row per terminal.
+STATS = ("n", "stan_n", "gap_runs", "gap_missing", "gap_first", "gap_last",
+         "skew_events", "skew_max_s", "skew_first", "skew_last",
+         "located", "far_n", "far_first", "far_last",
+         "mcc_known", "mcc_n", "mcc_first", "mcc_last", "mcc_sent",
+         "vr_total", "vr_window", "vr_window_n", "vr_window_start")
+N_STATS = len(STATS)
+# column positions, compile-time constants for the kernel
+_N = 0
+_STAN_N = 1
+_GAP_RUNS = 2
+_GAP_MISSING = 3
+_GAP_FIRST = 4
+_GAP_LAST = 5
+_SKEW_EVENTS = 6
+_SKEW_MAX_S = 7
+_SKEW_FIRST = 8
+_SKEW_LAST = 9
+_LOCATED = 10
+_FAR_N = 11
+_FAR_FIRST = 12
+_FAR_LAST = 13
+_MCC_KNOWN = 14
+_MCC_N = 15
+_MCC_FIRST = 16
+_MCC_LAST = 17
+_MCC_SENT = 18
+_VR_TOTAL = 19
+_VR_WINDOW = 20
+_VR_WINDOW_N = 21
+_VR_WINDOW_START = 22
+
+
+@njit(cache=True)
+def unwrap_stan(stan):
+    """STANs in arrival order -> unwrapped sequence numbers (first = its STAN), undoing the 999999 -> 1 wrap.
+
+    Each step is taken as the signed difference modulo ``STAN_MODULUS`` closest to zero, so messages that
+    arrive out of order (a clock running behind) keep their place in the terminal's sequence.
+    """
+    n = len(stan)
+    out = np.empty(n, np.int64)
+    if n == 0:
+        return out
+    out[0] = stan[0]
+    half = STAN_MODULUS // 2
+    for i in range(1, n):
+        d = (stan[i] - stan[i - 1]) % STAN_MODULUS
+        if d > half:
+            d -= STAN_MODULUS
+        out[i] = out[i - 1] + d
+    return out
+
+
+@njit(cache=True)
+def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_lat, t_lon, reg_mcc,
+                   min_gap, skew_tolerance_s, far_km, window_s, void_codes):
+    """Integrity statistics of every terminal (see ``STATS`` for the columns).
+
+    Parameters
+    ----------
+    term_indptr, term_order : int64 arrays
+        CSR of each terminal's transactions in (ts, stan) order (``Projection.term_order``).
+    ts, stan, ttype : int arrays per transaction
+        Epoch seconds; STAN (< 1 = missing); transaction type code.
+    lat, lon : float64 arrays per transaction
+        Reported position (NaN = missing).
+    mcc : int32 per transaction (< 0 = missing); t_lat, t_lon, reg_mcc : registered position and MCC per
+        terminal (NaN / < 0 = unknown).
+    min_gap : int
+        A jump of the unwrapped STAN by more than ``min_gap`` messages is a gap (it hides ``jump - 1``).
+    skew_tolerance_s : int
+        In STAN order, a timestamp earlier than its predecessor's by more than this is clock skew.
+    far_km : float
+        A transaction this far from the terminal's registered position counts as away.
+    window_s : int
+        Width of the sliding window for void/refund bursts.
+    void_codes : int array
+        Transaction type codes counted as void or refund.
+
+    Returns
+    -------
+    int64 array, shape (n_terminals, len(STATS)); times are epoch seconds (``NO_TIME`` when none).
+    """
+    n_terms = len(term_indptr) - 1
+    out = np.zeros((n_terms, N_STATS), np.int64)
+    for t in range(n_terms):
+        lo, hi = term_indptr[t], term_indptr[t + 1]
+        row = out[t]
+        row[_N] = hi - lo
+        row[_GAP_FIRST] = row[_SKEW_FIRST] = row[_FAR_FIRST] = row[_MCC_FIRST] = row[_VR_WINDOW_START] = NO_TIME
+        row[_GAP_LAST] = row[_SKEW_LAST] = row[_FAR_LAST] = row[_MCC_LAST] = row[_MCC_SENT] = -1
+        # STAN order: the unwrapped sequence of the messages carrying a STAN
+        m = 0
+        for k in range(lo, hi):
+            if stan[term_order[k]] > 0:
+                m += 1
+        idx = np.empty(m, np.int64)
+        s = np.empty(m, np.int64)
+        j = 0
+        for k in range(lo, hi):
+            i = term_order[k]
+            if stan[i] > 0:
+                idx[j] = i
+                s[j] = stan[i]
+                j += 1
+        row[_STAN_N] = m
+        if m > 1:
+            u = unwrap_stan(s)
+            order = np.argsort(u, kind="mergesort")
+            for q in range(1, m):
+                a, b = idx[order[q - 1]], idx[order[q]]
+                jump = u[order[q]] - u[order[q - 1]]
+                if jump > min_gap:
+                    row[_GAP_RUNS] += 1
+                    row[_GAP_MISSING] += jump - 1
+                    row[_GAP_FIRST] = min(row[_GAP_FIRST], ts[a])
+                    row[_GAP_LAST] = max(row[_GAP_LAST], ts[b])
+                back = ts[a] - ts[b]
+                if back > skew_tolerance_s:
+                    row[_SKEW_EVENTS] += 1
+                    row[_SKEW_MAX_S] = max(row[_SKEW_MAX_S], back)
+                    row[_SKEW_FIRST] = min(row[_SKEW_FIRST], ts[b])
+                    row[_SKEW_LAST] = max(row[_SKEW_LAST], ts[b])
+        # position and MCC against the registration, and void/refund bursts, in time order
+        home_known = not (np.isnan(t_lat[t]) or np.isnan(t_lon[t]))
+        w = lo
+        vr_in = 0
+        for k in range(lo, hi):
+            i = term_order[k]
+            if home_known and not (np.isnan(lat[i]) or np.isnan(lon[i])):
+                row[_LOCATED] += 1
+                if haversine_km(lat[i], lon[i], t_lat[t], t_lon[t]) > far_km:
+                    row[_FAR_N] += 1
+                    row[_FAR_FIRST] = min(row[_FAR_FIRST], ts[i])
+                    row[_FAR_LAST] = max(row[_FAR_LAST], ts[i])
+            if reg_mcc[t] >= 0 and mcc[i] >= 0:
+                row[_MCC_KNOWN] += 1
+                if mcc[i] != reg_mcc[t]:
+                    row[_MCC_N] += 1
+                    row[_MCC_FIRST] = min(row[_MCC_FIRST], ts[i])
+                    row[_MCC_LAST] = max(row[_MCC_LAST], ts[i])
+                    row[_MCC_SENT] = mcc[i]
+            is_vr = False
+            for code in void_codes:
+                if ttype[i] == code:
+                    is_vr = True
+            if is_vr:
+                row[_VR_TOTAL] += 1
+                vr_in += 1
+            while ts[term_order[w]] <= ts[i] - window_s:  # slide the window's left edge
+                leaving = term_order[w]
+                for code in void_codes:
+                    if ttype[leaving] == code:
+                        vr_in -= 1
+                w += 1
+            if vr_in > row[_VR_WINDOW]:
+                row[_VR_WINDOW] = vr_in
+                row[_VR_WINDOW_N] = k - w + 1
+                row[_VR_WINDOW_START] = ts[term_order[w]]
+    return out
