@@ -53,7 +53,10 @@ def _bench_score(settings) -> dict:
     projection_s = time.perf_counter() - started
     run_detectors(projection)  # first call compiles or loads the numba cache
     result = run_detectors(projection)
-    return {"transactions": projection.n_txns, "projection_s": round(projection_s, 2),
+    from graph.kernel_bench import kernel_ratios
+
+    kernels = kernel_ratios(projection)
+    return {"kernels_vs_reference": kernels, "transactions": projection.n_txns, "projection_s": round(projection_s, 2),
             "bytes_per_txn_arrays": round(projection.nbytes_per_txn()),
             "detectors_s": {k: round(v, 3) for k, v in result.seconds.items()},
             "total_s": round(projection_s + sum(result.seconds.values()), 2), "outputs": result.summary()}

@@ -88,6 +88,16 @@ class ClonedCardDetector(BaseDetector):
             raise ValueError("weights must lie in [0, 1)")
         return w
 
+    def kernel_args(self, p: Projection) -> tuple:
+        """Arguments of ``graph.kernels.cloned.cloned_card_evidence`` for this projection and these parameters."""
+        lat, lon = p.txn_positions() if self.use_terminal_position else (p.txn_lat, p.txn_lon)
+        located = np.isfinite(lat) & np.isfinite(lon) & (p.txn_entry != ENTRY_MANUAL)
+        atc_ok = ((p.txn_atc >= 0) & ((p.txn_entry == ENTRY_CHIP) | (p.txn_entry == ENTRY_CONTACTLESS))
+                  & (p.txn_type != TYPE_VOID) & (p.txn_type != TYPE_COMPLETION))
+        return (p.card_indptr, p.txn_ts, np.ascontiguousarray(lat), np.ascontiguousarray(lon), located, p.txn_entry,
+                p.txn_atc, atc_ok, float(self.max_speed_kmh), float(self.min_distance_km), float(self.parallel_km),
+                int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km))
+
     def fit(self, projection: Projection) -> "ClonedCardDetector":
         """Run the per-card kernel over ``projection`` and build ``cards_``.
 
@@ -106,14 +116,7 @@ class ClonedCardDetector(BaseDetector):
         """
         w = self._check()
         p = projection
-        lat, lon = p.txn_positions() if self.use_terminal_position else (p.txn_lat, p.txn_lon)
-        located = np.isfinite(lat) & np.isfinite(lon) & (p.txn_entry != ENTRY_MANUAL)
-        atc_ok = ((p.txn_atc >= 0) & ((p.txn_entry == ENTRY_CHIP) | (p.txn_entry == ENTRY_CONTACTLESS))
-                  & (p.txn_type != TYPE_VOID) & (p.txn_type != TYPE_COMPLETION))
-        counts, first, evidence = cloned_card_evidence(
-            p.card_indptr, p.txn_ts, np.ascontiguousarray(lat), np.ascontiguousarray(lon), located, p.txn_entry,
-            p.txn_atc, atc_ok, float(self.max_speed_kmh), float(self.min_distance_km), float(self.parallel_km),
-            int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km))
+        counts, first, evidence = cloned_card_evidence(*self.kernel_args(p))
         self.counts_, self.first_ = counts, first
         self.cards_ = self._frame(p, counts, first, evidence, w)
         return self

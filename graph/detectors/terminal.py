@@ -67,17 +67,22 @@ class IntegrityDetector(BaseDetector):
         self.void_alpha = void_alpha
         self.prior_weight = prior_weight
 
-    def fit(self, projection: Projection) -> "IntegrityDetector":
-        """Compute every terminal's statistics and turn those past the thresholds into findings."""
-        p = projection
+    def kernel_args(self, p: Projection) -> tuple:
+        """Arguments of ``graph.kernels.terminal.terminal_stats`` for this projection and these parameters."""
         reg_mcc = np.full(p.n_terminals, -1, np.int32)
         has_merchant = p.terminal_merchant >= 0
         merchant_mcc = pd.to_numeric(pd.Series(p.merchant_mcc, dtype=object), errors="coerce").fillna(-1)
         reg_mcc[has_merchant] = merchant_mcc.to_numpy(np.int32)[p.terminal_merchant[has_merchant]]
-        raw = terminal_stats(p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon,
-                             p.txn_mcc, p.terminal_lat, p.terminal_lon, reg_mcc, int(self.min_gap),
-                             int(self.skew_tolerance_s), float(self.far_km), int(self.window_hours * 3600),
-                             np.array([TYPE_VOID, TYPE_REFUND], np.int8))
+        return (p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon, p.txn_mcc,
+                p.terminal_lat, p.terminal_lon, reg_mcc, int(self.min_gap), int(self.skew_tolerance_s),
+                float(self.far_km), int(self.window_hours * 3600), np.array([TYPE_VOID, TYPE_REFUND], np.int8))
+
+    def fit(self, projection: Projection) -> "IntegrityDetector":
+        """Compute every terminal's statistics and turn those past the thresholds into findings."""
+        p = projection
+        args = self.kernel_args(p)
+        raw = terminal_stats(*args)
+        reg_mcc = args[10]
         stats = pd.DataFrame(raw, columns=list(STATS))
         stats.insert(0, "terminal", np.arange(p.n_terminals))
         stats["reg_mcc"] = reg_mcc

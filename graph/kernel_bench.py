@@ -1,0 +1,83 @@
+"""Each numba kernel against its plain-Python reference on the same projection, as a throughput ratio."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["kernel_ratios"]
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _reference(module: str):
+    """A reference module from the source checkout's ``tests/`` (they are test oracles, not shipped code)."""
+    if str(_REPO) not in sys.path:
+        sys.path.insert(0, str(_REPO))
+    return importlib.import_module(module)
+
+
+def _prefix(indptr: np.ndarray, budget: int) -> int:
+    """Number of leading groups of a CSR ``indptr`` holding at most ``budget`` rows (at least one group)."""
+    return max(1, int(np.searchsorted(indptr, budget, side="right")) - 1)
+
+
+def _ratio(name, kernel, reference, indptr, args, budget) -> dict:
+    kernel(*args)  # compile or load the cache outside the timing
+    started = time.perf_counter()
+    kernel(*args)
+    k_s = time.perf_counter() - started
+    k_rows = int(indptr[-1])
+    groups = _prefix(indptr, budget)
+    small = (indptr[:groups + 1],) + tuple(args[1:])
+    started = time.perf_counter()
+    reference(*small)
+    r_s = time.perf_counter() - started
+    r_rows = int(indptr[groups])
+    k_rate, r_rate = k_rows / max(k_s, 1e-9), r_rows / max(r_s, 1e-9)
+    return {"kernel": name, "kernel_rows": k_rows, "kernel_s": round(k_s, 3), "kernel_rows_per_s": round(k_rate),
+            "reference_rows": r_rows, "reference_s": round(r_s, 3), "reference_rows_per_s": round(r_rate),
+            "ratio": round(k_rate / max(r_rate, 1e-9), 1)}
+
+
+def kernel_ratios(projection, reference_budget: int = 200_000) -> list[dict]:
+    """Throughput (transactions per second) of each kernel on the whole projection and of its reference.
+
+    The reference runs on the leading cards or terminals holding about ``reference_budget`` transactions
+    (pure Python would take hours on all of them); both rates are measured in this one run, so their
+    ratio is what the kernel gains on this machine.
+
+    Parameters
+    ----------
+    projection : graph.projection.Projection
+    reference_budget : int
+        Transactions the reference implementations process.
+
+    Returns
+    -------
+    list of dict
+        One per kernel: rows, seconds and rows/s of kernel and reference, and their ratio.
+
+    Example
+    -------
+    >>> kernel_ratios(projection, reference_budget=50_000)[0]["ratio"]  # doctest: +SKIP
+    """
+    from graph.detectors.cloned import ClonedCardDetector
+    from graph.detectors.terminal import IntegrityDetector
+    from graph.kernels.cloned import cloned_card_evidence
+    from graph.kernels.terminal import terminal_stats
+
+    p = projection
+    out = []
+    cloned_args = ClonedCardDetector().kernel_args(p)
+    out.append(_ratio("cloned_card_evidence", cloned_card_evidence,
+                      _reference("tests.graph.naive").cloned_card_evidence, p.card_indptr, cloned_args,
+                      reference_budget))
+    term_args = IntegrityDetector().kernel_args(p)
+    out.append(_ratio("terminal_stats", terminal_stats, _reference("tests.graph.reference_terminal").terminal_stats,
+                      p.term_indptr, term_args, reference_budget))
+    return out
