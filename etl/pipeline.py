@@ -61,7 +61,23 @@ def is_drop(path: Path) -> bool:
 def _row_hash(frame: pd.DataFrame, kind: str) -> np.ndarray:
     cols = [c for c in STAGED_SCHEMAS[kind].names if c not in ("row_hash", "run_id")]
     hashed = pd.util.hash_pandas_object(frame[cols], index=False).to_numpy(dtype=np.uint64)
-    return np.char.mod("%016x", hashed).astype(object)
+    return hex16(hashed)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype="S1")
+
+
+def hex16(values: np.ndarray) -> np.ndarray:
+    """uint64 values as 16-digit lower-case hex strings (object array), vectorised.
+
+    Example
+    -------
+    >>> hex16(np.array([255], np.uint64)).tolist()
+    ['00000000000000ff']
+    """
+    octets = np.asarray(values, dtype=">u8").view(np.uint8).reshape(-1, 8)
+    nibbles = np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 16)
+    return _HEX[nibbles].view("S16").ravel().astype(str).astype(object)
 
 
 def _dedupe(kind: str, frame: pd.DataFrame, staged: pd.DataFrame) -> tuple[pd.DataFrame, int, pd.DataFrame]:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.contract import KINDS, SECRET_FIELDS, Column
 from etl.tokenize import pan_last4, tokenize
@@ -80,6 +82,13 @@ def parse_timestamps(raw: pd.Series, source_tz: str) -> pd.Series:
     return out
 
 
+def _is_in(values: pd.Series, allowed) -> pd.Series:
+    """Boolean Series: each value is one of ``allowed`` (missing -> False), in Arrow rather than Python."""
+    array = pa.array(values.astype(_STR).array) if values.dtype != _STR else pa.array(values.array)
+    found = pc.is_in(array, value_set=pa.array([str(v) for v in allowed], pa.string()))
+    return pd.Series(pc.fill_null(found, False).to_numpy(zero_copy_only=False), index=values.index)
+
+
 def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.Series, str]:
     """(parsed values, bad mask, reason) of one column; missing values are not bad here."""
     if col.type == "timestamp":
@@ -109,7 +118,7 @@ def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.S
     none = pd.Series(False, index=raw.index)
     if col.type == "enum":
         lowered = text.str.lower()
-        return lowered, present & ~lowered.isin(col.enum).fillna(False).astype(bool), f"unknown_{col.name}"
+        return lowered, present & ~_is_in(lowered, col.enum), f"unknown_{col.name}"
     if col.type == "mcc":
         return text, present & ~text.str.fullmatch(r"\d{4}").fillna(False).astype(bool), "bad_mcc"
     if col.type == "currency":
@@ -168,7 +177,7 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
     for ref, known in (("terminal_id", known_terminals), ("merchant_id", known_merchants)):
         if known is not None and ref in out and not (kind == "terminals" and ref == "terminal_id") and not (
                 kind == "merchants"):
-            unknown = out[ref].notna() & ~out[ref].isin(known) & reason.isna()
+            unknown = out[ref].notna() & ~_is_in(out[ref], known) & reason.isna()
             reason[unknown] = "unknown_terminal" if ref == "terminal_id" else "unknown_merchant"
             column[unknown] = ref
     rejected = reason.notna().to_numpy()
