@@ -109,6 +109,16 @@ def _loader(settings: Settings, db_holder: dict):
     from etl.load import load_run
 
     def load(run_id: str) -> dict:
+        if db_holder.pop("bulk", False):
+            from etl.bulk import BulkUnavailable, bulk_load_run
+
+            try:
+                stats = bulk_load_run(settings, run_id)
+                log.info("bulk-loaded run %s: %s TXN relationships at %s/s", run_id,
+                         f"{stats.rows.get('transactions', 0):,}", f"{stats.relationships_per_second:,.0f}")
+                return asdict(stats)
+            except BulkUnavailable as exc:
+                log.warning("not using the bulk path (%s); loading over Bolt", exc)
         if "db" not in db_holder:
             from graph.db import connect
 
@@ -132,10 +142,10 @@ def _loader(settings: Settings, db_holder: dict):
     return load
 
 
-def _etl(settings: Settings, drop_dir: str) -> list:
+def _etl(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
     from etl.pipeline import run_all
 
-    holder: dict = {}
+    holder: dict = {"bulk": bulk}
     try:
         results = run_all(Path(drop_dir), settings, load=_loader(settings, holder))
     finally:
@@ -147,7 +157,7 @@ def _etl(settings: Settings, drop_dir: str) -> list:
 
 
 def cmd_etl(args: argparse.Namespace) -> int:
-    results = _etl(_settings(args), args.drop_dir)
+    results = _etl(_settings(args), args.drop_dir, bulk=args.bulk)
     for result in results:
         print(result.run_path)
     return EXIT_OK
@@ -227,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("etl", parents=[common], help="validate, tokenize, stage and load a drop (or every "
                                                      "drop under a folder not yet loaded)")
     p.add_argument("drop_dir")
+    p.add_argument("--bulk", action="store_true",
+                   help="into an empty local database, import transactions with neo4j-admin (server restarts)")
     p.set_defaults(func=cmd_etl)
 
     p = sub.add_parser("score", parents=[common], help="run every detector; write Parquet outputs and Neo4j")

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-__all__ = ["load_run", "LoadStats", "CYPHER", "LOAD_ORDER"]
+__all__ = ["distinct_table", "load_run", "LoadStats", "CYPHER", "LOAD_ORDER"]
 
 # One query per step, always `UNWIND $rows AS row`; MERGE on constrained keys so a re-run is a no-op.
 CYPHER = {
@@ -183,16 +183,20 @@ def _epoch_millis(table: pa.Table) -> pa.Table:
     return table
 
 
-def _distinct_batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
-    path = _run_dir(home, "transactions", run_id)
-    if not path.exists():
-        return
+def distinct_table(home: Path, kind: str, run_id: str) -> pa.Table:
+    """The distinct end nodes (``cards`` or ``transaction_terminals``) of a run's transactions, sorted by key."""
     columns = _DISTINCT[kind]
-    table = ds.dataset(path, format="parquet").to_table(columns=columns)
+    table = ds.dataset(_run_dir(home, "transactions", run_id), format="parquet").to_table(columns=columns)
     key = columns[0]
     distinct = table.group_by(key).aggregate([(c, "max") for c in columns[1:]])
     distinct = distinct.rename_columns([c if c == key else c.removesuffix("_max") for c in distinct.column_names])
-    rows = distinct.sort_by(key).to_pylist()
+    return distinct.select(columns).sort_by(key)
+
+
+def _distinct_batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
+    if not _run_dir(home, "transactions", run_id).exists():
+        return
+    rows = distinct_table(home, kind, run_id).to_pylist()
     for start in range(0, len(rows), batch_size):
         yield rows[start:start + batch_size]
 
@@ -211,7 +215,7 @@ def _write_transactions(db, rows: list[dict], batch_size: int, on_batch) -> int:
 
 
 def load_run(db, home: Path, run_id: str, *, batch_size: int = 10_000,
-             progress: Callable[[str, int], None] | None = None) -> LoadStats:
+             progress: Callable[[str, int], None] | None = None, skip: tuple[str, ...] = ()) -> LoadStats:
     """Write every staged kind of ``run_id`` into Neo4j through ``db`` (a :class:`graph.db.Database`).
 
     Safe to repeat: every write MERGEs on a constrained key and sets the same values, so loading a run
@@ -229,6 +233,8 @@ def load_run(db, home: Path, run_id: str, *, batch_size: int = 10_000,
         Rows per transaction.
     progress : callable, optional
         Called as ``progress(kind, rows_in_batch)`` after each batch.
+    skip : tuple of str
+        Steps of ``LOAD_ORDER`` not to run (the bulk path imported them).
 
     Returns
     -------
@@ -242,7 +248,7 @@ def load_run(db, home: Path, run_id: str, *, batch_size: int = 10_000,
     """
     db.ensure_schema()
     stats = LoadStats()
-    for kind in LOAD_ORDER:
+    for kind in (k for k in LOAD_ORDER if k not in skip):
         started = time.perf_counter()
         written = 0
         on_batch = (lambda n, k=kind: progress(k, n)) if progress else None
