@@ -119,7 +119,12 @@ def bulk_load_run(settings, run_id: str) -> LoadStats:
     log.info("neo4j-admin import: %s TXN relationships in %.1fs (export %.1fs)", f"{rows['transactions']:,}",
              stats.seconds["transactions"], exported - started)
     with connect(settings) as db:
-        rest = load_run(db, Path(settings.home), run_id, skip=_BOLT_AFTER_IMPORT)
+        # fresh statistics, or the planner takes the imported graph for empty and the MERGEs below crawl
+        db.ensure_schema()
+        db.run("CALL db.awaitIndexes(600)")
+        db.run("CALL db.resampleOutdatedIndexes()")
+        db.run("CALL db.prepareForReplanning()")
+        rest = load_run(db, Path(settings.home), run_id, skip=_BOLT_AFTER_IMPORT, batch_size=2_000)
         stats.rows.update(rest.rows)
         stats.seconds.update(rest.seconds)
         db.run(CYPHER["run"], run_id=run_id, counts={f"rows_{k}": v for k, v in stats.rows.items()})
