@@ -53,9 +53,9 @@ def _bench_score(settings) -> dict:
     projection_s = time.perf_counter() - started
     run_detectors(projection)  # first call compiles or loads the numba cache
     result = run_detectors(projection)
-    from graph.kernel_bench import kernel_ratios
+    from graph.kernel_bench import fraudar_speed, kernel_ratios
 
-    kernels = kernel_ratios(projection)
+    kernels = kernel_ratios(projection) + [fraudar_speed(1_000_000)]
     return {"kernels_vs_reference": kernels, "transactions": projection.n_txns, "projection_s": round(projection_s, 2),
             "bytes_per_txn_arrays": round(projection.nbytes_per_txn()),
             "detectors_s": {k: round(v, 3) for k, v in result.seconds.items()},

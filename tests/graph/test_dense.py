@@ -1,0 +1,72 @@
+"""FRAUDAR kernel against a plain-Python reference and its heapq twin; camouflage resistance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graph.kernels.dense import fraudar_blocks, fraudar_python
+from tests.graph import reference_dense
+
+
+def _graph(seed, n_rows=40, n_cols=12, n_edges=60, block=(8, 3), camouflage=0, popular=2):
+    """Random sparse edges, a complete planted block, and camouflage edges from block rows to popular columns."""
+    rng = np.random.default_rng(seed)
+    rows = list(rng.integers(0, n_rows, n_edges))
+    cols = list(rng.integers(0, n_cols, n_edges))
+    block_rows = list(range(block[0]))
+    block_cols = list(range(n_cols - block[1], n_cols))
+    for r in block_rows:
+        for v in block_cols:
+            rows.append(r), cols.append(v)
+        for v in rng.choice(popular, size=min(camouflage, popular), replace=False):
+            rows.append(r), cols.append(int(v))
+    for r in range(block[0], n_rows):  # popular columns: every ordinary row visits one
+        rows.append(r), cols.append(int(rng.integers(0, popular)))
+    pairs = np.unique(np.stack([rows, cols], axis=1), axis=0)
+    weights = 1.0 + rng.integers(0, 3, len(pairs))
+    return pairs[:, 0], pairs[:, 1], weights.astype(float), n_rows, n_cols, block_rows, block_cols
+
+
+CASES = {
+    "empty": (np.zeros(0, int), np.zeros(0, int), np.zeros(0), 3, 3),
+    "one_edge": (np.array([0]), np.array([0]), np.array([1.0]), 1, 1),
+    "ties": (np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 2, 3]), np.ones(6), 3, 4),
+    "star": (np.arange(6), np.zeros(6, int), np.ones(6), 6, 1),
+    "two_equal_blocks": (np.array([0, 0, 1, 1, 2, 2, 3, 3]), np.array([0, 1, 0, 1, 2, 3, 2, 3]), np.ones(8), 4, 4),
+    "isolated_row": (np.array([0, 1]), np.array([0, 0]), np.array([2.0, 1.0]), 5, 2),
+}
+for seed in range(4):
+    CASES[f"random_{seed}"] = _graph(seed)[:5]
+CASES["giant_component"] = _graph(9, n_rows=30, n_cols=6, n_edges=150, block=(4, 2))[:5]
+
+
+def _as_lists(blocks):
+    return [(list(map(int, r)), list(map(int, c)), d) for r, c, d in blocks]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kernel_equals_reference(case):
+    rows, cols, weights, n_rows, n_cols = CASES[case]
+    got = _as_lists(fraudar_blocks(rows, cols, weights, n_rows, n_cols, n_blocks=3))
+    want = reference_dense.fraudar_blocks(rows, cols, weights, n_rows, n_cols, n_blocks=3)
+    assert [(r, c) for r, c, _ in got] == [(r, c) for r, c, _ in want]
+    assert [d for *_, d in got] == pytest.approx([d for *_, d in want], rel=1e-9)
+    assert _as_lists(fraudar_python(rows, cols, weights, n_rows, n_cols, n_blocks=3)) == got
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_planted_block_found_despite_camouflage(seed):
+    plain = _graph(seed, n_rows=200, n_cols=30, n_edges=150, block=(10, 3))
+    disguised = _graph(seed, n_rows=200, n_cols=30, n_edges=150, block=(10, 3), camouflage=2)
+    for rows, cols, weights, n_rows, n_cols, block_rows, block_cols in (plain, disguised):
+        top = fraudar_blocks(rows, cols, np.ones(len(rows)), n_rows, n_cols, n_blocks=1)[0]
+        assert set(block_rows) <= set(top[0].tolist()) and set(block_cols) <= set(top[1].tolist())
+        assert len(top[0]) <= len(block_rows) + 2
+
+
+def test_rejects_bad_input():
+    with pytest.raises(ValueError, match="one entry per edge"):
+        fraudar_blocks(np.array([0]), np.array([0, 1]), np.ones(1), 1, 2)
+    with pytest.raises(ValueError, match="out of range"):
+        fraudar_blocks(np.array([3]), np.array([0]), np.ones(1), 2, 1)
