@@ -25,8 +25,10 @@ class DatabaseError(RuntimeError):
 
 
 def _driver(uri: str, auth: tuple[str, str]) -> neo4j.Driver:
+    # server notifications (e.g. "property key does not exist" on a fresh database) are not our log's business
     return GraphDatabase.driver(uri, auth=auth, connection_timeout=10, max_connection_lifetime=3600,
-                                user_agent="posguard")
+                                user_agent="posguard",
+                                notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF)
 
 
 def wait_until_ready(uri: str, auth: tuple[str, str], *, timeout: float = 120.0,

@@ -17,6 +17,8 @@ NODE_KEYS = {
     "Ring": "ring_id",
     "Case": "case_id",
     "Run": "run_id",
+    "User": "name",
+    "Session": "id_hash",
 }
 
 SCHEMA = tuple(
@@ -29,4 +31,7 @@ SCHEMA = tuple(
     "CREATE INDEX alert_kind_severity IF NOT EXISTS FOR (a:Alert) ON (a.kind, a.severity)",
     "CREATE INDEX alert_score IF NOT EXISTS FOR (a:Alert) ON (a.score)",
     "CREATE INDEX card_last4 IF NOT EXISTS FOR (c:Card) ON (c.pan_last4)",
+    "CREATE INDEX alert_status IF NOT EXISTS FOR (a:Alert) ON (a.status)",
+    "CREATE INDEX alert_assignee IF NOT EXISTS FOR (a:Alert) ON (a.assignee)",
+    "CREATE INDEX alert_created IF NOT EXISTS FOR (a:Alert) ON (a.created_at)",
 )
