@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export POSGUARD_HOME ?= $(CURDIR)/var
 DEMO_DROP ?= $(POSGUARD_HOME)/drops/sample
 DEMO_OUT ?= $(POSGUARD_HOME)/out
-APT_PACKAGES := openjdk-17-jre-headless maven
+APT_PACKAGES := openjdk-17-jre-headless maven chromium chromium-driver
 PYTEST_ARGS ?=
 # Without POSGUARD_TOKEN_KEY the demo tokenizes with the public development key, and says so on every run.
 KEYFLAG := $(if $(POSGUARD_TOKEN_KEY),,--insecure-dev-key)
@@ -25,6 +25,8 @@ system-deps:
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	ls /usr/lib/jvm 2>/dev/null | grep -qE -- '-(17|21)-' || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \

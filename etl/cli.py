@@ -255,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-load", action="store_true", help="skip the Neo4j load (the slowest part)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     p.set_defaults(func=cmd_bench)
+
+    from app.cli import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 
@@ -274,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if getattr(args, "needs_settings", False):
+            return func(args, _settings(args))
         return func(args)
     except (UsageError, SettingsError) as exc:
         print(f"posguard: error: {exc}", file=sys.stderr)

@@ -1,0 +1,83 @@
+"""`posguard app` (serve the explorer) and `posguard users` (manage its users)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+__all__ = ["add_parsers", "cmd_app", "cmd_users"]
+
+log = logging.getLogger("posguard.app")
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace, settings) -> int:
+    """users add NAME --role R | list | disable NAME | enable NAME | reset NAME."""
+    from app import users
+    from graph.db import connect
+
+    with connect(settings) as db:
+        db.ensure_schema()
+        try:
+            if args.action == "list":
+                for u in users.list_users(db):
+                    print(f"{u['name']:20s} {u['role']:13s} {'disabled' if u['disabled'] else 'active':9s} "
+                          f"last login {u['last_login'] or '-'}")
+                return 0
+            if not args.name:
+                raise users.UserError(f"`users {args.action}` needs a user NAME")
+            if args.action == "add":
+                users.add_user(db, args.name, args.role, _password(args))
+            elif args.action in ("disable", "enable"):
+                users.set_disabled(db, args.name, args.action == "disable")
+            elif args.action == "reset":
+                users.reset_password(db, args.name, _password(args))
+        except (users.UserError, ValueError) as exc:
+            print(f"posguard: error: {exc}", file=sys.stderr)
+            return 2
+    print(f"user {args.name}: {args.action} done")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace, settings) -> int:
+    """Serve the explorer until interrupted."""
+    from app.server import create_app
+    from graph.db import connect
+
+    db = connect(settings)
+    db.ensure_schema()
+    app = create_app(db, token_key=settings.token_key)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("the explorer listens on %s: reachable from other machines; put it behind HTTPS", args.host)
+    print(f"posguard explorer on http://{args.host}:{args.port}/ (sign in with a user from `posguard users add`)",
+          flush=True)
+    try:
+        app.run(host=args.host, port=args.port, debug=False, threaded=True)
+    finally:
+        db.close()
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    """Add the `app` and `users` subcommands to the `posguard` parser."""
+    p = sub.add_parser("app", parents=[common], help="serve the investigators' explorer")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8050)
+    p.set_defaults(func=cmd_app, needs_settings=True)
+
+    p = sub.add_parser("users", parents=[common], help="manage the explorer's users")
+    p.add_argument("action", choices=["add", "list", "disable", "enable", "reset"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=["analyst", "investigator", "admin"], default="analyst")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.set_defaults(func=cmd_users, needs_settings=True)

@@ -1,0 +1,274 @@
+"""The explorer's reads and writes: named, parameterised Cypher and the functions that run it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from datetime import datetime, timezone
+
+import pandas as pd
+
+__all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "alert", "entity",
+           "timeline", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
+           "portfolio", "ring_members", "skimming_victims"]
+
+STATUSES = ("open", "in_progress", "confirmed", "dismissed")
+SEVERITIES = ("critical", "high", "medium", "low")
+ENTITY_KEYS = {"card": ("Card", "token"), "terminal": ("Terminal", "terminal_id"),
+               "merchant": ("Merchant", "merchant_id"), "ring": ("Ring", "ring_id")}
+# Properties never shown or exported (none is SECRET: tokens only; these are just noise for investigators).
+_HIDDEN = {"run_id", "score_run", "skim_run", "clone_run", "integrity_run"}
+
+_FILTER = """
+MATCH (a:Alert)
+WHERE ($kind IS NULL OR a.kind = $kind) AND ($severity IS NULL OR a.severity = $severity)
+  AND ($status IS NULL OR a.status = $status) AND ($assignee IS NULL OR a.assignee = $assignee)
+  AND ($since IS NULL OR a.created_at >= $since) AND ($until IS NULL OR a.created_at < $until)
+  AND ($active_only = false OR a.active)
+"""
+CYPHER = {
+    "queue": _FILTER + """
+RETURN a.alert_id AS alert_id, a.severity AS severity, a.kind AS kind, a.entity_type AS entity_type,
+       a.entity_id AS entity_id, a.score AS score, a.status AS status, a.assignee AS assignee,
+       toString(a.created_at) AS created_at, a.summary AS summary
+ORDER BY a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
+    "queue_count": _FILTER + "RETURN count(a) AS n",
+    "options": "MATCH (a:Alert) RETURN collect(DISTINCT a.kind) AS kinds, collect(DISTINCT a.assignee) AS assignees",
+    "alert": "MATCH (a:Alert {alert_id: $id}) RETURN properties(a) AS a",
+    "entity": "MATCH (n) WHERE $label IN labels(n) AND n[$key] = $id "
+              "OPTIONAL MATCH (a:Alert)-[:ABOUT]->(n) "
+              "RETURN properties(n) AS props, labels(n) AS labels, "
+              "collect(a {.alert_id, .kind, .severity, .score, .status, .summary}) AS alerts",
+    "timeline_card": "MATCH (:Card {token: $id})-[r:TXN]->(t:Terminal) RETURN r.txn_id AS txn_id, "
+                     "toString(r.ts) AS ts, r.amount AS amount, r.entry_mode AS entry_mode, r.txn_type AS "
+                     "txn_type, t.terminal_id AS counterpart, r.lat AS lat, r.lon AS lon ORDER BY r.ts LIMIT $limit",
+    "timeline_terminal": "MATCH (c:Card)-[r:TXN]->(:Terminal {terminal_id: $id}) RETURN r.txn_id AS txn_id, "
+                         "toString(r.ts) AS ts, r.amount AS amount, r.entry_mode AS entry_mode, r.txn_type AS "
+                         "txn_type, c.token AS counterpart, r.lat AS lat, r.lon AS lon, c:Reported AS reported "
+                         "ORDER BY r.ts LIMIT $limit",
+    "timeline_merchant": "MATCH (t:Terminal)-[:INSTALLED_AT]->(:Merchant {merchant_id: $id}) "
+                         "MATCH (c:Card)-[r:TXN]->(t) RETURN r.txn_id AS txn_id, toString(r.ts) AS ts, "
+                         "r.amount AS amount, r.entry_mode AS entry_mode, r.txn_type AS txn_type, "
+                         "t.terminal_id AS counterpart, r.lat AS lat, r.lon AS lon ORDER BY r.ts LIMIT $limit",
+    "neighbours": "MATCH (n) WHERE $label IN labels(n) AND n[$key] = $id "
+                  "MATCH (n)-[r]-(m) WHERE NOT m:Session AND NOT m:User "
+                  "WITH n, type(r) AS rel, startNode(r) = n AS outgoing, m, count(r) AS times "
+                  "RETURN rel, outgoing, labels(m)[0] AS label, "
+                  "coalesce(m.token, m.terminal_id, m.merchant_id, m.ring_id, m.alert_id, m.agent_id, m.hash, "
+                  "m.run_id) AS id, coalesce(m.pan_last4, m.name, m.kind, m.model) AS caption, times "
+                  "ORDER BY times DESC, id LIMIT $limit",
+    "neighbour_count": "MATCH (n) WHERE $label IN labels(n) AND n[$key] = $id RETURN COUNT { (n)--() } AS n",
+    "positions": "MATCH (t:Terminal {terminal_id: $id}) OPTIONAL MATCH (:Card)-[r:TXN]->(t) "
+                 "WHERE r.lat IS NOT NULL RETURN t.lat AS reg_lat, t.lon AS reg_lon, "
+                 "collect([r.lat, r.lon, toString(r.ts)])[..$limit] AS seen",
+    "audit": "MATCH (e:CaseEvent)-[:CONCERNS]->(:Alert {alert_id: $id}) RETURN toString(e.at) AS at, e.user AS user, "
+             "e.action AS action, e.before AS before, e.after AS after, e.comment AS comment ORDER BY e.at, e.seq",
+    "decide": """
+MATCH (a:Alert {alert_id: $id})
+WITH a, a.status AS before
+SET a.status = $status, a.decided_by = $user, a.decided_at = datetime()
+CREATE (e:CaseEvent {at: datetime(), seq: timestamp(), user: $user, action: 'status', before: before,
+                     after: $status, comment: $comment})-[:CONCERNS]->(a)
+RETURN before""",
+    "comment": """
+MATCH (a:Alert {alert_id: $id})
+CREATE (e:CaseEvent {at: datetime(), seq: timestamp(), user: $user, action: 'comment', comment: $comment})
+       -[:CONCERNS]->(a)""",
+    "assign": """
+UNWIND $ids AS id
+MATCH (a:Alert {alert_id: id})
+WITH a, a.assignee AS before
+SET a.assignee = $assignee
+CREATE (e:CaseEvent {at: datetime(), seq: timestamp(), user: $user, action: 'assign', before: before,
+                     after: $assignee, comment: null})-[:CONCERNS]->(a)
+RETURN count(a) AS n""",
+    "ring_members": "MATCH (m)-[:MEMBER_OF]->(r:Ring {ring_id: $id}) RETURN labels(m)[0] AS type, "
+                    "coalesce(m.token, m.terminal_id, m.merchant_id) AS id, m.pan_last4 AS last4, m.name AS name, "
+                    "m.agent_id AS agent_id ORDER BY type, id",
+    "ring_shared": "MATCH (m:Merchant)-[:MEMBER_OF]->(:Ring {ring_id: $id}) MATCH (m)-[r]->(x) "
+                   "WHERE x:Owner OR x:Phone OR x:BankAccount OR x:Agent "
+                   "WITH labels(x)[0] AS kind, coalesce(x.token, x.agent_id) AS shared, collect(m.merchant_id) AS ms "
+                   "WHERE size(ms) > 1 RETURN kind, shared, ms ORDER BY kind, shared",
+    "ring_txns": "MATCH (c:Card)-[:MEMBER_OF]->(:Ring {ring_id: $id}) MATCH (m:Merchant)-[:MEMBER_OF]->(:Ring "
+                 "{ring_id: $id}) MATCH (c)-[r:TXN]->(:Terminal)-[:INSTALLED_AT]->(m) RETURN c.token AS card, "
+                 "m.merchant_id AS merchant, toString(r.ts) AS ts, r.amount AS amount LIMIT $limit",
+    "portfolio": """
+MATCH (m:Merchant)
+OPTIONAL MATCH (m)-[:SIGNED_BY]->(ag:Agent)
+OPTIONAL MATCH (t:Terminal)-[:INSTALLED_AT {current: true}]->(m)
+OPTIONAL MATCH (:Card)-[r:TXN]->(t)
+WITH m, ag, count(DISTINCT t) AS terminals, count(r) AS txns, sum(r.amount) AS volume,
+     sum(CASE WHEN r.ts >= $recent THEN r.amount ELSE 0 END) AS recent,
+     sum(CASE WHEN r.ts >= $previous AND r.ts < $recent THEN r.amount ELSE 0 END) AS previous
+RETURN m.merchant_id AS merchant_id, m.name AS name, m.mcc AS mcc, ag.agent_id AS agent_id, terminals, txns,
+       volume, recent, previous, EXISTS { (m)-[:MEMBER_OF]->(:Ring) } AS in_ring
+ORDER BY volume DESC""",
+    "latest_txn": "MATCH ()-[r:TXN]->() RETURN max(r.ts) AS latest",
+    "skim_victims": "MATCH (c:Card:Reported)-[v:TXN]->(:Terminal {terminal_id: $id}) "
+                    "WHERE v.ts >= $start AND v.ts <= $end WITH DISTINCT c "
+                    "OPTIONAL MATCH (c)-[r:TXN]->(o:Terminal) WHERE r.ts > $end AND o.terminal_id <> $id "
+                    "RETURN c.token AS card, c.pan_last4 AS last4, toString(c.reported_at) AS reported_at, "
+                    "collect([coalesce(r.lat, o.lat), coalesce(r.lon, o.lon)])[..50] AS later ORDER BY card",
+}
+
+
+def _clean(props: dict) -> dict:
+    return {k: (v.iso_format() if hasattr(v, "iso_format") else v) for k, v in sorted(props.items())
+            if k not in _HIDDEN and k != "pw_hash"}
+
+
+def _since(value):
+    return pd.Timestamp(value, tz="UTC").to_pydatetime() if value else None
+
+
+def queue_page(db, *, page: int = 0, size: int = 25, kind=None, severity=None, status=None, assignee=None,
+               since=None, until=None, active_only: bool = True) -> tuple[list[dict], int]:
+    """One page of the alert queue by descending score, and how many alerts match the filters."""
+    params = {"kind": kind or None, "severity": severity or None, "status": status or None,
+              "assignee": assignee or None, "since": _since(since), "until": _since(until),
+              "active_only": active_only}
+    rows = db.read(CYPHER["queue"], params, skip=int(page) * int(size), limit=int(size))
+    total = db.read(CYPHER["queue_count"], params)[0]["n"]
+    return rows, total
+
+
+def queue_options(db) -> dict:
+    """Distinct alert kinds and assignees, for the filters."""
+    row = db.read(CYPHER["options"])[0]
+    return {"kinds": sorted(row["kinds"]), "assignees": sorted(a for a in row["assignees"] if a)}
+
+
+def alert(db, alert_id: str) -> dict | None:
+    """An alert's properties, or None."""
+    rows = db.read(CYPHER["alert"], id=alert_id)
+    return _clean(rows[0]["a"]) if rows else None
+
+
+def entity(db, entity_type: str, entity_id: str) -> dict | None:
+    """Properties, labels and alerts of a card, terminal, merchant or ring; None if absent."""
+    label, key = ENTITY_KEYS[entity_type]
+    rows = db.read(CYPHER["entity"], label=label, key=key, id=entity_id)
+    if not rows:
+        return None
+    return {"props": _clean(rows[0]["props"]), "labels": rows[0]["labels"], "alerts": rows[0]["alerts"]}
+
+
+def timeline(db, entity_type: str, entity_id: str, limit: int = 5_000) -> pd.DataFrame:
+    """Transactions of a card, terminal or merchant in time order (at most ``limit``)."""
+    query = CYPHER.get(f"timeline_{entity_type}")
+    if query is None:
+        return pd.DataFrame()
+    frame = pd.DataFrame(db.read(query, id=entity_id, limit=limit))
+    if len(frame):
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    return frame
+
+
+def neighbourhood(db, entity_type_or_label: str, entity_id: str, limit: int = 300) -> tuple[list[dict], int]:
+    """Neighbours of one node (at most ``limit``, busiest first) and how many relationships it has in all."""
+    label, key = ENTITY_KEYS.get(entity_type_or_label, (entity_type_or_label, None))
+    if key is None:
+        key = {"Alert": "alert_id", "Agent": "agent_id", "Firmware": "hash", "Owner": "token", "Phone": "token",
+               "BankAccount": "token", "Run": "run_id"}.get(label, "token")
+    rows = db.read(CYPHER["neighbours"], label=label, key=key, id=entity_id, limit=int(limit))
+    total = db.read(CYPHER["neighbour_count"], label=label, key=key, id=entity_id)
+    return rows, (total[0]["n"] if total else 0)
+
+
+def positions(db, terminal_id: str, limit: int = 2_000) -> dict:
+    """Registered position of a terminal and the positions its transactions reported."""
+    rows = db.read(CYPHER["positions"], id=terminal_id, limit=limit)
+    return rows[0] if rows else {"reg_lat": None, "reg_lon": None, "seen": []}
+
+
+def audit_trail(db, alert_id: str) -> list[dict]:
+    """Every case event of an alert, oldest first."""
+    return db.read(CYPHER["audit"], id=alert_id)
+
+
+def decide(db, alert_id: str, status: str | None, user, comment: str | None = None) -> None:
+    """Set an alert's status and/or add a comment (investigators and admins), recorded with user and time."""
+    if not user.can("decide"):
+        raise PermissionError(f"{user.name} ({user.role}) may not decide cases")
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}")
+    if alert(db, alert_id) is None:
+        raise LookupError(f"no alert {alert_id}")
+    if status is not None:
+        db.run(CYPHER["decide"], id=alert_id, status=status, user=user.name, comment=comment or None)
+    elif comment:
+        db.run(CYPHER["comment"], id=alert_id, user=user.name, comment=comment)
+
+
+def assign(db, alert_ids: list[str], assignee: str | None, user) -> int:
+    """Assign alerts (bulk) to an investigator; returns how many were assigned."""
+    if not user.can("decide"):
+        raise PermissionError(f"{user.name} ({user.role}) may not assign cases")
+    return db.run(CYPHER["assign"], ids=list(alert_ids), assignee=assignee or None, user=user.name)[0]["n"]
+
+
+def ring_members(db, ring_id: str, limit: int = 2_000) -> dict:
+    """A ring's members, the identifiers its merchants share, and its transactions."""
+    return {"members": db.read(CYPHER["ring_members"], id=ring_id),
+            "shared": db.read(CYPHER["ring_shared"], id=ring_id),
+            "txns": pd.DataFrame(db.read(CYPHER["ring_txns"], id=ring_id, limit=limit))}
+
+
+def skimming_victims(db, terminal_id: str, start, end) -> list[dict]:
+    """Reported cards that used a skimming point inside its window, with where each was used afterwards."""
+    rows = db.read(CYPHER["skim_victims"], id=terminal_id, start=start, end=end)
+    for row in rows:
+        row["later"] = [p for p in row["later"] if p[0] is not None and p[1] is not None]
+    return rows
+
+
+def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per merchant and per acquiring agent: terminals, transactions, volume and the trend of the last
+    ``days`` against the ``days`` before (relative to the newest transaction)."""
+    latest = db.read(CYPHER["latest_txn"])[0]["latest"]
+    latest = latest.to_native() if latest is not None else datetime.now(timezone.utc)
+    recent = latest - pd.Timedelta(days=days)
+    previous = recent - pd.Timedelta(days=days)
+    merchants = pd.DataFrame(db.read(CYPHER["portfolio"], recent=recent, previous=previous))
+    if not len(merchants):
+        return merchants, merchants
+    merchants["growth"] = (merchants["recent"] - merchants["previous"]) / merchants["previous"].where(
+        merchants["previous"] > 0)
+    merchants["flag"] = merchants["in_ring"] | (merchants["growth"] > 1.0)
+    agents = merchants.groupby("agent_id", dropna=False).agg(
+        merchants=("merchant_id", "size"), terminals=("terminals", "sum"), txns=("txns", "sum"),
+        volume=("volume", "sum"), recent=("recent", "sum"), previous=("previous", "sum"),
+        flagged=("flag", "sum")).reset_index().sort_values("volume", ascending=False)
+    return merchants, agents
+
+
+def case_bundle(db, alert_id: str) -> bytes:
+    """A zip for the response team: ``case.csv`` (the alert and its audit trail) and ``evidence.json``
+    (the alert, its entity, the entity's transactions and neighbours)."""
+    a = alert(db, alert_id)
+    if a is None:
+        raise LookupError(f"no alert {alert_id}")
+    trail = audit_trail(db, alert_id)
+    ent = entity(db, a["entity_type"], a["entity_id"]) if a.get("entity_type") in ENTITY_KEYS else None
+    txns = timeline(db, a["entity_type"], a["entity_id"], limit=10_000)
+    neighbours, _ = neighbourhood(db, a["entity_type"], a["entity_id"])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["alert_id", "kind", "entity_type", "entity_id", "severity", "score", "status", "assignee",
+                     "summary"])
+    writer.writerow([a.get(k) for k in ("alert_id", "kind", "entity_type", "entity_id", "severity", "score",
+                                        "status", "assignee", "summary")])
+    writer.writerow([])
+    writer.writerow(["at", "user", "action", "before", "after", "comment"])
+    for e in trail:
+        writer.writerow([e["at"], e["user"], e["action"], e["before"], e["after"], e["comment"]])
+    evidence = {"alert": a, "entity": ent, "audit": trail, "neighbours": neighbours,
+                "transactions": json.loads(txns.to_json(orient="records", date_format="iso")) if len(txns) else [],
+                "exported_at": datetime.now(timezone.utc).isoformat()}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("case.csv", out.getvalue())
+        zf.writestr("evidence.json", json.dumps(evidence, indent=2, default=str))
+    return buffer.getvalue()

@@ -1,0 +1,27 @@
+"""Call a Dash callback over HTTP the way the browser does (POST /_dash-update-component)."""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["call"]
+
+
+def call(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
+         state: list[tuple[str, str, object]] = ()):
+    """POST a callback request; returns (status code, {"id.prop": value} of the response or None)."""
+    if len(outputs) == 1:
+        output = f"{outputs[0][0]}.{outputs[0][1]}"
+        outs = {"id": outputs[0][0], "property": outputs[0][1]}
+    else:
+        output = ".." + "...".join(f"{i}.{p}" for i, p in outputs) + ".."
+        outs = [{"id": i, "property": p} for i, p in outputs]
+    body = {"output": output, "outputs": outs,
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+            "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"] if inputs else [],
+            "state": [{"id": i, "property": p, "value": v} for i, p, v in state]}
+    response = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+    if response.status_code != 200:
+        return response.status_code, None
+    payload = response.get_json()["response"]
+    return 200, {f"{i}.{p}": v for i, props in payload.items() for p, v in props.items()}
