@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -38,25 +40,27 @@ def timeline_figure(txns: pd.DataFrame, title: str, window: tuple | None = None)
 
 
 def map_figure(registered: tuple | None, seen: list, title: str, later: list | None = None) -> go.Figure:
-    """Registered position against observed ones (and, for skimming points, where victims were used later)."""
+    """Registered position against observed ones (and, for skimming points, where victims were used later).
+
+    Drawn on plain longitude/latitude axes (aspect corrected for latitude), with no base map: a base map
+    would make the investigator's browser fetch tiles or outlines from a third party.
+    """
     fig = go.Figure()
     if seen:
-        fig.add_trace(go.Scattergeo(lat=[s[0] for s in seen], lon=[s[1] for s in seen], mode="markers",
-                                    name="transactions", marker={"size": 5, "color": "#1f77b4", "opacity": 0.5}))
+        fig.add_trace(go.Scatter(y=[s[0] for s in seen], x=[s[1] for s in seen], mode="markers",
+                                 name="transactions", marker={"size": 5, "color": "#1f77b4", "opacity": 0.5}))
     if later:
-        fig.add_trace(go.Scattergeo(lat=[s[0] for s in later], lon=[s[1] for s in later], mode="markers",
-                                    name="victims' later use", marker={"size": 7, "color": "#d62728"}))
+        fig.add_trace(go.Scatter(y=[s[0] for s in later], x=[s[1] for s in later], mode="markers",
+                                 name="victims' later use", marker={"size": 7, "color": "#d62728"}))
     if registered and registered[0] is not None:
-        fig.add_trace(go.Scattergeo(lat=[registered[0]], lon=[registered[1]], mode="markers", name="registered",
-                                    marker={"size": 14, "symbol": "star", "color": "#ff7f0e"}))
+        fig.add_trace(go.Scatter(y=[registered[0]], x=[registered[1]], mode="markers", name="registered",
+                                 marker={"size": 14, "symbol": "star", "color": "#ff7f0e"}))
     lats = [s[0] for s in (seen or []) + (later or [])] + ([registered[0]] if registered and registered[0] else [])
-    lons = [s[1] for s in (seen or []) + (later or [])] + ([registered[1]] if registered and registered[1] else [])
-    geo = {"showland": True, "landcolor": "#eee", "showcountries": True, "projection_type": "mercator"}
-    if lats:
-        pad = 2.0
-        geo |= {"lataxis_range": [min(lats) - pad, max(lats) + pad], "lonaxis_range": [min(lons) - pad,
-                                                                                       max(lons) + pad]}
-    fig.update_layout(title=title, height=360, margin={"l": 0, "r": 0, "t": 40, "b": 0}, geo=geo)
+    mid = sum(lats) / len(lats) if lats else 0.0
+    fig.update_layout(title=title, height=360, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      xaxis={"title": "longitude"},
+                      yaxis={"title": "latitude", "scaleanchor": "x",
+                             "scaleratio": 1 / max(math.cos(math.radians(mid)), 0.2)})
     return fig
 
 

@@ -336,7 +336,7 @@ def register_callbacks(app, db, token_key: bytes | None) -> None:
                   State("graph", "elements"), prevent_initial_call=True)
     @guarded()
     def expand(node, elements):
-        if not node or ctx.triggered_id != "graph":
+        if not node or ctx.triggered_id != "graph" or not queries.can_expand(node.get("kind")):
             raise PreventUpdate
         neighbours, total = queries.neighbourhood(db, node["kind"], node["key"])
         merged, left_out = figures.graph_elements(node["kind"], node["key"], None, neighbours, elements)

@@ -10,14 +10,18 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from graph.schema import NODE_KEYS
+
 __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "alert", "entity",
-           "timeline", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
+           "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
            "portfolio", "ring_members", "skimming_victims"]
 
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
 SEVERITIES = ("critical", "high", "medium", "low")
 ENTITY_KEYS = {"card": ("Card", "token"), "terminal": ("Terminal", "terminal_id"),
                "merchant": ("Merchant", "merchant_id"), "ring": ("Ring", "ring_id")}
+# The key property of every node label the neighbourhood graph can show (not users and their sessions).
+_LABEL_KEYS = {label: key for label, key in NODE_KEYS.items() if label not in ("User", "Session")}
 # Properties never shown or exported (none is SECRET: tokens only; these are just noise for investigators).
 _HIDDEN = {"run_id", "score_run", "skim_run", "clone_run", "integrity_run"}
 
@@ -52,14 +56,16 @@ ORDER BY a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
                          "MATCH (c:Card)-[r:TXN]->(t) RETURN r.txn_id AS txn_id, toString(r.ts) AS ts, "
                          "r.amount AS amount, r.entry_mode AS entry_mode, r.txn_type AS txn_type, "
                          "t.terminal_id AS counterpart, r.lat AS lat, r.lon AS lon ORDER BY r.ts LIMIT $limit",
-    "neighbours": "MATCH (n) WHERE $label IN labels(n) AND n[$key] = $id "
-                  "MATCH (n)-[r]-(m) WHERE NOT m:Session AND NOT m:User "
+    # {label} and {key} come from _LABEL_KEYS only (labels cannot be parameters); the id is a parameter.
+    "neighbours": "MATCH (n:{label} {{{key}: $id}}) "
+                  "MATCH (n)-[r]-(m) WHERE NOT m:Session AND NOT m:User AND NOT m:CaseEvent "
                   "WITH n, type(r) AS rel, startNode(r) = n AS outgoing, m, count(r) AS times "
                   "RETURN rel, outgoing, labels(m)[0] AS label, "
                   "coalesce(m.token, m.terminal_id, m.merchant_id, m.ring_id, m.alert_id, m.agent_id, m.hash, "
-                  "m.run_id) AS id, coalesce(m.pan_last4, m.name, m.kind, m.model) AS caption, times "
+                  "m.run_id, m.case_id, m.name) AS id, "
+                  "coalesce(m.pan_last4, m.name, m.kind, m.model) AS caption, times "
                   "ORDER BY times DESC, id LIMIT $limit",
-    "neighbour_count": "MATCH (n) WHERE $label IN labels(n) AND n[$key] = $id RETURN COUNT { (n)--() } AS n",
+    "neighbour_count": "MATCH (n:{label} {{{key}: $id}}) RETURN COUNT {{ (n)--() }} AS n",
     "positions": "MATCH (t:Terminal {terminal_id: $id}) OPTIONAL MATCH (:Card)-[r:TXN]->(t) "
                  "WHERE r.lat IS NOT NULL RETURN t.lat AS reg_lat, t.lon AS reg_lon, "
                  "collect([r.lat, r.lon, toString(r.ts)])[..$limit] AS seen",
@@ -107,11 +113,18 @@ RETURN m.merchant_id AS merchant_id, m.name AS name, m.mcc AS mcc, ag.agent_id A
 ORDER BY volume DESC""",
     "latest_txn": "MATCH ()-[r:TXN]->() RETURN max(r.ts) AS latest",
     "skim_victims": "MATCH (c:Card:Reported)-[v:TXN]->(:Terminal {terminal_id: $id}) "
-                    "WHERE v.ts >= $start AND v.ts <= $end WITH DISTINCT c "
-                    "OPTIONAL MATCH (c)-[r:TXN]->(o:Terminal) WHERE r.ts > $end AND o.terminal_id <> $id "
+                    "WHERE v.ts >= datetime($start) AND v.ts <= datetime($end) WITH DISTINCT c "
+                    "OPTIONAL MATCH (c)-[r:TXN]->(o:Terminal) WHERE r.ts > datetime($end) AND o.terminal_id <> $id "
                     "RETURN c.token AS card, c.pan_last4 AS last4, toString(c.reported_at) AS reported_at, "
                     "collect([coalesce(r.lat, o.lat), coalesce(r.lon, o.lon)])[..50] AS later ORDER BY card",
 }
+
+
+def _iso(value) -> str:
+    """A timestamp (Neo4j, Python or already a string) as ISO 8601 text, for Cypher's datetime()."""
+    if hasattr(value, "iso_format"):
+        return value.iso_format()
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _clean(props: dict) -> dict:
@@ -166,14 +179,19 @@ def timeline(db, entity_type: str, entity_id: str, limit: int = 5_000) -> pd.Dat
     return frame
 
 
+def can_expand(label: str | None) -> bool:
+    """Whether the neighbourhood graph can expand a node with this label."""
+    return label in _LABEL_KEYS
+
+
 def neighbourhood(db, entity_type_or_label: str, entity_id: str, limit: int = 300) -> tuple[list[dict], int]:
     """Neighbours of one node (at most ``limit``, busiest first) and how many relationships it has in all."""
     label, key = ENTITY_KEYS.get(entity_type_or_label, (entity_type_or_label, None))
-    if key is None:
-        key = {"Alert": "alert_id", "Agent": "agent_id", "Firmware": "hash", "Owner": "token", "Phone": "token",
-               "BankAccount": "token", "Run": "run_id"}.get(label, "token")
-    rows = db.read(CYPHER["neighbours"], label=label, key=key, id=entity_id, limit=int(limit))
-    total = db.read(CYPHER["neighbour_count"], label=label, key=key, id=entity_id)
+    if label not in _LABEL_KEYS:
+        raise ValueError(f"no neighbourhood for node label {label!r}")
+    key = _LABEL_KEYS[label]
+    rows = db.read(CYPHER["neighbours"].format(label=label, key=key), id=entity_id, limit=int(limit))
+    total = db.read(CYPHER["neighbour_count"].format(label=label, key=key), id=entity_id)
     return rows, (total[0]["n"] if total else 0)
 
 
@@ -218,6 +236,7 @@ def ring_members(db, ring_id: str, limit: int = 2_000) -> dict:
 
 def skimming_victims(db, terminal_id: str, start, end) -> list[dict]:
     """Reported cards that used a skimming point inside its window, with where each was used afterwards."""
+    start, end = (_iso(v) for v in (start, end))
     rows = db.read(CYPHER["skim_victims"], id=terminal_id, start=start, end=end)
     for row in rows:
         row["later"] = [p for p in row["later"] if p[0] is not None and p[1] is not None]

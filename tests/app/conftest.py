@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
+
 import pandas as pd
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from werkzeug.serving import make_server
 
 from graph.settings import Settings
 from tests.helpers import posguard, server_env
@@ -74,3 +80,38 @@ def client(dash_app):
     c = dash_app.server.test_client()
     assert sign_in(c, "ivy").status_code == 302
     return c
+
+
+WAIT = 30  # seconds a browser test waits for a page or a callback
+
+
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    assert browser and driver, "the browser tests need Debian's chromium and chromium-driver (make system-deps)"
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def live_url(dash_app):
+    """The explorer served by a real HTTP server on a free port of 127.0.0.1, in a thread."""
+    server = make_server("127.0.0.1", 0, dash_app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    binary, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()

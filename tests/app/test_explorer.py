@@ -107,17 +107,26 @@ def test_pages_render_for_every_entity_type(client, app_db):
 
 
 def test_graph_expands_on_click_and_caps_what_it_draws(client, app_db):
+    from app.figures import graph_elements
+
     terminal = app_db.read("MATCH (t:Terminal)<-[r:TXN]-() WITH t, count(r) AS n ORDER BY n DESC LIMIT 1 "
                            "RETURN t.terminal_id AS id")[0]["id"]
     neighbours, _ = queries.neighbourhood(app_db, "terminal", terminal)
     card = next(n for n in neighbours if n["label"] == "Card")
-    from app.figures import graph_elements
-
+    # Terminal -> one of its cards, then card -> one of its other terminals: each click adds nodes.
     start, _ = graph_elements("Terminal", terminal, None, neighbours)
     status, out = call(client, [("graph", "elements"), ("graph-note", "children")],
-                       [("graph", "tapNodeData", {"kind": "Card", "key": card["id"], "label": "Card"})],
+                       [("graph", "tapNodeData", {"kind": "Card", "key": card["id"], "label": "x"})],
                        [("graph", "elements", start)])
     assert status == 200 and len(out["graph.elements"]) > len(start)
+    card_neighbours, _ = queries.neighbourhood(app_db, "card", card["id"])
+    other = next(n for n in card_neighbours if n["label"] == "Terminal" and n["id"] != terminal)
+    start, _ = graph_elements("Card", card["id"], None, card_neighbours)
+    status, out = call(client, [("graph", "elements"), ("graph-note", "children")],
+                       [("graph", "tapNodeData", {"kind": "Terminal", "key": other["id"], "label": "x"})],
+                       [("graph", "elements", start)])
+    assert status == 200 and len(out["graph.elements"]) > len(start)
+    assert " 0 relationships" not in out["graph-note.children"]
     small, left_out = graph_elements("Terminal", terminal, None, neighbours, cap=5)
     assert len(small) <= 5 and left_out == len(neighbours) - 2
 
@@ -132,6 +141,19 @@ def test_search_tokenizes_a_typed_pan_and_shows_only_last4(client, app_db, app_s
     assert status == 200 and out["url.pathname"] == path and out["search.value"] == ""
     page = _page(client, path)
     assert pan not in page and f"**** {pan[-4:]}" in page
+
+
+def test_skimming_victims_are_the_windows_reported_cards_with_their_later_use(client, app_db):
+    terminal = app_db.read("MATCH (t:Terminal) WHERE t.skim_window_start IS NOT NULL "
+                           "RETURN t.terminal_id AS id ORDER BY t.skim_score DESC LIMIT 1")[0]["id"]
+    props = queries.entity(app_db, "terminal", terminal)["props"]  # the window as the page has it (text)
+    victims = queries.skimming_victims(app_db, terminal, props["skim_window_start"], props["skim_window_end"])
+    expected = app_db.read("MATCH (c:Card:Reported)-[v:TXN]->(t:Terminal {terminal_id: $id}) "
+                           "WHERE t.skim_window_start <= v.ts <= t.skim_window_end RETURN count(DISTINCT c) AS n",
+                           id=terminal)[0]["n"]
+    assert expected > 0 and len(victims) == expected
+    assert sum(len(v["later"]) for v in victims) > 0
+    assert "victims' later use" in _page(client, f"/terminal/{terminal}")
 
 
 def test_case_export_holds_csv_and_json_evidence(client, app_db):

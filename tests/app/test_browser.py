@@ -1,0 +1,127 @@
+"""The explorer in a real headless Chromium: sign in, work an alert, expand the graph, decide, re-score, search."""
+
+from __future__ import annotations
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.app.conftest import PASSWORDS, WAIT
+from tests.helpers import posguard
+
+
+def _wait(driver, condition, timeout=WAIT):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def _sign_in(driver, url, name, password):
+    driver.get(url + "/")
+    _wait(driver, ec.presence_of_element_located((By.ID, "login-form")))
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-button").click()
+
+
+def _cy_nodes(driver) -> int:
+    return driver.execute_script("const g = document.querySelector('#graph');"
+                                 "return g && g._cyreg ? g._cyreg.cy.nodes().length : -1;")
+
+
+def _console_errors(driver) -> list[str]:
+    """Errors the page logged since the last call (failed requests, uncaught exceptions, blocked fetches)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _choose(driver, dropdown_id: str, value: str):
+    """Pick ``value`` in a dcc.Dropdown as a user does: open it, click the option."""
+    driver.find_element(By.ID, dropdown_id).click()
+    option = _wait(driver, ec.element_to_be_clickable(
+        (By.XPATH, f"//label[@role='option'][.//input[@value='{value}']]")))
+    option.click()
+    _wait(driver, lambda d: d.find_element(By.ID, f"{dropdown_id}-value").text == value)
+
+
+def test_wrong_password_is_refused_in_the_browser(browser, live_url):
+    _sign_in(browser, live_url, "ivy", "not-her-password")
+    error = _wait(browser, ec.presence_of_element_located((By.ID, "login-error")))
+    assert "Wrong user name or password" in error.text
+    browser.get(live_url + "/portfolio")
+    _wait(browser, ec.presence_of_element_located((By.ID, "login-form")))
+    assert "/login" in browser.current_url
+
+
+def test_investigator_works_an_alert_end_to_end(browser, live_url, app_env, app_db, raw_pans, tmp_path):
+    _sign_in(browser, live_url, "ivy", PASSWORDS["ivy"][1])
+    # The queue, highest score first; open the top cloned-card alert through its link.
+    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#queue-table a[href^='/alert/']")))
+    assert "ivy (investigator)" in browser.find_element(By.ID, "whoami").text
+    top = app_db.read("MATCH (a:Alert {active: true, kind: 'cloned_card'}) RETURN a.alert_id AS id, "
+                      "a.entity_id AS card ORDER BY a.score DESC LIMIT 1")[0]
+    browser.save_screenshot(str(tmp_path / "1-queue.png"))
+    browser.get(f"{live_url}/alert/{top['id']}")
+    link = _wait(browser, ec.element_to_be_clickable((By.ID, "alert-entity-link")))
+    assert top["card"] in link.text
+
+    # The card's page: the neighbourhood graph grows when a node is clicked.
+    link.click()
+    _wait(browser, lambda d: _cy_nodes(d) > 1)
+    before = _cy_nodes(browser)
+    browser.save_screenshot(str(tmp_path / "2-card.png"))
+    browser.execute_script("const cy = document.querySelector('#graph')._cyreg.cy;"
+                           "cy.nodes().filter(n => n.data('kind') === 'Terminal')[0].emit('tap');")
+    _wait(browser, lambda d: _cy_nodes(d) > before)
+    assert "elements drawn" in browser.find_element(By.ID, "graph-note").text
+    browser.find_element(By.ID, "graph").screenshot(str(tmp_path / "3-expanded-graph.png"))
+    assert not _console_errors(browser)  # e.g. a map that fetches outlines from a CDN the machine cannot reach
+
+    # Decide the case: confirmed, with a comment; the audit trail shows it.
+    browser.get(f"{live_url}/alert/{top['id']}")
+    _wait(browser, ec.element_to_be_clickable((By.ID, "case-save")))
+    _choose(browser, "case-status", "confirmed")
+    browser.find_element(By.ID, "case-comment").send_keys("card reissued")
+    browser.find_element(By.ID, "case-save").click()
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "case-message"), "saved"))
+    assert "card reissued" in browser.find_element(By.ID, "case-audit").text
+    browser.save_screenshot(str(tmp_path / "4-decided.png"))
+
+    # Re-score: the decision stays on the alert and in the audit trail.
+    result = posguard("score", "--out", str(tmp_path / "rescored"), "--quiet", env=app_env)
+    assert result.returncode == 0, result.stderr
+    browser.refresh()
+    status = _wait(browser, ec.presence_of_element_located((By.ID, "alert-status")))
+    assert status.text == "confirmed"
+    assert "card reissued" in browser.find_element(By.ID, "case-audit").text
+
+    # Search by a raw PAN: the server tokenizes it, the page shows only the last four digits.
+    pan = sorted(raw_pans)[0]
+    box = browser.find_element(By.ID, "search")
+    box.send_keys(pan, Keys.ENTER)
+    _wait(browser, ec.url_contains("/card/"))
+    _wait(browser, lambda d: _cy_nodes(d) > 1)
+    assert f"**** {pan[-4:]}" in browser.find_element(By.ID, "page").text
+    assert browser.find_element(By.ID, "search").get_attribute("value") == ""
+    assert pan not in browser.page_source
+    browser.save_screenshot(str(tmp_path / "5-search.png"))
+
+    # A skimming point's page: window, victims' later use on the map, nothing fetched from elsewhere.
+    terminal = app_db.read("MATCH (t:Terminal) WHERE t.skim_window_start IS NOT NULL "
+                           "RETURN t.terminal_id AS id ORDER BY t.skim_score DESC LIMIT 1")[0]["id"]
+    browser.get(f"{live_url}/terminal/{terminal}")
+    _wait(browser, lambda d: _cy_nodes(d) > 1)
+    assert "victims" in browser.find_element(By.ID, "map").text
+    browser.find_element(By.ID, "map").screenshot(str(tmp_path / "6-skimming-map.png"))
+    assert not _console_errors(browser)
+
+
+def test_analyst_cannot_decide_in_the_browser(browser, live_url, app_db):
+    _sign_in(browser, live_url, "ann", PASSWORDS["ann"][1])
+    _wait(browser, ec.presence_of_element_located((By.ID, "queue-table")))
+    alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.score DESC LIMIT 1")[0]["id"]
+    browser.get(f"{live_url}/alert/{alert_id}")
+    save = _wait(browser, ec.presence_of_element_located((By.ID, "case-save")))
+    assert not save.is_enabled()
+    browser.find_element(By.ID, "logout").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "login-form")))
+    browser.get(f"{live_url}/alert/{alert_id}")
+    _wait(browser, ec.presence_of_element_located((By.ID, "login-form")))
