@@ -12,10 +12,12 @@ DEMO_DROP ?= $(POSGUARD_HOME)/drops/sample
 DEMO_OUT ?= $(POSGUARD_HOME)/out
 APT_PACKAGES := openjdk-17-jre-headless maven chromium chromium-driver
 PYTEST_ARGS ?=
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 8050
 # Without POSGUARD_TOKEN_KEY the demo tokenizes with the public development key, and says so on every run.
 KEYFLAG := $(if $(POSGUARD_TOKEN_KEY),,--insecure-dev-key)
 
-.PHONY: setup system-deps venv neo4j-jars demo test clean
+.PHONY: setup system-deps venv neo4j-jars demo test clean stop-neo4j
 
 setup: system-deps venv neo4j-jars
 
@@ -54,6 +56,20 @@ demo: setup
 	  print(f"\n{len(a)} alerts in $(DEMO_OUT)/alerts.parquet; the top 15:"); \
 	  print(a.sort_values("score", ascending=False).head(15)[["severity", "kind", "entity_type", "entity_id", "summary"]].to_string(index=False))'
 	$(BIN)/posguard neo4j status $(KEYFLAG)
+	@# A first explorer user, its password generated once and kept readable only by you.
+	@login="$(POSGUARD_HOME)/demo-login"; \
+	if [ ! -s "$$login" ]; then \
+	  pw=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+	  echo "$$pw" | $(BIN)/posguard users add demo --role admin --password-stdin $(KEYFLAG) >/dev/null 2>&1 \
+	    || echo "$$pw" | $(BIN)/posguard users reset demo --password-stdin $(KEYFLAG) >/dev/null; \
+	  (umask 077; echo "demo $$pw" > "$$login"); \
+	fi; \
+	echo; echo "explorer: http://$(APP_HOST):$(APP_PORT)/  user demo, password: $$(cut -d' ' -f2 "$$login") (kept in $$login)"; \
+	echo "stop it with Ctrl-C; the Neo4j server keeps running (make stop-neo4j)"
+	$(BIN)/posguard app --host $(APP_HOST) --port $(APP_PORT) $(KEYFLAG)
+
+stop-neo4j:
+	-$(BIN)/posguard neo4j stop
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

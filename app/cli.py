@@ -61,8 +61,10 @@ def cmd_app(args: argparse.Namespace, settings) -> int:
         log.warning("the explorer listens on %s: reachable from other machines; put it behind HTTPS", args.host)
     print(f"posguard explorer on http://{args.host}:{args.port}/ (sign in with a user from `posguard users add`)",
           flush=True)
+    from waitress import serve
+
     try:
-        app.run(host=args.host, port=args.port, debug=False, threaded=True)
+        serve(app.server, host=args.host, port=args.port, threads=args.threads, ident="posguard")
     finally:
         db.close()
     return 0
@@ -73,6 +75,7 @@ def add_parsers(sub, common) -> None:
     p = sub.add_parser("app", parents=[common], help="serve the investigators' explorer")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--threads", type=int, default=8, help="requests served at once (default 8)")
     p.set_defaults(func=cmd_app, needs_settings=True)
 
     p = sub.add_parser("users", parents=[common], help="manage the explorer's users")
