@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -100,60 +99,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ etl, score, run
-def _loader(settings: Settings, db_holder: dict):
-    """A loader for etl.pipeline: opens the database on first use and shows progress unless quiet."""
-    from dataclasses import asdict
-
-    from tqdm import tqdm
-
-    from etl.load import load_run
-
-    def load(run_id: str) -> dict:
-        if db_holder.pop("bulk", False):
-            from etl.bulk import BulkUnavailable, bulk_load_run
-
-            try:
-                stats = bulk_load_run(settings, run_id)
-                log.info("bulk-loaded run %s: %s TXN relationships at %s/s", run_id,
-                         f"{stats.rows.get('transactions', 0):,}", f"{stats.relationships_per_second:,.0f}")
-                return asdict(stats)
-            except BulkUnavailable as exc:
-                log.warning("not using the bulk path (%s); loading over Bolt", exc)
-        if "db" not in db_holder:
-            from graph.db import connect
-
-            db_holder["db"] = connect(settings)
-        bars: dict[str, tqdm] = {}
-
-        def progress(kind: str, rows: int) -> None:
-            if kind not in bars:
-                for bar in bars.values():
-                    bar.close()
-                bars[kind] = tqdm(desc=f"load {kind}", unit=" rows", file=sys.stderr, leave=False)
-            bars[kind].update(rows)
-
-        stats = load_run(db_holder["db"], settings.home, run_id, progress=None if settings.quiet else progress)
-        for bar in bars.values():
-            bar.close()
-        log.info("loaded run %s into Neo4j: %s TXN relationships at %s/s", run_id,
-                 f"{stats.rows.get('transactions', 0):,}", f"{stats.relationships_per_second:,.0f}")
-        return asdict(stats)
-
-    return load
-
-
 def _etl(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
-    from etl.pipeline import run_all
+    from etl.jobs import etl_job
 
-    holder: dict = {"bulk": bulk}
-    try:
-        results = run_all(Path(drop_dir), settings, load=_loader(settings, holder))
-    finally:
-        if "db" in holder:
-            holder["db"].close()
-    for result in results:
-        log.info("%s", result.summary())
-    return results
+    return etl_job(settings, drop_dir, bulk=bulk)
 
 
 def cmd_etl(args: argparse.Namespace) -> int:
@@ -164,24 +113,12 @@ def cmd_etl(args: argparse.Namespace) -> int:
 
 
 def _score(settings: Settings, out_dir: str) -> None:
-    from graph.db import connect
-    from graph.projection import Projection
-    from graph.scoring import run_detectors, write_outputs
-    from graph.writeback import write_back
-    from etl.manifest import new_run_id
+    from etl.jobs import NothingLoaded, score_job
 
-    started = time.perf_counter()
-    projection = Projection.from_staging(settings.home)
-    if projection.n_txns == 0:
-        raise UsageError(f"nothing is loaded in {settings.home}: run `posguard etl DROP_DIR` first")
-    log.info("projection: %s transactions, %s cards, %s terminals (%.1fs)", f"{projection.n_txns:,}",
-             f"{projection.n_cards:,}", f"{projection.n_terminals:,}", time.perf_counter() - started)
-    result = run_detectors(projection)
-    written = write_outputs(result, Path(out_dir))
-    run_id = "score-" + new_run_id(result.created_at)
-    with connect(settings) as db:
-        write_back(db, result.frames, run_id, result.created_at)
-    log.info("%s; written to %s and to Neo4j (run %s)", result.summary(), out_dir, run_id)
+    try:
+        _, written = score_job(settings, out_dir)
+    except NothingLoaded as exc:
+        raise UsageError(str(exc)) from None
     for path in written.values():
         print(path)
 

@@ -15,7 +15,7 @@ from graph.detectors.skimming import SkimmingDetector
 from graph.projection import ENTRY_FALLBACK, ENTRY_MAGSTRIPE, Projection
 
 __all__ = ["read_drop_kind", "tokenize_pan", "projection_from_drop", "precision_at_k", "skimming_metrics",
-           "reporting_rate_curve"]
+           "reporting_rate_curve", "load_truth", "threshold_curve", "match_rings"]
 
 DAY = 86_400
 
@@ -183,3 +183,84 @@ def reporting_rate_curve(projection: Projection, skimmers: pd.DataFrame, cloned_
         rows.append({"rate": rate, "reported": len(chosen), **skimming_metrics(points, skimmers, alpha=alpha)})
     return pd.DataFrame(rows)
 
+
+
+def load_truth(drop: str | Path, key: str | bytes) -> dict[str, pd.DataFrame]:
+    """A generated drop's planted truth (``truth/*.parquet``) with every PAN replaced by its card_token.
+
+    Returns
+    -------
+    dict with ``skimmers`` (terminal_id, window_start, window_end, UTC), ``cloned_cards`` (card_token, source),
+    ``rings`` (ring_id, kind, member_type, member_id; card members as tokens) and ``terminal_cases``
+    (terminal_id, kind).
+
+    Example
+    -------
+    >>> truth = load_truth("var/drops/sample", key)                      # doctest: +SKIP
+    """
+    folder = Path(drop) / "truth"
+    truth = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    clones = truth["cloned_cards"]
+    truth["cloned_cards"] = clones.assign(card_token=tokenize_pan(clones.pop("pan"), key))[["card_token", "source"]]
+    rings = truth["rings"].copy()
+    cards = rings["member_type"] == "card"
+    rings.loc[cards, "member_id"] = tokenize_pan(rings.loc[cards, "member_id"], key)
+    truth["rings"] = rings
+    for col in ("window_start", "window_end"):
+        truth["skimmers"][col] = pd.to_datetime(truth["skimmers"][col], utc=True)
+    return truth
+
+
+def threshold_curve(found: pd.DataFrame, truth_ids: Iterable, thresholds: Iterable[float], *,
+                    id_col: str, score_col: str = "score") -> pd.DataFrame:
+    """Precision and recall of the ids scored at or above each threshold, against the true ids.
+
+    Parameters
+    ----------
+    found : a detector's table; ``id_col`` may repeat (an id counts once, at its best score)
+    truth_ids : the planted ids
+    thresholds : score cut-offs
+
+    Returns
+    -------
+    DataFrame: threshold, flagged, true_positives, precision (NaN when nothing is flagged), recall.
+
+    Example
+    -------
+    >>> threshold_curve(cards, truth["cloned_cards"].card_token, [0.5, 0.9], id_col="card_token")  # doctest: +SKIP
+    """
+    truth = set(truth_ids)
+    best = found.groupby(id_col)[score_col].max() if len(found) else pd.Series(dtype=float)
+    rows = []
+    for t in thresholds:
+        flagged = set(best.index[best >= t])
+        tp = len(flagged & truth)
+        rows.append({"threshold": t, "flagged": len(flagged), "true_positives": tp,
+                     "precision": tp / len(flagged) if flagged else float("nan"),
+                     "recall": tp / len(truth) if truth else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def match_rings(found: pd.DataFrame, truth: pd.DataFrame, member_type: str = "merchant") -> pd.DataFrame:
+    """Each found ring against the planted ring it overlaps most (Jaccard of its ``member_type`` members).
+
+    Returns
+    -------
+    DataFrame per found ring: ring_id, kind, score, truth_ring (None when it overlaps none), jaccard.
+    """
+    def members(frame):
+        part = frame[frame["member_type"] == member_type]
+        return part.groupby("ring_id")["member_id"].apply(set).to_dict()
+
+    planted = members(truth)
+    rows = []
+    for ring_id, group in found.groupby("ring_id", sort=False):
+        mine = set(group.loc[group["member_type"] == member_type, "member_id"])
+        best, score = None, 0.0
+        for truth_id, theirs in planted.items():
+            j = len(mine & theirs) / len(mine | theirs) if mine | theirs else 0.0
+            if j > score:
+                best, score = truth_id, j
+        rows.append({"ring_id": ring_id, "kind": group["kind"].iloc[0], "score": float(group["score"].max()),
+                     "truth_ring": best, "jaccard": score})
+    return pd.DataFrame(rows, columns=["ring_id", "kind", "score", "truth_ring", "jaccard"])

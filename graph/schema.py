@@ -1,6 +1,6 @@
 """The graph's constraints and indexes, created first and idempotently (IF NOT EXISTS)."""
 
-__all__ = ["SCHEMA", "NODE_KEYS"]
+__all__ = ["SCHEMA", "NODE_KEYS", "ENTITY_KEYS"]
 
 # label -> key property; every node label posguard writes is MERGEd on its key.
 NODE_KEYS = {
@@ -20,6 +20,10 @@ NODE_KEYS = {
     "User": "name",
     "Session": "id_hash",
 }
+
+# The entities investigators and analysts address by type name: type -> (label, key property).
+ENTITY_KEYS = {"card": ("Card", "token"), "terminal": ("Terminal", "terminal_id"),
+               "merchant": ("Merchant", "merchant_id"), "ring": ("Ring", "ring_id")}
 
 SCHEMA = tuple(
     f"CREATE CONSTRAINT {label.lower()}_{key}_unique IF NOT EXISTS "

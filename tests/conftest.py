@@ -8,7 +8,7 @@ import pytest
 
 from graph.settings import Settings
 
-from tests.helpers import server_env
+from tests.helpers import posguard, server_env
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +46,47 @@ def db(neo4j_settings):
         database.clear()
         database.ensure_schema()
         yield database
+
+
+@pytest.fixture(scope="session")
+def scored_env(tmp_path_factory):
+    """Environment of its own server holding a generated (seed 1, small), loaded and scored drop.
+
+    Shared by the explorer's, the API's and the notebooks' tests; stopped at the end of the session.
+    """
+    home = tmp_path_factory.mktemp("scored-home")
+    env = server_env(home)
+    drop = home / "drop"
+    for args in (("generate", "--out", str(drop), "--seed", "1", "--scale", "small"),
+                 ("run", str(drop), "--out", str(home / "out"), "--quiet")):
+        result = posguard(*args, env=env)
+        assert result.returncode == 0, result.stderr
+    yield env
+    posguard("neo4j", "stop", env=env)
+
+
+@pytest.fixture(scope="session")
+def scored_settings(scored_env) -> Settings:
+    return Settings.from_env(scored_env)
+
+
+@pytest.fixture(scope="session")
+def scored_db(scored_settings):
+    from graph.db import connect
+
+    with connect(scored_settings, start=False) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def raw_pans(scored_env) -> set[str]:
+    """Every PAN of the scored sample's drop, as written in its files."""
+    import pandas as pd
+
+    drop = Path(scored_env["POSGUARD_HOME"]) / "drop"
+    pans = set()
+    for path in drop.glob("transactions*"):
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+        pans |= set(frame["pan"].dropna().astype(str))
+    assert len(pans) > 100
+    return pans

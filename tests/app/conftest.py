@@ -1,65 +1,40 @@
-"""A scored sample in its own local Neo4j (the explorer's tests share it), users, and a signed-in client."""
+"""The explorer over the session's scored sample: users, a signed-in client, a live server and a browser."""
 
 from __future__ import annotations
 
 import shutil
 import threading
 
-import pandas as pd
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from werkzeug.serving import make_server
 
 from graph.settings import Settings
-from tests.helpers import posguard, server_env
+from tests.helpers import posguard
 
 PASSWORDS = {"ivy": ("investigator", "ivy-password-1"), "ann": ("analyst", "ann-password-1"),
              "adm": ("admin", "adm-password-1")}
 
 
 @pytest.fixture(scope="session")
-def app_env(tmp_path_factory):
-    """Environment of a server holding a generated, loaded and scored drop (stopped at the end)."""
-    home = tmp_path_factory.mktemp("app-home")
-    env = server_env(home)
-    drop = home / "drop"
-    for args in (("generate", "--out", str(drop), "--seed", "1", "--scale", "small"),
-                 ("run", str(drop), "--out", str(home / "out"), "--quiet")):
-        result = posguard(*args, env=env)
-        assert result.returncode == 0, result.stderr
+def app_env(scored_env):
+    """The scored sample's environment with the explorer's users added."""
     for name, (role, password) in PASSWORDS.items():
-        result = posguard("users", "add", name, "--role", role, "--password-stdin", env=env, input=password + "\n")
+        result = posguard("users", "add", name, "--role", role, "--password-stdin", env=scored_env,
+                          input=password + "\n")
         assert result.returncode == 0, result.stderr
-    yield env
-    posguard("neo4j", "stop", env=env)
+    return scored_env
 
 
 @pytest.fixture(scope="session")
-def app_settings(app_env) -> Settings:
-    return Settings.from_env(app_env)
+def app_settings(scored_settings) -> Settings:
+    return scored_settings
 
 
 @pytest.fixture(scope="session")
-def app_db(app_settings):
-    from graph.db import connect
-
-    with connect(app_settings, start=False) as db:
-        yield db
-
-
-@pytest.fixture(scope="session")
-def raw_pans(app_env) -> set[str]:
-    """Every PAN of the generated drop, as written in its files."""
-    from pathlib import Path
-
-    drop = Path(app_env["POSGUARD_HOME"]) / "drop"
-    pans = set()
-    for path in drop.glob("transactions*"):
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
-        pans |= set(frame["pan"].dropna().astype(str))
-    assert len(pans) > 100
-    return pans
+def app_db(app_env, scored_db):
+    return scored_db
 
 
 @pytest.fixture(scope="session")
