@@ -39,10 +39,11 @@ ORDER BY a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
     "queue_count": _FILTER + "RETURN count(a) AS n",
     "options": "MATCH (a:Alert) RETURN collect(DISTINCT a.kind) AS kinds, collect(DISTINCT a.assignee) AS assignees",
     "alert": "MATCH (a:Alert {alert_id: $id}) RETURN properties(a) AS a",
-    "entity": "MATCH (n) WHERE $label IN labels(n) AND n[$key] = $id "
+    # {label} and {key} come from ENTITY_KEYS only (labels cannot be parameters); the id is a parameter.
+    "entity": "MATCH (n:{label} {{{key}: $id}}) "
               "OPTIONAL MATCH (a:Alert)-[:ABOUT]->(n) "
               "RETURN properties(n) AS props, labels(n) AS labels, "
-              "collect(a {.alert_id, .kind, .severity, .score, .status, .summary}) AS alerts",
+              "collect(a {{.alert_id, .kind, .severity, .score, .status, .summary}}) AS alerts",
     "timeline_card": "MATCH (:Card {token: $id})-[r:TXN]->(t:Terminal) RETURN r.txn_id AS txn_id, "
                      "toString(r.ts) AS ts, r.amount AS amount, r.entry_mode AS entry_mode, r.txn_type AS "
                      "txn_type, t.terminal_id AS counterpart, r.lat AS lat, r.lon AS lon ORDER BY r.ts LIMIT $limit",
@@ -160,7 +161,7 @@ def alert(db, alert_id: str) -> dict | None:
 def entity(db, entity_type: str, entity_id: str) -> dict | None:
     """Properties, labels and alerts of a card, terminal, merchant or ring; None if absent."""
     label, key = ENTITY_KEYS[entity_type]
-    rows = db.read(CYPHER["entity"], label=label, key=key, id=entity_id)
+    rows = db.read(CYPHER["entity"].format(label=label, key=key), id=entity_id)
     if not rows:
         return None
     return {"props": _clean(rows[0]["props"]), "labels": rows[0]["labels"], "alerts": rows[0]["alerts"]}

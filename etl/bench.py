@@ -44,7 +44,7 @@ def _bench_load(settings, run_id: str, batch_size: int) -> dict:
             "txn_relationships_per_s": round(stats.relationships_per_second), "batch_size": batch_size}
 
 
-def _bench_score(settings) -> dict:
+def _bench_score(settings, scored_out: list) -> dict:
     from graph.projection import Projection
     from graph.scoring import run_detectors
 
@@ -53,6 +53,7 @@ def _bench_score(settings) -> dict:
     projection_s = time.perf_counter() - started
     run_detectors(projection)  # first call compiles or loads the numba cache
     result = run_detectors(projection)
+    scored_out.append(result)
     from graph.kernel_bench import fraudar_speed, kernel_ratios
 
     kernels = kernel_ratios(projection) + [fraudar_speed(1_000_000)]
@@ -62,8 +63,19 @@ def _bench_score(settings) -> dict:
             "total_s": round(projection_s + sum(result.seconds.values()), 2), "outputs": result.summary()}
 
 
+def _bench_explorer(settings, result, alerts: int) -> dict:
+    from app.bench import bench_app
+    from graph.db import connect
+    from graph.writeback import write_back
+
+    with connect(settings) as db:
+        db.ensure_schema()
+        write_back(db, result.frames, "score-bench", result.created_at)
+        return bench_app(db, settings.token_key, alerts=alerts)
+
+
 def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_size: int = 20_000,
-              out: Path | None = None) -> dict:
+              out: Path | None = None, app_alerts: int = 100_000) -> dict:
     """Generate a drop of ``txns`` transactions and measure ETL, Neo4j load and scoring on it.
 
     Everything runs in a temporary POSGUARD_HOME with its own local Neo4j server (or ``NEO4J_URI`` when
@@ -76,7 +88,9 @@ def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_
     txns : int
         Transactions to generate.
     load_txns : bool
-        Measure the Neo4j load (the slowest part).
+        Measure the Neo4j load (the slowest part), then the explorer on the loaded graph.
+    app_alerts : int
+        Queue size (padded with synthetic alerts) for the explorer's measurements; 0 skips them.
     batch_size : int
         Rows per Neo4j transaction.
     out : Path, optional
@@ -101,12 +115,15 @@ def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_
         log.info("generated %s transactions in %.1fs", f"{txns:,}", results["generate_s"])
         results["etl"] = _bench_etl(bench_settings, tmp / "drop")
         log.info("etl: %s transactions/s", f"{results['etl']['transactions_per_s']:,}")
-        results["score"] = _bench_score(bench_settings)
+        scored: list = []
+        results["score"] = _bench_score(bench_settings, scored)
         log.info("score: %.1fs in all", results["score"]["total_s"])
         if load_txns:
             try:
                 results["load"] = _bench_load(bench_settings, results["etl"]["run_id"], batch_size)
                 log.info("load: %s TXN relationships/s", f"{results['load']['txn_relationships_per_s']:,}")
+                if app_alerts:
+                    results["explorer"] = _bench_explorer(bench_settings, scored[0], app_alerts)
             finally:
                 if not bench_settings.external:
                     LocalServer(bench_settings).stop()

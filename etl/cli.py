@@ -139,7 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from etl.bench import run_bench
 
-    results = run_bench(_settings(args), txns=args.txns, load_txns=not args.no_load, out=args.json)
+    results = run_bench(_settings(args), txns=args.txns, load_txns=not args.no_load, out=args.json,
+                        app_alerts=args.alerts)
     print(json.dumps(results, indent=2))
     return EXIT_OK
 
@@ -189,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", parents=[common], help="measure ETL, Neo4j load and scoring throughput")
     p.add_argument("--txns", type=int, default=1_000_000, help="transactions to generate (default 1M)")
-    p.add_argument("--no-load", action="store_true", help="skip the Neo4j load (the slowest part)")
+    p.add_argument("--no-load", action="store_true", help="skip the Neo4j load (the slowest part) and the explorer")
+    p.add_argument("--alerts", type=int, default=100_000,
+                   help="alert queue size for the explorer's measurements (synthetic alerts added; 0: skip)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     p.set_defaults(func=cmd_bench)
 
