@@ -113,7 +113,7 @@ ORDER BY volume DESC""",
     "latest_txn": "MATCH ()-[r:TXN]->() RETURN max(r.ts) AS latest",
     "skim_victims": "MATCH (c:Card:Reported)-[v:TXN]->(:Terminal {terminal_id: $id}) "
                     "WHERE v.ts >= datetime($start) AND v.ts <= datetime($end) WITH DISTINCT c "
-                    "OPTIONAL MATCH (c)-[r:TXN]->(o:Terminal) WHERE r.ts > datetime($end) AND o.terminal_id <> $id "
+                    "OPTIONAL MATCH (c)-[r:TXN]->(o) WHERE r.ts > datetime($end) AND o.terminal_id <> $id "
                     "RETURN c.token AS card, c.pan_last4 AS last4, toString(c.reported_at) AS reported_at, "
                     "collect([coalesce(r.lat, o.lat), coalesce(r.lon, o.lon)])[..50] AS later ORDER BY card",
 }
