@@ -204,6 +204,7 @@ def _validate_all(raws: list[RawFile], settings, home: Path):
     rejects: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
     known = {"terminal_id": None, "merchant_id": None}
+    token_cache: dict = {}  # raw values -> tokens, in memory for this run only
     for kind in VALIDATION_ORDER:
         if kind in ("transactions", "terminals", "terminal_events") and known["merchant_id"] is None:
             known["merchant_id"] = set(read_staged(home, "merchants", ["merchant_id"])["merchant_id"].to_pylist()) | (
@@ -217,7 +218,8 @@ def _validate_all(raws: list[RawFile], settings, home: Path):
             checked = validate(kind, raw.frame, raw.lines, raw.path.name, key=settings.token_key,
                                source_tz=settings.source_tz,
                                known_terminals=known["terminal_id"] if kind != "terminals" else None,
-                               known_merchants=known["merchant_id"] if kind != "merchants" else None)
+                               known_merchants=known["merchant_id"] if kind != "merchants" else None,
+                               token_cache=token_cache)
             parts.append(checked.valid.assign(_file=raw.path.name))
             rejects.append(checked.rejects)
             if raw.bad_rows:

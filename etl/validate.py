@@ -132,7 +132,7 @@ def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.S
 
 def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, key: bytes,
              source_tz: str = "UTC", known_terminals: set | None = None,
-             known_merchants: set | None = None) -> Validated:
+             known_merchants: set | None = None, token_cache: dict | None = None) -> Validated:
     """Validate, type and tokenize the rows of one file of ``kind``; never modifies ``frame``.
 
     Parameters
@@ -151,6 +151,8 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
         Time zone of timestamps without an offset.
     known_terminals, known_merchants : set, optional
         Ids that references must resolve to (None: not checked).
+    token_cache : dict, optional
+        Shared by the files of one run: field -> {normalized value: token} (see ``tokenize``).
 
     Returns
     -------
@@ -190,7 +192,8 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
             raw_values = valid.pop(secret)
             if secret == "pan":
                 valid["pan_last4"] = pan_last4(raw_values)
-            valid[token_col] = tokenize(raw_values, secret, key)
+            cache = None if token_cache is None else token_cache.setdefault(secret, {})
+            valid[token_col] = tokenize(raw_values, secret, key, cache)
     valid["_line"] = lines[~rejected]
     return Validated(valid=valid.reset_index(drop=True), rejects=rejects[REJECT_COLUMNS])
 
