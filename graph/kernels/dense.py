@@ -15,41 +15,42 @@ __all__ = ["column_weights", "peel", "fraudar_blocks", "fraudar_python", "DIGITS
 DIGITS = 9
 
 
+@njit(cache=True, inline="always")
+def _less(keys, a, b):
+    """Heap order of nodes ``a`` and ``b``: lower key first, ties by lower node number."""
+    return keys[a] < keys[b] or (keys[a] == keys[b] and a < b)
+
+
 @njit(cache=True)
-def _push(keys, nodes, size, key, node):
-    """Push (key, node) on a binary min-heap held in ``keys``/``nodes``; ties pop the lower node first."""
-    i = size
-    keys[i] = key
-    nodes[i] = node
+def _sift_up(heap, pos, keys, i):
+    node = heap[i]
     while i > 0:
         parent = (i - 1) >> 1
-        if keys[parent] < keys[i] or (keys[parent] == keys[i] and nodes[parent] <= nodes[i]):
+        if not _less(keys, node, heap[parent]):
             break
-        keys[parent], keys[i] = keys[i], keys[parent]
-        nodes[parent], nodes[i] = nodes[i], nodes[parent]
+        heap[i] = heap[parent]
+        pos[heap[i]] = i
         i = parent
-    return size + 1
+    heap[i] = node
+    pos[node] = i
 
 
 @njit(cache=True)
-def _pop(keys, nodes, size):
-    """Remove the heap's top; returns (key, node, new size)."""
-    key, node = keys[0], nodes[0]
-    size -= 1
-    keys[0], nodes[0] = keys[size], nodes[size]
-    i = 0
+def _sift_down(heap, pos, keys, i, size):
+    node = heap[i]
     while True:
-        left, right, best = 2 * i + 1, 2 * i + 2, i
-        if left < size and (keys[left] < keys[best] or (keys[left] == keys[best] and nodes[left] < nodes[best])):
-            best = left
-        if right < size and (keys[right] < keys[best] or (keys[right] == keys[best] and nodes[right] < nodes[best])):
-            best = right
-        if best == i:
+        child = 2 * i + 1
+        if child >= size:
             break
-        keys[best], keys[i] = keys[i], keys[best]
-        nodes[best], nodes[i] = nodes[i], nodes[best]
-        i = best
-    return key, node, size
+        if child + 1 < size and _less(keys, heap[child + 1], heap[child]):
+            child += 1
+        if not _less(keys, heap[child], node):
+            break
+        heap[i] = heap[child]
+        pos[heap[i]] = i
+        i = child
+    heap[i] = node
+    pos[node] = i
 
 
 @njit(cache=True)
@@ -111,21 +112,35 @@ def peel(rows, cols, weights, active, n_rows, n_cols):
             alive[u] = True
             size += 1
     edge_alive = active.copy()
-    heap_keys = np.empty(size + 2 * indptr[-1] + 1, np.float64)
-    heap_nodes = np.empty(size + 2 * indptr[-1] + 1, np.int64)
-    heap = 0
+    # An indexed binary min-heap over the alive nodes, keyed by their rounded priority: a removal lowers its
+    # neighbours' keys in place (sift up) instead of pushing stale copies, so the heap never outgrows n.
+    keys = np.empty(n, np.float64)
+    for u in range(n):
+        keys[u] = round(prio[u], DIGITS)
+    heap = np.empty(size, np.int64)
+    pos = np.full(n, -1, np.int64)
+    fill_at = 0
     for u in range(n):
         if alive[u]:
-            heap = _push(heap_keys, heap_nodes, heap, round(prio[u], DIGITS), u)
+            heap[fill_at] = u
+            pos[u] = fill_at
+            fill_at += 1
+    for i in range(size // 2 - 1, -1, -1):
+        _sift_down(heap, pos, keys, i, size)
     order = np.empty(size, np.int64)
     best_density = total / size if size > 0 else 0.0
     best_step = 0
     removed = 0
     remaining = size
-    while heap > 0:
-        key, u, heap = _pop(heap_keys, heap_nodes, heap)
-        if not alive[u] or key != round(prio[u], DIGITS):
-            continue  # stale entry
+    hsize = size
+    while hsize > 0:
+        u = heap[0]
+        hsize -= 1
+        if hsize > 0:
+            heap[0] = heap[hsize]
+            pos[heap[0]] = 0
+            _sift_down(heap, pos, keys, 0, hsize)
+        pos[u] = -1
         alive[u] = False
         order[removed] = u
         removed += 1
@@ -138,7 +153,11 @@ def peel(rows, cols, weights, active, n_rows, n_cols):
             edge_alive[e] = False
             other = n_rows + cols[e] if u == rows[e] else rows[e]
             prio[other] -= weights[e]
-            heap = _push(heap_keys, heap_nodes, heap, round(prio[other], DIGITS), other)
+            keys[other] = round(prio[other], DIGITS)
+            at = pos[other]
+            _sift_up(heap, pos, keys, at)
+            if pos[other] == at:  # a negative weight would raise the key
+                _sift_down(heap, pos, keys, at, hsize)
         if remaining > 0:
             density = max(total, 0.0) / remaining
             if density > best_density * (1.0 + 1e-12) + 1e-12:
