@@ -22,11 +22,16 @@ class UsageError(Exception):
     """Bad arguments or bad input (exit status 2)."""
 
 
+# Commands that never tokenize, and the explorer, which tokenizes only a PAN typed into its search box.
+_NO_KEY_NEEDED = ("generate", "neo4j", "users")
+_KEY_OPTIONAL = ("app",)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment; every command but `generate` needs the tokenization key."""
+    """Settings from the environment; the commands that tokenize (etl, score, run, bench) need the key."""
     settings = Settings.from_env(insecure_dev_key=getattr(args, "insecure_dev_key", False),
                                  quiet=getattr(args, "quiet", False))
-    if args.command == "generate":
+    if args.command in _NO_KEY_NEEDED or (args.command in _KEY_OPTIONAL and not settings.insecure_dev_key):
         return settings
     if settings.token_key is None and settings.insecure_dev_key:
         log.warning("WARNING: POSGUARD_TOKEN_KEY is unset; tokenizing with the public INSECURE development key "

@@ -7,11 +7,17 @@ import json
 from tests.helpers import posguard, server_env
 
 
-def test_commands_other_than_generate_need_the_token_key(tmp_path):
+def test_commands_that_tokenize_need_the_token_key_and_the_others_do_not(tmp_path):
     env = server_env(tmp_path)
     del env["POSGUARD_TOKEN_KEY"]
-    refused = posguard("etl", str(tmp_path), env=env)
-    assert refused.returncode == 2 and "POSGUARD_TOKEN_KEY is not set" in refused.stderr
+    for command in (("etl", str(tmp_path)), ("score", "--out", str(tmp_path / "out")), ("run", str(tmp_path), "--out",
+                                                                                          str(tmp_path / "o"))):
+        refused = posguard(*command, env=env)
+        assert refused.returncode == 2 and "POSGUARD_TOKEN_KEY is not set" in refused.stderr, command
+    # The server's own commands never tokenize: stopping or asking after it works without the key.
+    for command in (("neo4j", "status"), ("neo4j", "stop")):
+        result = posguard(*command, env=env)
+        assert "POSGUARD_TOKEN_KEY" not in result.stderr and result.returncode in (0, 1), (command, result.stderr)
     generated = posguard("generate", "--out", str(tmp_path / "d"), "--txns", "2000", env=env)
     assert generated.returncode == 0, generated.stderr
     insecure = posguard("etl", str(tmp_path / "nowhere"), "--insecure-dev-key", env=env)
