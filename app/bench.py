@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from app import queries
+from graph.schema import ENTITY_KEYS
 
 __all__ = ["bench_app"]
 
@@ -59,7 +60,9 @@ CREATE (:Alert {alert_id: row.id, kind: row.kind, severity: row.severity, score:
     return missing
 
 
-def _samples(db, label: str, key: str, n: int) -> list[str]:
+def _samples(db, entity_type: str, n: int) -> list[str]:
+    """The ``n`` busiest entities of a type; label and key come from the schema's ENTITY_KEYS only."""
+    label, key = ENTITY_KEYS[entity_type]
     rows = db.read(f"MATCH (x:{label})-[r]-() WITH x, count(r) AS d ORDER BY d DESC LIMIT $n RETURN x.{key} AS id",
                    n=n)
     return [r["id"] for r in rows]
@@ -117,8 +120,7 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
 
     added = _pad_alerts(db, alerts)
     db.run("CALL db.awaitIndexes(300)")
-    cards, terminals = _samples(db, "Card", "token", reps), _samples(db, "Terminal", "terminal_id", reps)
-    merchants = _samples(db, "Merchant", "merchant_id", reps)
+    cards, terminals, merchants = (_samples(db, t, reps) for t in ("card", "terminal", "merchant"))
     top_alert = queries.queue_page(db, size=1)[0][0]["alert_id"]
     it = {"card": iter(cards * 3), "terminal": iter(terminals * 3), "merchant": iter(merchants * 3)}
     out: dict = {"alerts_in_queue": db.read("MATCH (a:Alert) RETURN count(a) AS n")[0]["n"],

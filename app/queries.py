@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from graph.schema import ENTITY_KEYS, NODE_KEYS
+from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
 
 __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "alert", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
@@ -18,8 +18,6 @@ __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options
 
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
 SEVERITIES = ("critical", "high", "medium", "low")
-# The key property of every node label the neighbourhood graph can show (not users and their sessions).
-_LABEL_KEYS = {label: key for label, key in NODE_KEYS.items() if label not in ("User", "Session")}
 # Properties never shown or exported (none is SECRET: tokens only; these are just noise for investigators).
 _HIDDEN = {"run_id", "score_run", "skim_run", "clone_run", "integrity_run"}
 

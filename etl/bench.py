@@ -44,7 +44,8 @@ def _bench_load(settings, run_id: str, batch_size: int) -> dict:
             "txn_relationships_per_s": round(stats.relationships_per_second), "batch_size": batch_size}
 
 
-def _bench_score(settings, scored_out: list) -> dict:
+def _bench_score(settings) -> tuple[dict, object]:
+    """Scoring figures, and the ScoreResult (the explorer's benchmark writes it back)."""
     from graph.projection import Projection
     from graph.scoring import run_detectors
 
@@ -53,14 +54,13 @@ def _bench_score(settings, scored_out: list) -> dict:
     projection_s = time.perf_counter() - started
     run_detectors(projection)  # first call compiles or loads the numba cache
     result = run_detectors(projection)
-    scored_out.append(result)
     from graph.kernel_bench import fraudar_speed, kernel_ratios
 
     kernels = kernel_ratios(projection) + [fraudar_speed(1_000_000)]
     return {"kernels_vs_reference": kernels, "transactions": projection.n_txns, "projection_s": round(projection_s, 2),
             "bytes_per_txn_arrays": round(projection.nbytes_per_txn()),
             "detectors_s": {k: round(v, 3) for k, v in result.seconds.items()},
-            "total_s": round(projection_s + sum(result.seconds.values()), 2), "outputs": result.summary()}
+            "total_s": round(projection_s + sum(result.seconds.values()), 2), "outputs": result.summary()}, result
 
 
 def _bench_explorer(settings, result, alerts: int) -> dict:
@@ -115,15 +115,14 @@ def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_
         log.info("generated %s transactions in %.1fs", f"{txns:,}", results["generate_s"])
         results["etl"] = _bench_etl(bench_settings, tmp / "drop")
         log.info("etl: %s transactions/s", f"{results['etl']['transactions_per_s']:,}")
-        scored: list = []
-        results["score"] = _bench_score(bench_settings, scored)
+        results["score"], scored = _bench_score(bench_settings)
         log.info("score: %.1fs in all", results["score"]["total_s"])
         if load_txns:
             try:
                 results["load"] = _bench_load(bench_settings, results["etl"]["run_id"], batch_size)
                 log.info("load: %s TXN relationships/s", f"{results['load']['txn_relationships_per_s']:,}")
                 if app_alerts:
-                    results["explorer"] = _bench_explorer(bench_settings, scored[0], app_alerts)
+                    results["explorer"] = _bench_explorer(bench_settings, scored, app_alerts)
             finally:
                 if not bench_settings.external:
                     LocalServer(bench_settings).stop()

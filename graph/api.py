@@ -8,7 +8,7 @@ Example
 >>> from graph.api import open_store
 >>> with open_store() as store:                                      # doctest: +SKIP
 ...     store.cypher("MATCH (a:Alert) RETURN a.kind AS kind, count(*) AS n")
-...     points = store.detect("skimming", min_cards=3)
+...     points = store.detect("skimming", min_compromised=3)
 ...     g = store.neighbourhood("terminal", points.terminal_id[0])
 """
 
@@ -21,24 +21,15 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
-from graph.schema import ENTITY_KEYS, NODE_KEYS
+from graph.schema import BROWSABLE_KEYS as _WALKABLE, ENTITY_KEYS
+from graph.scoring import DETECTORS, fit_detector
 from graph.settings import Settings
 
 __all__ = ["Store", "open_store", "DETECTOR_NAMES"]
 
 log = logging.getLogger("posguard.api")
 
-# detector name -> (module, class, the fitted attribute holding its DataFrame)
-_DETECTORS = {
-    "skimming": ("graph.detectors.skimming", "SkimmingDetector", "points_"),
-    "cloned": ("graph.detectors.cloned", "ClonedCardDetector", "cards_"),
-    "rings": ("graph.detectors.collusion", "RingDetector", "rings_"),
-    "networks": ("graph.detectors.merchant_networks", "MerchantNetworkDetector", "rings_"),
-    "integrity": ("graph.detectors.terminal", "IntegrityDetector", "findings_"),
-}
-DETECTOR_NAMES = tuple(_DETECTORS)
-# Node labels a neighbourhood may walk through (never users, sessions or case events).
-_WALKABLE = {label: key for label, key in NODE_KEYS.items() if label not in ("User", "Session")}
+DETECTOR_NAMES = tuple(DETECTORS)
 
 _FIRST_NODE = "MATCH (n:{label} {{{key}: $id}}) RETURN elementId(n) AS eid, labels(n) AS labels, properties(n) AS props"
 _EXPAND = """
@@ -151,7 +142,7 @@ class Store:
         Parameters
         ----------
         out : directory of the outputs (default ``$POSGUARD_HOME/out``)
-        params : per-detector parameters, e.g. ``{"skimming": {"alpha": 0.001}}``
+        params : per-detector parameters, e.g. ``{"skimming": {"exposure_days": 30}}``
 
         Example
         -------
@@ -197,23 +188,18 @@ class Store:
 
         Example
         -------
-        >>> store.detector("rings", min_density=2.0).rings_          # doctest: +SKIP
+        >>> store.detector("rings", min_cards=6).rings_          # doctest: +SKIP
         """
-        import importlib
-
-        if name not in _DETECTORS:
-            raise ValueError(f"no detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
-        module, cls, _ = _DETECTORS[name]
-        return getattr(importlib.import_module(module), cls)(**params).fit(self.projection())
+        return fit_detector(name, self.projection(), **params)
 
     def detect(self, name: str, **params) -> pd.DataFrame:
         """Run one detector with custom parameters and return its result table (as in the Parquet outputs).
 
         Example
         -------
-        >>> store.detect("skimming", alpha=0.001).head()             # doctest: +SKIP
+        >>> store.detect("skimming", exposure_days=30).head()             # doctest: +SKIP
         """
-        return getattr(self.detector(name, **params), _DETECTORS[name][2])
+        return getattr(self.detector(name, **params), DETECTORS[name][2])
 
     # ------------------------------------------------------------ the graph
     def cypher(self, query: str, **params) -> pd.DataFrame:

@@ -89,10 +89,12 @@ def _int(frame: pd.DataFrame, column: str, dtype=np.int64) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(values.dtype):
         data = _arrow_strings(values)
         try:  # digits only (mcc codes as text): Arrow parses them without a Python object per row
-            parsed = pc.fill_null(pc.cast(data, pa.int64()), -1)
-            return np.asarray(parsed.to_numpy(zero_copy_only=False), dtype=dtype)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
-            values = pd.to_numeric(values, errors="coerce")
+            if data is not None:
+                parsed = pc.fill_null(pc.cast(data, pa.int64()), -1)
+                return np.asarray(parsed.to_numpy(zero_copy_only=False), dtype=dtype)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        values = pd.to_numeric(values, errors="coerce")
     return values.fillna(-1).to_numpy(dtype=dtype)
 
 

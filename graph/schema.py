@@ -1,6 +1,6 @@
 """The graph's constraints and indexes, created first and idempotently (IF NOT EXISTS)."""
 
-__all__ = ["SCHEMA", "NODE_KEYS", "ENTITY_KEYS"]
+__all__ = ["SCHEMA", "NODE_KEYS", "ENTITY_KEYS", "BROWSABLE_KEYS"]
 
 # label -> key property; every node label posguard writes is MERGEd on its key.
 NODE_KEYS = {
@@ -24,6 +24,9 @@ NODE_KEYS = {
 # The entities investigators and analysts address by type name: type -> (label, key property).
 ENTITY_KEYS = {"card": ("Card", "token"), "terminal": ("Terminal", "terminal_id"),
                "merchant": ("Merchant", "merchant_id"), "ring": ("Ring", "ring_id")}
+
+# Labels an investigator or analyst may walk through in a neighbourhood: all but logins and sessions.
+BROWSABLE_KEYS = {label: key for label, key in NODE_KEYS.items() if label not in ("User", "Session")}
 
 SCHEMA = tuple(
     f"CREATE CONSTRAINT {label.lower()}_{key}_unique IF NOT EXISTS "

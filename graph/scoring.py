@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ScoreResult", "run_detectors", "write_outputs", "OUTPUT_SCHEMAS"]
+__all__ = ["ScoreResult", "run_detectors", "fit_detector", "DETECTORS", "write_outputs", "OUTPUT_SCHEMAS"]
 
 log = logging.getLogger("posguard.score")
 
@@ -61,6 +62,31 @@ def _timed(seconds: dict, name: str, func):
     return out
 
 
+# detector name -> (module, class, the fitted attribute holding its result table); run in this order.
+DETECTORS = {
+    "skimming": ("graph.detectors.skimming", "SkimmingDetector", "points_"),
+    "cloned": ("graph.detectors.cloned", "ClonedCardDetector", "cards_"),
+    "rings": ("graph.detectors.collusion", "RingDetector", "rings_"),
+    "networks": ("graph.detectors.merchant_networks", "MerchantNetworkDetector", "rings_"),
+    "integrity": ("graph.detectors.terminal", "IntegrityDetector", "findings_"),
+}
+
+
+def fit_detector(name: str, projection, **params):
+    """The detector ``name`` (a key of ``DETECTORS``) built with ``params`` and fitted on ``projection``.
+
+    Example
+    -------
+    >>> fit_detector("cloned", projection, max_speed_kmh=700).cards_  # doctest: +SKIP
+    """
+    import importlib
+
+    if name not in DETECTORS:
+        raise ValueError(f"no detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    module, cls, _ = DETECTORS[name]
+    return getattr(importlib.import_module(module), cls)(**params).fit(projection)
+
+
 def run_detectors(projection, *, created_at: datetime | None = None, params: dict | None = None) -> ScoreResult:
     """Fit every detector on ``projection`` and assemble the outputs and the alert queue.
 
@@ -79,27 +105,19 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     ScoreResult
     """
     from graph.detectors.queue import build_alerts
-    from graph.detectors.cloned import ClonedCardDetector
-    from graph.detectors.terminal import IntegrityDetector
-    from graph.detectors.merchant_networks import MerchantNetworkDetector
-    from graph.detectors.collusion import RingDetector
-    from graph.detectors.skimming import SkimmingDetector
 
     params = params or {}
     created_at = created_at or datetime.now(timezone.utc)
     seconds: dict[str, float] = {}
-    skim = _timed(seconds, "skimming", lambda: SkimmingDetector(**params.get("skimming", {})).fit(projection))
-    cloned = _timed(seconds, "cloned", lambda: ClonedCardDetector(**params.get("cloned", {})).fit(projection))
-    rings = _timed(seconds, "rings", lambda: RingDetector(**params.get("rings", {})).fit(projection))
-    networks = _timed(seconds, "networks",
-                      lambda: MerchantNetworkDetector(**params.get("networks", {})).fit(projection))
-    integrity = _timed(seconds, "integrity",
-                       lambda: IntegrityDetector(**params.get("integrity", {})).fit(projection))
-    all_rings = pd.concat([rings.rings_, networks.rings_], ignore_index=True)
-    alerts = _timed(seconds, "alerts", lambda: build_alerts(skim.points_, cloned.cards_, all_rings,
-                                                            integrity.findings_, created_at))
-    frames = {"skimming_points": skim.points_, "cloned_cards": cloned.cards_, "rings": all_rings,
-              "terminal_findings": integrity.findings_, "alerts": alerts}
+    tables = {}
+    for name, (_, _, attr) in DETECTORS.items():
+        fitted = _timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
+        tables[name] = getattr(fitted, attr)
+    all_rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
+    alerts = _timed(seconds, "alerts", lambda: build_alerts(tables["skimming"], tables["cloned"], all_rings,
+                                                            tables["integrity"], created_at))
+    frames = {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": all_rings,
+              "terminal_findings": tables["integrity"], "alerts": alerts}
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
 
 
