@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from etl.contract import KINDS, kind_of_file
 from etl.errors import DropError
 
-__all__ = ["RawFile", "find_files", "read_file", "sha256_of"]
+__all__ = ["RawFile", "find_files", "read_file", "sha256_of", "csv_header", "parse_csv_body", "parquet_frame",
+           "check_parquet_schema"]
 
 _NUMERIC_TYPES = ("decimal", "int", "lat", "lon")
 
@@ -96,41 +97,81 @@ def _header(path: Path, raw: bytes) -> list[str]:
     return names
 
 
+def csv_header(path: Path, kind: str, head: bytes) -> tuple[list[str], int]:
+    """(column names, byte length of the header line) from a CSV file's first bytes; checks the columns.
+
+    Raises
+    ------
+    DropError
+        Empty file, a header that is not UTF-8, a wrong delimiter, a missing or repeated column.
+    """
+    if not head.strip():
+        raise DropError(str(path), "empty file: a CSV needs at least a header row", line=1)
+    names = _header(path, head)
+    _check_columns(path, kind, names)
+    newline = head.find(b"\n")
+    return names, (len(head) if newline < 0 else newline + 1)
+
+
 def _read_csv(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list]:
     raw = path.read_bytes()
-    if not raw.strip():
-        raise DropError(str(path), "empty file: a CSV needs at least a header row", line=1)
-    names = _header(path, raw)
-    _check_columns(path, kind, names)
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(raw),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8"),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
-        frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
-        if not any(frame[c].str.contains("\n", regex=False).any() for c in frame.columns if len(frame)):
-            return frame, np.arange(2, len(frame) + 2, dtype=np.int64), []
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        pass
-    return _read_csv_slow(raw, names)
+    names, header_bytes = csv_header(path, kind, raw)
+    return parse_csv_body(raw[header_bytes:], names, first_line=2)
 
 
-def _read_csv_slow(raw: bytes, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, list]:
-    """Row by row: exact line numbers (quoted newlines), invalid UTF-8 and wrong field counts as bad rows."""
-    text = raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+def parse_csv_body(body: bytes, names: list[str], first_line: int) -> tuple[pd.DataFrame, np.ndarray, list]:
+    """Rows of a CSV body (no header) whose first byte starts line ``first_line`` of its file.
+
+    Returns the raw string frame, each row's source line, and the rows that could not be split
+    (``(line, reason, value)``). The same bytes give the same rows and lines whether the body is a
+    whole file or one of its chunks (the Spark engine parses chunks that start on a record boundary).
+    """
+    blank_lines = b"\n\n" in body or b"\n\r\n" in body or body.startswith((b"\n", b"\r\n"))
+    if body.strip() and not blank_lines:
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(body),
+                read_options=pacsv.ReadOptions(column_names=names, encoding="utf8"),
+                parse_options=pacsv.ParseOptions(newlines_in_values=False),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False))
+            frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+            if not any(frame[c].str.contains("\n", regex=False).any() for c in frame.columns if len(frame)):
+                return frame, np.arange(first_line, len(frame) + first_line, dtype=np.int64), []
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            pass
+    return _read_csv_slow(body, names, first_line)
+
+
+def _invalid_fields(fields: list[str], names: list[str]) -> str:
+    """Which fields of a row are not UTF-8, and their text with U+FFFD for the bad bytes; never the value of
+    a SECRET column (it cannot be tokenized: its bytes are not text)."""
+    from etl.contract import SECRET_FIELDS
+
+    out = []
+    for i, value in enumerate(fields):
+        if not any("\udc80" <= ch <= "\udcff" for ch in value):
+            continue
+        name = names[i] if i < len(names) else f"extra field {i + 1}"
+        shown = "(SECRET, not shown)" if name in SECRET_FIELDS else repr(
+            value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:80])
+        out.append(f"{name}: {shown}")
+    return "; ".join(out)
+
+
+def _read_csv_slow(body: bytes, names: list[str], first_line: int) -> tuple[pd.DataFrame, np.ndarray, list]:
+    """Row by row: exact line numbers (quoted newlines, blank lines), invalid UTF-8 and wrong field counts as
+    bad rows."""
+    text = body.decode("utf-8", errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader, None)
     rows, lines, bad = [], [], []
-    line = reader.line_num + 1
+    line = first_line
     for fields in reader:
-        start, line = line, reader.line_num + 1
+        start, line = line, reader.line_num + first_line
         if not fields:
             continue
-        joined = ",".join(fields)
-        if any("\udc80" <= ch <= "\udcff" for ch in joined):
-            bad.append((start, "invalid_utf8", joined.encode("utf-8", "surrogateescape").decode("utf-8", "replace")))
+        if any("\udc80" <= ch <= "\udcff" for f in fields for ch in f):
+            bad.append((start, "invalid_utf8", _invalid_fields(fields, names)))
         elif len(fields) != len(names):
             bad.append((start, "wrong_field_count", f"{len(fields)} fields, header has {len(names)}"))
         else:
@@ -141,16 +182,13 @@ def _read_csv_slow(raw: bytes, names: list[str]) -> tuple[pd.DataFrame, np.ndarr
     return frame, np.asarray(lines, dtype=np.int64), bad
 
 
-def _read_parquet(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list]:
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DropError(str(path), f"not a readable Parquet file ({exc})") from None
-    table = table.rename_columns([n.lower() for n in table.column_names])
-    _check_columns(path, kind, table.column_names)
+def check_parquet_schema(path: Path, kind: str, schema: pa.Schema) -> None:
+    """Raise DropError unless a Parquet file's (lower-cased) columns can hold the kind's contract types."""
+    names = [n.lower() for n in schema.names]
+    _check_columns(path, kind, names)
     spec = {c.name: c for c in KINDS[kind]}
-    for f in table.schema:
-        col = spec.get(f.name)
+    for name, f in zip(names, schema):
+        col = spec.get(name)
         if col is None:
             continue
         t = f.type
@@ -163,9 +201,24 @@ def _read_parquet(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list
         else:
             ok = ok or pa.types.is_integer(t)
         if not ok:
-            raise DropError(str(path), f"column {f.name!r} has Parquet type {t}, which cannot hold a "
-                                       f"{col.type} value", column=f.name)
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}.get)
+            raise DropError(str(path), f"column {name!r} has Parquet type {t}, which cannot hold a "
+                                       f"{col.type} value", column=name)
+
+
+def parquet_frame(table: pa.Table) -> pd.DataFrame:
+    """Raw values of (part of) a Parquet input: lower-case names, strings as Arrow-backed pandas strings."""
+    table = table.rename_columns([n.lower() for n in table.column_names])
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"),
+                                         pa.large_string(): pd.StringDtype("pyarrow")}.get)
+
+
+def _read_parquet(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DropError(str(path), f"not a readable Parquet file ({exc})") from None
+    check_parquet_schema(path, kind, table.schema)
+    frame = parquet_frame(table)
     return frame, np.arange(1, len(frame) + 1, dtype=np.int64), []
 
 

@@ -19,7 +19,7 @@ from etl.manifest import fingerprint, new_run_id, posguard_version, read_manifes
 from etl.stage import STAGED_SCHEMAS, discard_uncommitted, read_staged, staged_row_hashes, write_staged
 from etl.validate import REJECT_COLUMNS, validate
 
-__all__ = ["run_drop", "run_all", "RunResult", "is_drop", "VALIDATION_ORDER"]
+__all__ = ["run_drop", "run_all", "RunResult", "is_drop", "VALIDATION_ORDER", "LocalEngine"]
 
 log = logging.getLogger("posguard.etl")
 
@@ -107,13 +107,31 @@ def _dedupe(kind: str, frame: pd.DataFrame, staged: pd.DataFrame) -> tuple[pd.Da
     return kept, int(duplicate.sum()), rejects
 
 
-def _extract(drop: Path) -> list[RawFile]:
-    files = find_files(drop)
-    raws = []
-    for kind, path in files:
-        raws.append(read_file(path, kind))
-        log.debug("read %s: %s rows", path.name, f"{raws[-1].rows_read:,}")
-    return raws
+class LocalEngine:
+    """The single-machine engine: pandas and pyarrow in this process (the default)."""
+
+    name = "local"
+
+    def inspect(self, drop: Path) -> tuple[list[dict], list[RawFile]]:
+        """(inputs of the manifest, state for ``stage``): every file read and checksummed."""
+        raws = []
+        for kind, path in find_files(drop):
+            raws.append(read_file(path, kind))
+            log.debug("read %s: %s rows", path.name, f"{raws[-1].rows_read:,}")
+        inputs = [{"name": r.path.name, "kind": r.kind, "sha256": r.sha256, "bytes": r.size, "rows": r.rows_read}
+                  for r in raws]
+        return inputs, raws
+
+    def stage(self, raws: list[RawFile], settings, home: Path, run_id: str):
+        """Validate, de-duplicate and write the staging of ``run_id``: (counts, rejects, timings)."""
+        t0 = time.perf_counter()
+        frames, rejects, counts = _validate_all(raws, settings, home)
+        timings = {"validate": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        for kind, frame in frames.items():
+            write_staged(home, run_id, kind, frame)
+        timings["stage"] = time.perf_counter() - t0
+        return counts, rejects, timings
 
 
 def _previous(home: Path, fp: str) -> dict | None:
@@ -132,7 +150,7 @@ def _load(home: Path, manifest: dict, load: Loader, result: RunResult) -> None:
     result.status = "loaded"
 
 
-def run_drop(drop: Path, settings, *, load: Loader | None = None) -> RunResult:
+def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -> RunResult:
     """Validate, tokenize, stage and (with ``load``) load one drop; skip it if already loaded.
 
     Every input row ends up staged, counted as a duplicate, or in the run's rejects.csv. A file that
@@ -147,20 +165,21 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None) -> RunResult:
     load : callable, optional
         ``load(run_id) -> dict`` writes a staged run into Neo4j; a run staged earlier whose load failed
         is loaded again when the same drop comes back.
+    engine : LocalEngine or etl.spark.SparkEngine, optional
+        Reads, validates and stages the drop (default: :class:`LocalEngine`); both give the same staging.
 
     Returns
     -------
     RunResult
     """
     home, drop = Path(settings.home), Path(drop)
+    engine = engine or LocalEngine()
     with etl_lock(home):
         discard_uncommitted(home)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        raws = _extract(drop)
+        inputs, state = engine.inspect(drop)
         timings["extract"] = time.perf_counter() - t0
-        inputs = [{"name": r.path.name, "kind": r.kind, "sha256": r.sha256, "bytes": r.size, "rows": r.rows_read}
-                  for r in raws]
         fp = fingerprint(inputs)
         previous = _previous(home, fp)
         if previous is not None:
@@ -175,18 +194,15 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None) -> RunResult:
             return result
         run_id = new_run_id()
         result = RunResult(drop, run_id, "staged", run_path=home / "runs" / run_id)
+        counts, rejects, stage_timings = engine.stage(state, settings, home, run_id)
+        timings |= stage_timings
         t0 = time.perf_counter()
-        frames, rejects, counts = _validate_all(raws, settings, home)
-        timings["validate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for kind, frame in frames.items():
-            write_staged(home, run_id, kind, frame)
         write_rejects(home, run_id, rejects)
-        timings["stage"] = time.perf_counter() - t0
+        timings["stage"] = timings.get("stage", 0.0) + time.perf_counter() - t0
         manifest = {"run_id": run_id, "drop": str(drop.resolve()), "fingerprint": fp, "inputs": inputs,
                     "counts": counts, "rejected_reasons": rejects["reason"].value_counts().to_dict(),
-                    "timings": timings, "version": posguard_version(), "staged": True, "loaded": False,
-                    "created_at": datetime.now(timezone.utc).isoformat()}
+                    "timings": timings, "version": posguard_version(), "engine": engine.name, "staged": True,
+                    "loaded": False, "created_at": datetime.now(timezone.utc).isoformat()}
         write_manifest(home, run_id, manifest)  # from here on the run's staging counts
         result.counts, result.seconds = counts, timings
         log.info("staged run %s: %s", run_id, ", ".join(f"{k} {c['loaded']:,}" for k, c in counts.items()))
@@ -238,7 +254,7 @@ def _validate_all(raws: list[RawFile], settings, home: Path):
     return frames, all_rejects, counts
 
 
-def run_all(root: Path, settings, *, load: Loader | None = None) -> list[RunResult]:
+def run_all(root: Path, settings, *, load: Loader | None = None, engine=None) -> list[RunResult]:
     """Run ``root`` if it is a drop, else every drop directly under it, in name order (for cron)."""
     root = Path(root)
     if not root.is_dir():
@@ -246,10 +262,10 @@ def run_all(root: Path, settings, *, load: Loader | None = None) -> list[RunResu
 
         raise DropError(str(root), "not a directory")
     if is_drop(root):
-        return [run_drop(root, settings, load=load)]
+        return [run_drop(root, settings, load=load, engine=engine)]
     drops = sorted(p for p in root.iterdir() if is_drop(p))
     if not drops:
         from etl.errors import DropError
 
         raise DropError(str(root), "no drop here: neither transaction files nor sub-directories holding them")
-    return [run_drop(d, settings, load=load) for d in drops]
+    return [run_drop(d, settings, load=load, engine=engine) for d in drops]

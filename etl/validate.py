@@ -89,8 +89,9 @@ def _is_in(values: pd.Series, allowed) -> pd.Series:
     return pd.Series(pc.fill_null(found, False).to_numpy(zero_copy_only=False), index=values.index)
 
 
-def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.Series, str]:
-    """(parsed values, bad mask, reason) of one column; missing values are not bad here."""
+def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.Series, str | pd.Series]:
+    """(parsed values, bad mask, reason: one for the column or one per row) of one column; missing values
+    are not bad here."""
     if col.type == "timestamp":
         parsed = parse_timestamps(raw, source_tz)
         present = raw.notna() if pd.api.types.is_datetime64_any_dtype(raw.dtype) else _text(raw).notna()
@@ -106,13 +107,15 @@ def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.S
             if col.name == "stan":
                 ok &= numbers <= 999_999
             return numbers.where(ok).astype("Int64"), present & ~ok, "bad_integer"
-        bad = present & numbers.isna()
-        if bad.any():
-            return numbers, bad, "bad_number"
+        # per row: unparsable first, then out of range (a bad row elsewhere in the file changes nothing)
+        unparsable = present & numbers.isna()
         if col.type == "decimal":
-            return numbers, present & (numbers < 0), "negative_amount"
-        limit = 90.0 if col.type == "lat" else 180.0
-        return numbers, present & ~numbers.between(-limit, limit), "bad_coordinates"
+            out_of_range, why = present & (numbers < 0), "negative_amount"
+        else:
+            limit = 90.0 if col.type == "lat" else 180.0
+            out_of_range, why = present & numbers.notna() & ~numbers.between(-limit, limit), "bad_coordinates"
+        reason = pd.Series(np.where(unparsable, "bad_number", why), index=raw.index)
+        return numbers, unparsable | out_of_range, reason
     text = _text(raw)
     present = text.notna()
     none = pd.Series(False, index=raw.index)
@@ -174,7 +177,7 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
         elif col.default is not None:
             parsed = parsed.where(~missing, col.default)
         fresh = bad & reason.isna()
-        reason[fresh], column[fresh] = why, col.name
+        reason[fresh], column[fresh] = (why[fresh] if isinstance(why, pd.Series) else why), col.name
         out[col.name] = parsed
     for ref, known in (("terminal_id", known_terminals), ("merchant_id", known_merchants)):
         if known is not None and ref in out and not (kind == "terminals" and ref == "terminal_id") and not (

@@ -33,6 +33,17 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+def _pairs(raw: str, name: str) -> dict[str, str]:
+    """``"a=1,b=2"`` -> ``{"a": "1", "b": "2"}``."""
+    out = {}
+    for item in filter(None, (i.strip() for i in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{name} must be key=value pairs separated by commas, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything posguard needs to know about its environment.
@@ -55,6 +66,11 @@ class Settings:
         Ports of the local server (``POSGUARD_NEO4J_BOLT_PORT``/``..._HTTP_PORT``; 0 or ``auto`` = any free).
     heap, pagecache : str
         Memory of the local server (``POSGUARD_NEO4J_HEAP``, ``POSGUARD_NEO4J_PAGECACHE``).
+    spark_master : str
+        ``POSGUARD_SPARK_MASTER``: where ``--engine spark`` runs (default ``local[*]``; ignored under
+        spark-submit, whose ``--master`` wins).
+    spark_conf : dict
+        ``POSGUARD_SPARK_CONF``: extra Spark settings as ``key=value`` pairs separated by commas.
     quiet : bool
         Silence progress output.
 
@@ -77,6 +93,8 @@ class Settings:
     heap: str = "512m"
     pagecache: str = "512m"
     neo4j_database: str = "neo4j"
+    spark_master: str = "local[*]"
+    spark_conf: dict = field(default_factory=dict)
     quiet: bool = False
 
     @classmethod
@@ -102,6 +120,8 @@ class Settings:
             heap=env.get("POSGUARD_NEO4J_HEAP") or "512m",
             pagecache=env.get("POSGUARD_NEO4J_PAGECACHE") or "512m",
             neo4j_database=env.get("NEO4J_DATABASE") or "neo4j",
+            spark_master=env.get("POSGUARD_SPARK_MASTER") or "local[*]",
+            spark_conf=_pairs(env.get("POSGUARD_SPARK_CONF", ""), "POSGUARD_SPARK_CONF"),
         )
         values.update(overrides)
         return cls(**values)

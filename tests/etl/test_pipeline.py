@@ -117,7 +117,17 @@ def test_invalid_utf8_row_is_rejected(tmp_path):
     result = run_drop(drop, settings(tmp_path / "home"))
     assert result.counts["transactions"] == {"read": 2, "loaded": 1, "duplicate": 0, "rejected": 1}
     [reject] = rejects_of(result)
-    assert (reject["line"], reject["reason"]) == ("3", "invalid_utf8")
+    assert (reject["line"], reject["reason"], reject["value"]) == ("3", "invalid_utf8", "merchant_id: 'M\ufffd1'")
+
+
+def test_invalid_utf8_reject_never_shows_the_pan(tmp_path):
+    drop = make_drop(tmp_path / "drop", [good(1)])
+    with open(drop / "transactions.csv", "ab") as fh:
+        fh.write(good(2).encode().replace(PAN.encode(), PAN.encode() + b"\xfe") + b"\n")
+    result = run_drop(drop, settings(tmp_path / "home"))
+    [reject] = rejects_of(result)
+    assert reject["reason"] == "invalid_utf8" and reject["value"] == "pan: (SECRET, not shown)"
+    assert PAN not in (result.run_path / "rejects.csv").read_text()
 
 
 @pytest.mark.parametrize("case,message", [
@@ -217,3 +227,18 @@ def test_a_second_etl_is_locked_out(tmp_path):
     with etl_lock(home.home):
         with pytest.raises(LockedError, match="another posguard etl is running"):
             run_drop(make_drop(tmp_path / "drop", [good(1)]), home)
+
+
+def test_each_row_gets_its_own_numeric_reason(tmp_path):
+    """A negative amount is rejected even when another row of the file has an unparsable one (it was
+    accepted before: the whole column stopped at its first kind of error)."""
+    negative = good(3).replace("12.50", "-5")
+    unparsable = good(4).replace("12.50", "12.5O")
+    far = good(5).replace("31.2,121.4", "95.0,121.4")
+    bad_lat = good(6).replace("31.2,121.4", "north,121.4")
+    result = run_drop(make_drop(tmp_path / "drop", [good(1), unparsable, negative, bad_lat, far, good(2)]),
+                      settings(tmp_path / "home"))
+    assert [(r["line"], r["column"], r["reason"]) for r in rejects_of(result)] == [
+        ("3", "amount", "bad_number"), ("4", "amount", "negative_amount"), ("5", "lat", "bad_number"),
+        ("6", "lat", "bad_coordinates")]
+    assert result.counts["transactions"]["loaded"] == 2
