@@ -14,7 +14,7 @@ __all__ = [
     "Projection",
     "ENTRY_CODES", "ENTRY_CHIP", "ENTRY_CONTACTLESS", "ENTRY_MAGSTRIPE", "ENTRY_FALLBACK", "ENTRY_MANUAL",
     "TYPE_CODES", "TYPE_PURCHASE", "TYPE_REFUND", "TYPE_VOID", "TYPE_PREAUTH", "TYPE_COMPLETION",
-    "to_epoch_seconds",
+    "to_epoch_seconds", "staged_reference", "TXN_COLUMNS",
 ]
 
 ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MAGSTRIPE, ENTRY_FALLBACK, ENTRY_MANUAL = 0, 1, 2, 3, 4
@@ -24,7 +24,7 @@ TYPE_PURCHASE, TYPE_REFUND, TYPE_VOID, TYPE_PREAUTH, TYPE_COMPLETION = 0, 1, 2, 
 TYPE_CODES = {"purchase": TYPE_PURCHASE, "refund": TYPE_REFUND, "void": TYPE_VOID,
               "preauth": TYPE_PREAUTH, "completion": TYPE_COMPLETION}
 
-_TXN_COLUMNS = ["txn_id", "ts", "card_token", "terminal_id", "merchant_id", "amount", "txn_type",
+TXN_COLUMNS = ["txn_id", "ts", "card_token", "terminal_id", "merchant_id", "amount", "txn_type",
                 "entry_mode", "response_code", "atc", "stan", "mcc", "lat", "lon"]
 _REFERENCE_KEYS = {"terminals": "terminal_id", "merchants": "merchant_id", "approved_firmware": "firmware_hash"}
 
@@ -358,15 +358,15 @@ class Projection:
         """
         from etl.stage import read_staged  # lazy: the ETL package is only needed for staged input
 
-        home = Path(home)
+        tx_table = read_staged(Path(home), "transactions")
+        cols = [c for c in TXN_COLUMNS if c in tx_table.schema.names]
+        return cls.from_frames(tx_table.select(cols).to_pandas(), **staged_reference(home))
 
-        def kind(name, columns=None):
-            if name != "transactions" and not (home / "staging" / name).exists():
-                return None
-            table = read_staged(home, name, columns=columns)
-            return table.to_pandas()
 
-        tx_table = read_staged(home, "transactions")
-        cols = [c for c in _TXN_COLUMNS if c in tx_table.schema.names]
-        return cls.from_frames(tx_table.select(cols).to_pandas(), kind("terminals"), kind("merchants"),
-                               kind("fraud_reports"), kind("approved_firmware"), kind("terminal_events"))
+def staged_reference(home: str | Path) -> dict[str, pd.DataFrame | None]:
+    """The staged reference kinds as ``from_frames`` keyword arguments (None for a kind never staged)."""
+    from etl.stage import read_staged
+
+    home = Path(home)
+    return {name: read_staged(home, name).to_pandas() if (home / "staging" / name).exists() else None
+            for name in ("terminals", "merchants", "fraud_reports", "approved_firmware", "terminal_events")}

@@ -118,12 +118,18 @@ class SkimmingDetector(BaseDetector):
                               present & np.isfinite(lat) & np.isfinite(lon), cards, starts, float(self.far_km))
         return cards, per_card["w"].to_numpy(dtype=np.float64), starts, np.minimum(ends, cut)
 
-    def fit(self, projection: Projection) -> "SkimmingDetector":
+    def fit(self, projection: Projection, totals=None) -> "SkimmingDetector":
         """Score every terminal a compromised card used inside its exposure window.
 
         Parameters
         ----------
         projection : graph.projection.Projection
+        totals : object, optional
+            The two counts over *all* cards, when ``projection`` holds only the reported cards and the
+            terminals they used (the Spark engine's candidate subgraph): ``active_cards(span_start, span_end)``
+            (distinct cards with a present transaction in the span) and ``active_days(day0, n_days,
+            window_days)`` (``graph.kernels.skimming.active_days`` over every card). Default: counted from
+            ``projection``.
 
         Returns
         -------
@@ -140,12 +146,14 @@ class SkimmingDetector(BaseDetector):
         vptr, vtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, starts, ends)
         span = (int(starts.min()), int(ends.max())) if len(cards) else (0, 0)
         seen, active = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, present, p.n_cards, *span)
+        if totals is not None and len(cards):
+            active = int(totals.active_cards(*span))
         comp_ptr, comp_terms = ks.visit_terminals(vptr, vtxn, p.txn_terminal, p.n_terminals)
         term_ptr, term_comps = ks.transpose_csr(comp_ptr, comp_terms, p.n_terminals)
         sptr, stxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, np.full(len(cards), span[0]),
                                         np.full(len(cards), span[1]))
         span_ptr, span_terms = ks.visit_terminals(sptr, stxn, p.txn_terminal, p.n_terminals)
-        null = self._null(p, present, term_ptr, ends, span)
+        null = self._null(p, present, term_ptr, ends, span, totals)
         order, logp_acc, k_acc, logp_final = ks.explain_away(
             comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, active,
             int(self.min_compromised), bool(self.explain_away), *null)
@@ -159,7 +167,7 @@ class SkimmingDetector(BaseDetector):
         self.merchants_ = self._merchants(p, vtxn)
         return self
 
-    def _null(self, p: Projection, present, term_ptr, ends, span):
+    def _null(self, p: Projection, present, term_ptr, ends, span, totals=None):
         """(qmat, q_row, card_day) for ``ks.explain_away``: empty for the span null."""
         q_row = np.full(p.n_terminals, -1, dtype=np.int64)
         if self.null == "span" or not len(ends):
@@ -170,8 +178,11 @@ class SkimmingDetector(BaseDetector):
         q_row[terms] = np.arange(len(terms))
         day0 = span[0] // DAY * DAY
         n_days = int((span[1] - day0) // DAY) + 2
-        qmat = ks.window_presence(p.term_indptr, p.term_order, p.card_indptr, p.txn_card, p.txn_ts, present, terms,
-                                  day0, n_days, int(math.ceil(self.exposure_days)))
+        window = int(math.ceil(self.exposure_days))
+        active = (ks.active_days(p.card_indptr, p.txn_ts, present, day0, n_days, window) if totals is None
+                  else np.asarray(totals.active_days(day0, n_days, window), dtype=np.float64))
+        qmat = ks.terminal_presence(p.term_indptr, p.term_order, p.n_cards, p.txn_card, p.txn_ts, present, terms,
+                                    day0, n_days, window, active)
         return qmat, q_row, ((ends - day0) // DAY).astype(np.int64)
 
     def _points(self, p, vptr, vtxn, term_ptr, term_comps, seen, span, present, order, logp_acc, k_acc,

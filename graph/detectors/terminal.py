@@ -13,7 +13,7 @@ from graph.kernels.skimming import log_binom_sf
 from graph.kernels.terminal import NO_TIME, STATS, terminal_stats
 from graph.projection import TYPE_REFUND, TYPE_VOID, Projection, to_epoch_seconds
 
-__all__ = ["IntegrityDetector", "FINDING_COLUMNS", "KINDS", "HIGH_FEE_MCC", "LOW_FEE_MCC"]
+__all__ = ["IntegrityDetector", "network_rate", "FINDING_COLUMNS", "KINDS", "HIGH_FEE_MCC", "LOW_FEE_MCC"]
 
 KINDS = ("trace_gap", "unapproved_firmware", "relocation", "mcc_mismatch", "void_spike", "clock_skew")
 FINDING_COLUMNS = ["terminal_id", "merchant_id", "kind", "score", "details", "first_seen", "last_seen", "events"]
@@ -26,6 +26,13 @@ LOW_FEE_MCC = frozenset({5411, 5812, 5541, 5300, 5912, 4121, 8211, 8062, 9399})
 def _saturating(x, scale: float) -> np.ndarray:
     """0 at 0, rising to 1: ``1 - exp(-x / scale)``."""
     return 1.0 - np.exp(-np.asarray(x, dtype=np.float64) / scale)
+
+
+def network_rate(stats: pd.DataFrame, totals: tuple[float, float] | None = None) -> float:
+    """The network's void/refund rate: ``(voids and refunds + 1) / (messages + 50)`` over ``stats`` (the
+    kernel's per-terminal statistics), or over ``totals`` = (voids and refunds, messages) summed elsewhere."""
+    vr, n = totals if totals is not None else (float(stats["vr_total"].sum()), float(stats["n"].sum()))
+    return (vr + 1.0) / (n + 50.0)
 
 
 class IntegrityDetector(BaseDetector):
@@ -42,7 +49,8 @@ class IntegrityDetector(BaseDetector):
       MCC than the merchant's registered one; high-fee to low-fee scores higher;
     - ``void_spike``: a ``window_hours`` burst of voids and refunds whose count is improbable
       (binomial tail below ``void_alpha``) given the terminal's own rate outside the burst, shrunk towards
-      the whole network's rate with the weight of ``prior_weight`` messages.
+      the whole network's rate with the weight of ``prior_weight`` messages (``network_rate``: given by
+      an engine that sees the network in parts, else computed from the projection).
 
     Scores are in 0..1 per finding. Attributes: ``findings_`` (``FINDING_COLUMNS``, by descending score),
     ``stats_`` (the kernel's per-terminal statistics as a DataFrame).
@@ -54,7 +62,8 @@ class IntegrityDetector(BaseDetector):
 
     def __init__(self, min_gap: int = 2, min_missing: int = 5, skew_tolerance_s: int = 300, far_km: float = 50.0,
                  min_far: int = 3, min_mcc: int = 3, min_mcc_share: float = 0.05, window_hours: float = 24.0,
-                 min_voids: int = 5, void_alpha: float = 1e-6, prior_weight: float = 200.0):
+                 min_voids: int = 5, void_alpha: float = 1e-6, prior_weight: float = 200.0,
+                 network_rate: float | None = None):
         self.min_gap = min_gap
         self.min_missing = min_missing
         self.skew_tolerance_s = skew_tolerance_s
@@ -66,6 +75,7 @@ class IntegrityDetector(BaseDetector):
         self.min_voids = min_voids
         self.void_alpha = void_alpha
         self.prior_weight = prior_weight
+        self.network_rate = network_rate
 
     def kernel_args(self, p: Projection) -> tuple:
         """Arguments of ``graph.kernels.terminal.terminal_stats`` for this projection and these parameters."""
@@ -77,16 +87,18 @@ class IntegrityDetector(BaseDetector):
                 p.terminal_lat, p.terminal_lon, reg_mcc, int(self.min_gap), int(self.skew_tolerance_s),
                 float(self.far_km), int(self.window_hours * 3600), np.array([TYPE_VOID, TYPE_REFUND], np.int8))
 
+    def terminal_stats(self, p: Projection) -> pd.DataFrame:
+        """The kernel's statistics, one row per terminal of ``p`` (``terminal`` index, ``STATS``, ``reg_mcc``)."""
+        args = self.kernel_args(p)
+        stats = pd.DataFrame(terminal_stats(*args), columns=list(STATS))
+        stats.insert(0, "terminal", np.arange(p.n_terminals))
+        stats["reg_mcc"] = args[10]
+        return stats
+
     def fit(self, projection: Projection) -> "IntegrityDetector":
         """Compute every terminal's statistics and turn those past the thresholds into findings."""
         p = projection
-        args = self.kernel_args(p)
-        raw = terminal_stats(*args)
-        reg_mcc = args[10]
-        stats = pd.DataFrame(raw, columns=list(STATS))
-        stats.insert(0, "terminal", np.arange(p.n_terminals))
-        stats["reg_mcc"] = reg_mcc
-        self.stats_ = stats
+        self.stats_ = stats = self.terminal_stats(p)
         parts = [self._trace_gaps(stats), self._clock_skew(stats), self._relocation(p, stats),
                  self._mcc_mismatch(stats), self._void_spikes(stats), self._firmware(p, stats)]
         found = pd.concat([f for f in parts if len(f)], ignore_index=True) if any(len(f) for f in parts) else None
@@ -163,7 +175,7 @@ class IntegrityDetector(BaseDetector):
         s = stats[stats["vr_window"] >= self.min_voids]
         # the terminal's own rate outside the burst, shrunk towards the network's rate (a multi-day burst
         # would otherwise raise its own baseline)
-        network = (stats["vr_total"].sum() + 1.0) / (stats["n"].sum() + 50.0)
+        network = self.network_rate if self.network_rate is not None else network_rate(stats)
         outside_n = (s["n"] - s["vr_window_n"]).to_numpy(np.float64)
         outside_vr = (s["vr_total"] - s["vr_window"]).to_numpy(np.float64)
         rate = (outside_vr + network * self.prior_weight) / (outside_n + self.prior_weight)

@@ -9,8 +9,8 @@ from numba import njit
 
 from graph.kernels.geo import haversine_km
 
-__all__ = ["log_hypergeom_sf", "log_binom_sf", "window_presence", "fallback_cut", "exposure_visits", "cards_seen", "visit_terminals",
-           "transpose_csr", "explain_away", "scan_window", "point_windows"]
+__all__ = ["log_hypergeom_sf", "log_binom_sf", "window_presence", "fallback_cut", "active_days", "terminal_presence",
+           "exposure_visits", "cards_seen", "visit_terminals", "transpose_csr", "explain_away", "scan_window", "point_windows"]
 
 _NO_TIME = np.iinfo(np.int64).max
 
@@ -81,6 +81,29 @@ def log_binom_sf(k, n, p):
 
 
 @njit(cache=True)
+def active_days(card_indptr, ts, present, day0, n_days, window_days):
+    """Distinct cards with a present transaction in the ``window_days`` days before each day (from ``day0``).
+
+    A sum over cards: the sum of this over disjoint sets of cards is the value for their union (the Spark
+    engine adds up the arrays of its card partitions).
+
+    Returns
+    -------
+    float64[n_days + 1]
+    """
+    n_cards = card_indptr.shape[0] - 1
+    active = np.zeros(n_days + 1, dtype=np.float64)
+    for c in range(n_cards):
+        covered = -1
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            if present[i]:
+                covered = _cover(active, (ts[i] - day0) // 86400, covered, window_days, n_days)
+    for d in range(1, n_days + 1):
+        active[d] += active[d - 1]
+    return active
+
+
+@njit(cache=True)
 def window_presence(term_indptr, term_order, card_indptr, txn_card, ts, present, terms, day0, n_days, window_days):
     """Share of active cards that used each listed terminal in the ``window_days`` days before each day.
 
@@ -92,15 +115,15 @@ def window_presence(term_indptr, term_order, card_indptr, txn_card, ts, present,
     -------
     float32[len(terms), n_days]
     """
-    n_cards = card_indptr.shape[0] - 1
-    active = np.zeros(n_days + 1, dtype=np.float64)
-    for c in range(n_cards):
-        covered = -1
-        for i in range(card_indptr[c], card_indptr[c + 1]):
-            if present[i]:
-                covered = _cover(active, (ts[i] - day0) // 86400, covered, window_days, n_days)
-    for d in range(1, n_days + 1):
-        active[d] += active[d - 1]
+    active = active_days(card_indptr, ts, present, day0, n_days, window_days)
+    return terminal_presence(term_indptr, term_order, card_indptr.shape[0] - 1, txn_card, ts, present, terms, day0,
+                             n_days, window_days, active)
+
+
+@njit(cache=True)
+def terminal_presence(term_indptr, term_order, n_cards, txn_card, ts, present, terms, day0, n_days, window_days,
+                      active):
+    """``window_presence`` given the ``active_days`` denominator (of all cards, wherever it was counted)."""
     out = np.zeros((terms.shape[0], n_days), dtype=np.float32)
     last = np.full(n_cards, -1, dtype=np.int64)
     stamp = np.full(n_cards, -1, dtype=np.int64)
