@@ -104,24 +104,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ etl, score, run
-def _etl(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
+def _engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["local", "spark"], default="local",
+                        help="local: pandas/pyarrow/numba in this process (default); spark: Apache Spark at "
+                             "POSGUARD_SPARK_MASTER (default local[*]) or under spark-submit")
+
+
+def _etl(settings: Settings, drop_dir: str, *, bulk: bool = False, engine: str = "local") -> list:
     from etl.jobs import etl_job
 
-    return etl_job(settings, drop_dir, bulk=bulk)
+    if bulk and engine != "local":
+        raise UsageError("--bulk imports with neo4j-admin on this machine; it does not combine with --engine spark")
+    return etl_job(settings, drop_dir, bulk=bulk, engine=engine)
 
 
 def cmd_etl(args: argparse.Namespace) -> int:
-    results = _etl(_settings(args), args.drop_dir, bulk=args.bulk)
+    results = _etl(_settings(args), args.drop_dir, bulk=args.bulk, engine=args.engine)
     for result in results:
         print(result.run_path)
     return EXIT_OK
 
 
-def _score(settings: Settings, out_dir: str) -> None:
+def _score(settings: Settings, out_dir: str, engine: str = "local") -> None:
     from etl.jobs import NothingLoaded, score_job
 
     try:
-        _, written = score_job(settings, out_dir)
+        _, written = score_job(settings, out_dir, engine=engine)
     except NothingLoaded as exc:
         raise UsageError(str(exc)) from None
     for path in written.values():
@@ -129,14 +137,14 @@ def _score(settings: Settings, out_dir: str) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    _score(_settings(args), args.out)
+    _score(_settings(args), args.out, args.engine)
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _etl(settings, args.drop_dir)
-    _score(settings, args.out)
+    _etl(settings, args.drop_dir, engine=args.engine)
+    _score(settings, args.out, args.engine)
     return EXIT_OK
 
 
@@ -182,15 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("drop_dir")
     p.add_argument("--bulk", action="store_true",
                    help="into an empty local database, import transactions with neo4j-admin (server restarts)")
+    _engine_option(p)
     p.set_defaults(func=cmd_etl)
 
     p = sub.add_parser("score", parents=[common], help="run every detector; write Parquet outputs and Neo4j")
     p.add_argument("--out", required=True, help="directory for the Parquet outputs")
+    _engine_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", parents=[common], help="etl, then score")
     p.add_argument("drop_dir")
     p.add_argument("--out", required=True, help="directory for the Parquet outputs")
+    _engine_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", parents=[common], help="measure ETL, Neo4j load and scoring throughput")

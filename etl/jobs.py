@@ -60,7 +60,7 @@ def _loader(settings: Settings, db_holder: dict):
     return load
 
 
-def etl_job(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
+def etl_job(settings: Settings, drop_dir: str, *, bulk: bool = False, engine: str = "local") -> list:
     """Validate, tokenize, stage and load one drop (or every drop under ``drop_dir``); returns the run results.
 
     Parameters
@@ -70,6 +70,8 @@ def etl_job(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
         A drop, or a directory of drops (each loaded once; a drop already loaded is skipped).
     bulk : bool
         Import a first load with neo4j-admin (falls back to Bolt when it cannot).
+    engine : {"local", "spark"}
+        Where validation, staging and the load run (``etl.spark``, ``etl.spark_load``).
 
     Example
     -------
@@ -78,6 +80,19 @@ def etl_job(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
     from etl.pipeline import run_all
 
     holder: dict = {"bulk": bulk}
+    if engine == "spark":
+        from dataclasses import asdict
+
+        from etl.spark import SparkEngine
+        from etl.spark_load import load_run_spark
+        from graph.spark_session import spark_session
+
+        spark = spark_session(settings)
+        results = run_all(Path(drop_dir), settings, engine=SparkEngine(spark),
+                          load=lambda run_id: asdict(load_run_spark(spark, settings, run_id)))
+        for result in results:
+            log.info("%s", result.summary())
+        return results
     try:
         results = run_all(Path(drop_dir), settings, load=_loader(settings, holder))
     finally:
@@ -88,7 +103,7 @@ def etl_job(settings: Settings, drop_dir: str, *, bulk: bool = False) -> list:
     return results
 
 
-def score_job(settings: Settings, out_dir: str | Path, *, params: dict | None = None):
+def score_job(settings: Settings, out_dir: str | Path, *, params: dict | None = None, engine: str = "local"):
     """Project the staged data, run every detector, write the Parquet outputs and write back into Neo4j.
 
     Parameters
@@ -98,6 +113,8 @@ def score_job(settings: Settings, out_dir: str | Path, *, params: dict | None = 
         Directory of the five Parquet outputs.
     params : dict, optional
         Per-detector parameters (see ``graph.scoring.run_detectors``).
+    engine : {"local", "spark"}
+        Where the detectors run (``graph.spark_scoring``); both write the same outputs.
 
     Returns
     -------
@@ -114,12 +131,22 @@ def score_job(settings: Settings, out_dir: str | Path, *, params: dict | None = 
     from etl.manifest import new_run_id
 
     started = time.perf_counter()
-    projection = Projection.from_staging(settings.home)
-    if projection.n_txns == 0:
-        raise NothingLoaded(f"nothing is loaded in {settings.home}: run `posguard etl DROP_DIR` first")
-    log.info("projection: %s transactions, %s cards, %s terminals (%.1fs)", f"{projection.n_txns:,}",
-             f"{projection.n_cards:,}", f"{projection.n_terminals:,}", time.perf_counter() - started)
-    result = run_detectors(projection, params=params)
+    nothing = NothingLoaded(f"nothing is loaded in {settings.home}: run `posguard etl DROP_DIR` first")
+    if engine == "spark":
+        from graph.spark_scoring import run_detectors_spark, staged_transactions
+        from graph.spark_session import spark_session
+
+        spark = spark_session(settings)
+        if staged_transactions(spark, settings.home) is None:
+            raise nothing
+        result = run_detectors_spark(spark, settings.home, params=params)
+    else:
+        projection = Projection.from_staging(settings.home)
+        if projection.n_txns == 0:
+            raise nothing
+        log.info("projection: %s transactions, %s cards, %s terminals (%.1fs)", f"{projection.n_txns:,}",
+                 f"{projection.n_cards:,}", f"{projection.n_terminals:,}", time.perf_counter() - started)
+        result = run_detectors(projection, params=params)
     written = write_outputs(result, Path(out_dir))
     run_id = "score-" + new_run_id(result.created_at)
     with connect(settings) as db:

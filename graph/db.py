@@ -13,7 +13,7 @@ from graph.schema import SCHEMA
 from graph.server.errors import ServerError
 from graph.settings import Settings
 
-__all__ = ["Database", "DatabaseError", "wait_until_ready", "connect"]
+__all__ = ["credentials", "Database", "DatabaseError", "wait_until_ready", "connect"]
 
 
 CLEAR = ("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
@@ -217,15 +217,20 @@ def connect(settings: Settings, *, start: bool = True) -> Database:
     DatabaseError, ServerError
         When the server cannot be reached, started or authenticated against.
     """
+    return Database(*credentials(settings, start=start))
+
+
+def credentials(settings: Settings, *, start: bool = True) -> tuple[str, tuple[str, str], str]:
+    """(Bolt URI, (user, password), database) of the configured database, for a ``Database`` elsewhere
+    (the Spark loader's executors open their own)."""
     if settings.external:
         if settings.neo4j_password is None:
             raise DatabaseError("NEO4J_URI is set but NEO4J_PASSWORD is not")
-        return Database(settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password),
-                        settings.neo4j_database)
+        return settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password), settings.neo4j_database
     from graph.server.local import LocalServer
 
     server = LocalServer(settings)
     status = server.start() if start else server.status()
     if not status.running:
         raise ServerError("the local Neo4j server is not running (run `posguard neo4j start`)")
-    return Database(status.bolt_uri, (server.user, server.password()), settings.neo4j_database)
+    return status.bolt_uri, (server.user, server.password()), settings.neo4j_database
