@@ -63,6 +63,37 @@ def _bench_score(settings) -> tuple[dict, object]:
             "total_s": round(projection_s + sum(result.seconds.values()), 2), "outputs": result.summary()}, result
 
 
+def bench_engines(settings, drop: Path, root: Path) -> dict:
+    """ETL (validate + stage, no load) and scoring of ``drop`` by each engine, in fresh homes under ``root``,
+    one after the other in this run; with the ratio spark / local of each step."""
+    from etl.pipeline import run_drop
+    from etl.spark import SparkEngine
+    from graph.projection import Projection
+    from graph.scoring import run_detectors
+    from graph.spark_scoring import run_detectors_spark
+    from graph.spark_session import spark_session
+
+    out: dict = {}
+    for name in ("local", "spark"):
+        engine_settings = settings.with_(home=root / f"{name}-home")
+        spark = spark_session(engine_settings) if name == "spark" else None
+        started = time.perf_counter()
+        result = run_drop(drop, engine_settings, engine=SparkEngine(spark) if spark else None)
+        etl_s = time.perf_counter() - started
+        started = time.perf_counter()
+        if spark:
+            scored = run_detectors_spark(spark, engine_settings.home)
+        else:
+            scored = run_detectors(Projection.from_staging(engine_settings.home))
+        score_s = time.perf_counter() - started
+        out[name] = {"etl_s": round(etl_s, 2), "score_s": round(score_s, 2),
+                     "transactions": result.counts["transactions"]["read"],
+                     "detectors_s": {k: round(v, 2) for k, v in scored.seconds.items()}}
+        log.info("%s engine: etl %.1fs, score %.1fs", name, etl_s, score_s)
+    out["spark_over_local"] = {k: round(out["spark"][k] / max(out["local"][k], 1e-9), 2) for k in ("etl_s", "score_s")}
+    return out
+
+
 def _bench_explorer(settings, result, alerts: int) -> dict:
     from app.bench import bench_app
     from graph.db import connect
@@ -75,7 +106,7 @@ def _bench_explorer(settings, result, alerts: int) -> dict:
 
 
 def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_size: int = 20_000,
-              out: Path | None = None, app_alerts: int = 100_000) -> dict:
+              out: Path | None = None, app_alerts: int = 100_000, engines: bool = False) -> dict:
     """Generate a drop of ``txns`` transactions and measure ETL, Neo4j load and scoring on it.
 
     Everything runs in a temporary POSGUARD_HOME with its own local Neo4j server (or ``NEO4J_URI`` when
@@ -95,6 +126,8 @@ def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_
         Rows per Neo4j transaction.
     out : Path, optional
         Where to write the JSON results.
+    engines : bool
+        Only compare the local and the Spark engine (ETL without load, scoring) on the drop.
 
     Returns
     -------
@@ -113,6 +146,11 @@ def run_bench(settings, *, txns: int = 1_000_000, load_txns: bool = True, batch_
         generate(tmp / "drop", seed=11, txns=txns, fmt="parquet")
         results["generate_s"] = round(time.perf_counter() - started, 2)
         log.info("generated %s transactions in %.1fs", f"{txns:,}", results["generate_s"])
+        if engines:
+            results["engines"] = bench_engines(bench_settings, tmp / "drop", tmp)
+            if out is not None:
+                Path(out).write_text(json.dumps(results, indent=2))
+            return results
         results["etl"] = _bench_etl(bench_settings, tmp / "drop")
         log.info("etl: %s transactions/s", f"{results['etl']['transactions_per_s']:,}")
         results["score"], scored = _bench_score(bench_settings)

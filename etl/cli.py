@@ -153,7 +153,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from etl.bench import run_bench
 
     results = run_bench(_settings(args), txns=args.txns, load_txns=not args.no_load, out=args.json,
-                        app_alerts=args.alerts)
+                        app_alerts=args.alerts, engines=args.engines)
     print(json.dumps(results, indent=2))
     return EXIT_OK
 
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts", type=int, default=100_000,
                    help="alert queue size for the explorer's measurements (synthetic alerts added; 0: skip)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    p.add_argument("--engines", action="store_true",
+                   help="compare the local and the Spark engine (ETL without load, scoring) instead")
     p.set_defaults(func=cmd_bench)
 
     from app.cli import add_parsers

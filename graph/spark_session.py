@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 __all__ = ["spark_session", "SparkUnavailable", "bucket_column"]
 
@@ -31,6 +32,9 @@ def spark_session(settings, app_name: str = "posguard"):
         from pyspark.sql import SparkSession
     except ImportError as exc:  # the `spark` extra is not installed
         raise SparkUnavailable("--engine spark needs pyspark: pip install 'posguard[spark]'") from exc
+    # pyspark 4.3 warns on pandas 3 at every pandas call; tests/spark compares its results with the local
+    # engine's under pandas 3, so the warning is noise in the log (workers: through PYTHONWARNINGS)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -49,6 +53,7 @@ def spark_session(settings, app_name: str = "posguard"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
         conf |= {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
                  "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8",
                  "spark.driver.memory": os.environ.get("POSGUARD_SPARK_DRIVER_MEMORY", "4g"),
