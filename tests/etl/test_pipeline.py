@@ -242,3 +242,10 @@ def test_each_row_gets_its_own_numeric_reason(tmp_path):
         ("3", "amount", "bad_number"), ("4", "amount", "negative_amount"), ("5", "lat", "bad_number"),
         ("6", "lat", "bad_coordinates")]
     assert result.counts["transactions"]["loaded"] == 2
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    """A reject after a blank line names its real line (the fast CSV path skipped blank lines uncounted)."""
+    drop = make_drop(tmp_path / "drop", [good(1), "", good(2).replace("12.50", "-1"), good(3)])
+    [reject] = rejects_of(run_drop(drop, settings(tmp_path / "home")))
+    assert (reject["line"], reject["reason"]) == ("4", "negative_amount")
