@@ -55,6 +55,17 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def new_password() -> str:
+    """A random password for the local server's admin user (32 URL-safe characters).
+
+    Never starting with "-": neo4j-admin would read it as an option and exit 64 (seen in CI, 1 start in 64).
+    """
+    while True:
+        password = secrets.token_urlsafe(24)
+        if not password.startswith("-"):
+            return password
+
+
 @dataclass(frozen=True)
 class ServerStatus:
     """What ``posguard neo4j status`` reports."""
@@ -169,7 +180,7 @@ class LocalServer:
         if (self.data_dir / "databases" / "system").exists():
             raise ServerError(f"{self.data_dir} holds a database but the password file {self.password_file} is "
                               f"gone; remove {self.data_dir} to start afresh")
-        password = secrets.token_urlsafe(24)
+        password = new_password()
         self.admin("dbms", "set-initial-password", password)
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -189,3 +189,12 @@ def test_only_graph_db_imports_the_driver():
                        (root / package).rglob("*.py")
                        if re.search(r"^\s*(import neo4j|from neo4j\b)", p.read_text(), re.M))
     assert importers == ["graph/db.py"]
+
+
+def test_generated_passwords_never_look_like_an_option():
+    """neo4j-admin took a password starting with "-" for an option (exit 64); 1 in 64 token_urlsafe do."""
+    from graph.server.local import new_password
+
+    passwords = [new_password() for _ in range(3000)]
+    assert not any(p.startswith("-") for p in passwords)
+    assert len(set(passwords)) == len(passwords) and all(len(p) == 32 for p in passwords)
