@@ -88,13 +88,11 @@ def etl_job(settings: Settings, drop_dir: str, *, bulk: bool = False, engine: st
         from graph.spark_session import spark_session
 
         spark = spark_session(settings)
-        results = run_all(Path(drop_dir), settings, engine=SparkEngine(spark),
-                          load=lambda run_id: asdict(load_run_spark(spark, settings, run_id)))
-        for result in results:
-            log.info("%s", result.summary())
-        return results
+        how = {"engine": SparkEngine(spark), "load": lambda run_id: asdict(load_run_spark(spark, settings, run_id))}
+    else:
+        how = {"load": _loader(settings, holder)}
     try:
-        results = run_all(Path(drop_dir), settings, load=_loader(settings, holder))
+        results = run_all(Path(drop_dir), settings, **how)
     finally:
         if "db" in holder:
             holder["db"].close()

@@ -27,7 +27,7 @@ from etl.errors import DropError
 from etl.extract import check_parquet_schema, csv_header, find_files, parquet_frame, parse_csv_body, sha256_of
 
 from etl.pipeline import VALIDATION_ORDER, _row_hash
-from etl.stage import STAGED_SCHEMAS, committed_runs
+from etl.stage import STAGED_SCHEMAS, committed_paths
 from etl.validate import REJECT_COLUMNS, validate
 
 __all__ = ["SparkEngine", "plan_chunks", "CHUNK_BYTES"]
@@ -261,10 +261,8 @@ class SparkEngine:
             tally = {r["status"]: r["n"] for r in flagged.groupBy("status").count().withColumnRenamed(
                 "count", "n").collect()}
             per_file = dict(flagged.groupBy("_fidx").count().collect())
-            for item in inputs:
-                fidx = next((p["fidx"] for p in kind_plans if Path(p["path"]).name == item["name"]), None)
-                if fidx is not None:
-                    item["rows"] = int(per_file.get(fidx, 0))
+            for plan in kind_plans:  # inputs and plans both follow find_files' order
+                inputs[plan["fidx"]]["rows"] = int(per_file.get(plan["fidx"], 0))
             read = sum(tally.values())
             loaded, duplicates = tally.get("kept", 0), tally.get("duplicate", 0)
             counts[kind] = {"read": read, "loaded": loaded, "duplicate": duplicates,
@@ -273,7 +271,7 @@ class SparkEngine:
             timings["validate"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             kept = flagged.where("status = 'kept'")
-            if kind in REFERENCE_KEYS and kind in ("merchants", "terminals"):
+            if kind in ("merchants", "terminals"):  # the ids later kinds must reference
                 key = REFERENCE_KEYS[kind][0]
                 kept_ids[kind] = {r[0] for r in kept.select(key).distinct().collect()}
             self._write(home, run_id, kind, kept)
@@ -312,8 +310,7 @@ class SparkEngine:
         """Committed staged rows of ``kind`` as a Spark DataFrame (reference kinds: the latest row per key)."""
         from pyspark.sql import Window, functions as F
 
-        paths = [str(p) for r in committed_runs(home)
-                 for p in sorted((Path(home) / "staging" / kind / f"run={r}").glob("*.parquet"))]
+        paths = [str(p) for p in committed_paths(home, kind)]
         if not paths:
             return None
         keys = list(REFERENCE_KEYS.get(kind, ()))

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from etl.contract import REFERENCE_KEYS
 
-__all__ = ["STAGED_SCHEMAS", "write_staged", "read_staged", "committed_runs", "staged_row_hashes",
+__all__ = ["STAGED_SCHEMAS", "write_staged", "read_staged", "committed_runs", "committed_paths", "staged_row_hashes",
            "discard_uncommitted"]
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -100,6 +100,11 @@ def write_staged(home: Path, run_id: str, kind: str, frame: pd.DataFrame) -> lis
     return [final / p.name for p in parts]
 
 
+def committed_paths(home: Path, kind: str) -> list[Path]:
+    """The Parquet parts of every committed run of ``kind``, oldest run first (both engines read these)."""
+    return [p for r in committed_runs(home) for p in sorted((_staging(home) / kind / f"run={r}").glob("*.parquet"))]
+
+
 def read_staged(home: Path, kind: str, columns: list[str] | None = None) -> pa.Table:
     """All committed staged rows of ``kind``; for reference kinds only the latest run's row per key.
 
@@ -118,8 +123,7 @@ def read_staged(home: Path, kind: str, columns: list[str] | None = None) -> pa.T
         With the staged schema (empty when nothing is staged).
     """
     schema = STAGED_SCHEMAS[kind]
-    runs = committed_runs(home)
-    paths = [p for r in runs for p in sorted((_staging(home) / kind / f"run={r}").glob("*.parquet"))]
+    paths = committed_paths(home, kind)
     wanted = list(columns) if columns else schema.names
     if not paths:
         return schema.empty_table().select(wanted)

@@ -40,10 +40,9 @@ log = logging.getLogger("posguard.score.spark")
 
 def staged_transactions(spark, home: Path):
     """Every committed staged transaction as a Spark DataFrame (the columns the projection uses)."""
-    from etl.stage import committed_runs
+    from etl.stage import committed_paths
 
-    paths = [str(p) for r in committed_runs(home)
-             for p in sorted((Path(home) / "staging" / "transactions" / f"run={r}").glob("*.parquet"))]
+    paths = [str(p) for p in committed_paths(home, "transactions")]
     if not paths:
         return None
     return spark.read.parquet(*paths).select(*TXN_COLUMNS)
