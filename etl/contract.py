@@ -1,4 +1,4 @@
-"""The input kinds of a drop and their columns, as data (../shared/CONTRACT.md)."""
+"""The input kinds of a drop and their columns, as data (docs/CONTRACT.md)."""
 
 from __future__ import annotations
 
