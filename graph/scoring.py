@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -122,11 +125,16 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
 
 
 def _to_table(name: str, frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table: the contract's columns first, in its types (also when empty), then extras."""
     schema = OUTPUT_SCHEMAS[name]
     missing = [c for c in schema.names if c not in frame.columns]
     if missing:
         raise ValueError(f"{name}: the detector's output lacks the contract's columns {missing}")
     extra = [c for c in frame.columns if c not in schema.names]
+    if not len(frame):  # nothing to infer a type from: the contract's types; numbers stay numbers, else strings
+        fields = list(schema) + [pa.field(n, pa.from_numpy_dtype(frame[n].dtype) if frame[n].dtype.kind in "biuf"
+                                          else pa.string()) for n in extra]
+        return pa.schema(fields).empty_table()
     table = pa.Table.from_pandas(frame[schema.names + extra], preserve_index=False)
     columns = [table.column(n).cast(schema.field(n).type) for n in schema.names]
     fields = list(schema) + [table.schema.field(n) for n in extra]
@@ -134,14 +142,31 @@ def _to_table(name: str, frame: pd.DataFrame) -> pa.Table:
 
 
 def write_outputs(result: ScoreResult, out_dir: Path) -> dict[str, Path]:
-    """Write each output as ``out_dir/<name>.parquet`` (atomically: temp file, then rename)."""
+    """Write every output as ``out_dir/<name>.parquet``, all or nothing.
+
+    Every frame is converted first (a frame that breaks the contract raises before anything is written), the
+    files are written into a temporary folder inside ``out_dir`` and only then renamed into place together;
+    on any error the previous outputs stay as they were and the temporary folder is removed.
+
+    Raises
+    ------
+    ValueError
+        An output is missing or lacks the contract's columns.
+    """
     out_dir = Path(out_dir)
+    missing = [name for name in OUTPUT_SCHEMAS if name not in result.frames]
+    if missing:
+        raise ValueError(f"scoring produced no {', '.join(missing)}: nothing written")
+    tables = {name: _to_table(name, result.frames[name]) for name in OUTPUT_SCHEMAS}
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, frame in result.frames.items():
-        path = out_dir / f"{name}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(_to_table(name, frame), tmp)
-        tmp.replace(path)
-        written[name] = path
+    tmp = Path(tempfile.mkdtemp(prefix=".score-", dir=out_dir))
+    try:
+        for name, table in tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet")
+        written = {}
+        for name in tables:
+            written[name] = out_dir / f"{name}.parquet"
+            os.replace(tmp / f"{name}.parquet", written[name])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return written

@@ -79,7 +79,7 @@ MERGE (a:Alert {alert_id: row.alert_id})
   ON CREATE SET a.status = 'open', a.first_raised_at = row.created_at
 SET a.entity_type = row.entity_type, a.entity_id = row.entity_id, a.kind = row.kind, a.score = row.score,
     a.severity = row.severity, a.created_at = row.created_at, a.summary = row.summary, a.score_run = $run,
-    a.active = true
+    a.q_value = row.q_value, a.evidence_at = row.evidence_at, a.impact = row.impact, a.active = true
 WITH a, row
 CALL (a, row) {
   WITH a, row WHERE row.entity_type = 'card'
@@ -176,7 +176,8 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
         rings, ["ring_id", "member_type", "member_id"]), params={"run": run_id})
     alerts = frames["alerts"]
     counts["alerts"] = db.write_batches(CYPHER["alerts"], _records(alerts, [
-        "alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary"]),
+        "alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary", "q_value",
+        "evidence_at", "impact"]),
         params={"run": run_id}, batch_size=2_000)
     for step in ("skimming_clear", "findings_clear", "alerts_retire", "rings_clear"):
         db.run(CYPHER[step], run=run_id)
