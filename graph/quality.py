@@ -1,0 +1,159 @@
+"""Detection quality of one scored drop against its planted truth: per detector and for the alert queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graph.evaluation import load_truth, match_rings, precision_at_k
+
+__all__ = ["average_precision", "queue_truth", "drop_quality", "TRUE_RING_JACCARD"]
+
+# A found ring counts as the planted ring it overlaps by at least this member Jaccard (merchants).
+TRUE_RING_JACCARD = 0.5
+_RING_KINDS = ("cash_out", "merchant_network")
+_POINT_KINDS = ("skimming_point", "compromised_terminal")
+
+
+def average_precision(ranked_ids, truth) -> float:
+    """Average precision of a ranking against a set of true ids (NaN without true ids).
+
+    Example
+    -------
+    >>> average_precision(["a", "x", "b"], {"a", "b"})
+    0.8333333333333333
+    """
+    truth = set(truth)
+    if not truth:
+        return float("nan")
+    hits, total = 0, 0.0
+    for i, item in enumerate(ranked_ids, start=1):
+        if item in truth:
+            hits += 1
+            total += hits / i
+    return total / len(truth)
+
+
+def _truth_frame(truth: dict, name: str, columns: list[str]) -> pd.DataFrame:
+    frame = truth.get(name)
+    return frame if frame is not None else pd.DataFrame(columns=columns)
+
+
+def _points_truth(truth: dict) -> pd.DataFrame:
+    """Planted points of compromise (terminal_id, mode): the skimmers, and compromise_points where given."""
+    skimmers = _truth_frame(truth, "skimmers", ["terminal_id"])[["terminal_id"]].assign(mode="skimming")
+    points = _truth_frame(truth, "compromise_points", ["terminal_id", "mode"])[["terminal_id", "mode"]]
+    return pd.concat([skimmers, points], ignore_index=True).drop_duplicates("terminal_id")
+
+
+def queue_truth(alerts: pd.DataFrame, rings: pd.DataFrame, truth: dict) -> np.ndarray:
+    """Whether each alert is about something planted (bool array, in the alerts' order).
+
+    A point-of-compromise alert is true on a planted skimmer or compromised terminal; a cloned-card alert on a
+    planted clone; a ring alert when its merchants overlap a planted ring by ``TRUE_RING_JACCARD``; a terminal
+    finding on a terminal that a planted case or a planted compromise touched.
+    """
+    points = set(_points_truth(truth)["terminal_id"])
+    clones = set(_truth_frame(truth, "cloned_cards", ["card_token"])["card_token"])
+    cases = set(_truth_frame(truth, "terminal_cases", ["terminal_id"])["terminal_id"]) | points
+    planted_rings = _truth_frame(truth, "rings", ["ring_id", "kind", "member_type", "member_id"])
+    matched = match_rings(rings, planted_rings) if len(rings) and len(planted_rings) else \
+        pd.DataFrame(columns=["ring_id", "jaccard"])
+    true_rings = set(matched.loc[matched["jaccard"] >= TRUE_RING_JACCARD, "ring_id"])
+    out = np.zeros(len(alerts), dtype=bool)
+    for i, (kind, entity) in enumerate(zip(alerts["kind"], alerts["entity_id"])):
+        if kind in _POINT_KINDS:
+            out[i] = entity in points
+        elif kind == "cloned_card":
+            out[i] = entity in clones
+        elif kind in _RING_KINDS:
+            out[i] = entity in true_rings
+        else:
+            out[i] = entity in cases
+    return out
+
+
+def _ring_quality(rings: pd.DataFrame, planted: pd.DataFrame) -> dict:
+    """Sizes of the reported rings, and for each planted ring the best member Jaccard of any reported one
+    (over the member types the planted ring lists: cards and merchants, not the terminals a ring reports)."""
+    sizes = rings.groupby("ring_id").size() if len(rings) else pd.Series(dtype=int)
+    out = {"rings_reported": int(len(sizes)), "largest_ring_members": int(sizes.max()) if len(sizes) else 0,
+           "rings_planted": int(planted["ring_id"].nunique()) if len(planted) else 0}
+    if len(planted):
+        found = {rid: set(zip(g["member_type"], g["member_id"])) for rid, g in rings.groupby("ring_id")} \
+            if len(rings) else {}
+        best = []
+        for _, members in planted.groupby("ring_id"):
+            mine = set(zip(members["member_type"], members["member_id"]))
+            types = set(members["member_type"])
+            score = 0.0
+            for theirs in found.values():
+                theirs = {m for m in theirs if m[0] in types}
+                score = max(score, len(mine & theirs) / len(mine | theirs))
+            best.append(score)
+        out["ring_jaccard_min"] = float(min(best))
+        out["ring_jaccard_mean"] = float(np.mean(best))
+    return out
+
+
+def _terminal_quality(findings: pd.DataFrame, truth: dict, n_terminals: int) -> dict:
+    cases = _truth_frame(truth, "terminal_cases", ["terminal_id", "kind"])
+    touched = set(cases["terminal_id"]) | set(_points_truth(truth)["terminal_id"])
+    found = set(findings["terminal_id"]) if len(findings) else set()
+    false = findings[~findings["terminal_id"].isin(touched)] if len(findings) else findings
+    per_kind = false.groupby("kind").size() * 2000.0 / max(n_terminals, 1) if len(false) else pd.Series(dtype=float)
+    return {"terminal_cases": int(cases["terminal_id"].nunique()),
+            "terminal_recall": len(found & set(cases["terminal_id"])) / cases["terminal_id"].nunique()
+            if len(cases) else float("nan"),
+            "terminal_false": int(len(false)),
+            "terminal_false_per_kind_per_2000_max": float(per_kind.max()) if len(per_kind) else 0.0}
+
+
+def drop_quality(frames: dict[str, pd.DataFrame], drop: str | Path, key: str | bytes, *, n_terminals: int) -> dict:
+    """Quality figures of one scoring run's outputs against the drop's ``truth/``.
+
+    Parameters
+    ----------
+    frames : the outputs of ``graph.scoring.run_detectors`` (``ScoreResult.frames``)
+    drop : the generated drop (its ``truth/`` folder is read)
+    key : the tokenization key the drop was scored with
+    n_terminals : terminals in the run (false findings are given per 2,000 terminals)
+
+    Returns
+    -------
+    dict of flat figures: points (recall in the top 5, average precision per mode), cloned cards (precision@k,
+    reported, precision and recall of what was reported), rings (Jaccard, sizes), terminal findings (recall,
+    false findings) and the queue (alerts by severity, high+critical precision and false ones).
+    """
+    truth = load_truth(drop, key)
+    points, cards = frames["skimming_points"], frames["cloned_cards"]
+    rings, findings, alerts = frames["rings"], frames["terminal_findings"], frames["alerts"]
+    out: dict = {}
+    planted_points = _points_truth(truth)
+    mode = points["mode"] if "mode" in points.columns else pd.Series("skimming", index=points.index)
+    for m in ("skimming", "at_terminal"):
+        true = set(planted_points.loc[planted_points["mode"] == m, "terminal_id"])
+        if not true:
+            continue
+        ranked = points.loc[mode == m, "terminal_id"].tolist()
+        top = max(5, len(true))
+        out[f"{m}_planted"] = len(true)
+        out[f"{m}_recall_top"] = len(set(ranked[:top]) & true) / len(true)
+        out[f"{m}_average_precision"] = average_precision(ranked, true)
+    clones = set(truth["cloned_cards"]["card_token"]) if len(truth["cloned_cards"]) else set()
+    ranked_cards = cards.sort_values("score", ascending=False)["card_token"].tolist() if len(cards) else []
+    out.update(cloned_planted=len(clones), cloned_reported=len(ranked_cards))
+    if clones:
+        out["cloned_precision_at_k"] = precision_at_k(ranked_cards, clones)
+        out["cloned_precision"] = len(set(ranked_cards) & clones) / len(ranked_cards) if ranked_cards else float("nan")
+        out["cloned_recall"] = len(set(ranked_cards) & clones) / len(clones)
+    out.update(_ring_quality(rings, _truth_frame(truth, "rings", ["ring_id", "member_type", "member_id"])))
+    out.update(_terminal_quality(findings, truth, n_terminals))
+    is_true = queue_truth(alerts, rings, truth)
+    severe = alerts["severity"].isin(["high", "critical"]).to_numpy()
+    out.update({f"alerts_{s}": int((alerts["severity"] == s).sum()) for s in ("critical", "high", "medium")})
+    out["high_critical_false"] = int((severe & ~is_true).sum())
+    out["high_critical_precision"] = float(is_true[severe].mean()) if severe.any() else float("nan")
+    return out
