@@ -23,7 +23,7 @@ def test_queue_truth_per_kind():
              "terminal_cases": pd.DataFrame({"terminal_id": ["T3"], "kind": ["trace_gap"]}),
              "rings": pd.DataFrame({"ring_id": "R", "kind": "cash_out", "member_type": "merchant",
                                     "member_id": ["M1", "M2"]})}
-    rings = pd.DataFrame({"ring_id": ["r1", "r1", "r2"], "kind": "cash_out", "member_type": "merchant",
+    rings = pd.DataFrame({"ring_id": ["r1", "r1", "r2"], "kind": "cash_out", "score": 0.9, "member_type": "merchant",
                           "member_id": ["M1", "M2", "M9"]})
     alerts = pd.DataFrame({"kind": ["skimming_point", "compromised_terminal", "skimming_point", "cloned_card",
                                     "cloned_card", "cash_out", "cash_out", "trace_gap", "tamper_event", "void_spike"],
