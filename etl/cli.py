@@ -110,6 +110,11 @@ def _engine_option(parser: argparse.ArgumentParser) -> None:
                              "POSGUARD_SPARK_MASTER (default local[*]) or under spark-submit")
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE.toml",
+                        help="detector parameters, one table per detector (README: Detector parameters)")
+
+
 def _etl(settings: Settings, drop_dir: str, *, bulk: bool = False, engine: str = "local") -> list:
     from etl.jobs import etl_job
 
@@ -125,11 +130,19 @@ def cmd_etl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _score(settings: Settings, out_dir: str, engine: str = "local") -> None:
+def _detector_params(args: argparse.Namespace) -> dict | None:
+    """Per-detector parameters from ``--config FILE.toml`` (validated before anything runs), or None."""
+    from graph.detector_config import load_config
+    from graph.scoring import DETECTORS
+
+    return load_config(args.config, DETECTORS) if args.config else None
+
+
+def _score(settings: Settings, out_dir: str, engine: str = "local", params: dict | None = None) -> None:
     from etl.jobs import NothingLoaded, score_job
 
     try:
-        _, written = score_job(settings, out_dir, engine=engine)
+        _, written = score_job(settings, out_dir, engine=engine, params=params)
     except NothingLoaded as exc:
         raise UsageError(str(exc)) from None
     for path in written.values():
@@ -137,14 +150,16 @@ def _score(settings: Settings, out_dir: str, engine: str = "local") -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    _score(_settings(args), args.out, args.engine)
+    params = _detector_params(args)
+    _score(_settings(args), args.out, args.engine, params)
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    params = _detector_params(args)  # a bad configuration stops the run before the ETL
     settings = _settings(args)
     _etl(settings, args.drop_dir, engine=args.engine)
-    _score(settings, args.out, args.engine)
+    _score(settings, args.out, args.engine, params)
     return EXIT_OK
 
 
@@ -195,12 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", parents=[common], help="run every detector; write Parquet outputs and Neo4j")
     p.add_argument("--out", required=True, help="directory for the Parquet outputs")
+    _config_option(p)
     _engine_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", parents=[common], help="etl, then score")
     p.add_argument("drop_dir")
     p.add_argument("--out", required=True, help="directory for the Parquet outputs")
+    _config_option(p)
     _engine_option(p)
     p.set_defaults(func=cmd_run)
 
