@@ -165,11 +165,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ bench
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.quality:
+        return _bench_quality(args)
     from etl.bench import run_bench
 
     results = run_bench(_settings(args), txns=args.txns, load_txns=not args.no_load, out=args.json,
                         app_alerts=args.alerts, engines=args.engines)
     print(json.dumps(results, indent=2))
+    return EXIT_OK
+
+
+def _bench_quality(args: argparse.Namespace) -> int:
+    from etl.bench_quality import quality_markdown, run_quality
+
+    params = _detector_params(args)
+    settings = _settings(args)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, not {args.seeds!r}") from None
+    rows = run_quality(settings.token_key, generators=tuple(args.generators.split(",")), seeds=seeds,
+                       txns=args.txns if args.txns != 1_000_000 else 250_000, clean_txns=args.clean_txns,
+                       params=params)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
+    print(quality_markdown(rows))
     return EXIT_OK
 
 
@@ -229,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     p.add_argument("--engines", action="store_true",
                    help="compare the local and the Spark engine (ETL without load, scoring) instead")
+    p.add_argument("--quality", action="store_true",
+                   help="detection quality instead: generate planted drops (--txns, default 250k here) of each "
+                        "generator for each seed and one clean drop each (--clean-txns), score, compare with truth")
+    p.add_argument("--generators", default="standard,adversarial", help="with --quality: generators to run")
+    p.add_argument("--seeds", default="21,22,23", help="with --quality: seeds of the planted drops")
+    p.add_argument("--clean-txns", type=int, default=1_000_000,
+                   help="with --quality: transactions of the clean drop per generator (0: none)")
+    _config_option(p)
     p.set_defaults(func=cmd_bench)
 
     from app.cli import add_parsers

@@ -1,0 +1,88 @@
+"""`posguard bench --quality`: detection quality on fresh drops of both generators, planted and clean."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from etl.generate import generate as generate_standard
+from graph.evaluation import projection_from_drop
+from graph.quality import drop_quality
+from graph.scoring import run_detectors
+
+__all__ = ["run_quality", "quality_markdown", "GENERATORS"]
+
+log = logging.getLogger("posguard.bench")
+
+GENERATORS = ("standard", "adversarial")
+# The columns of BENCHMARKS.md's "Detection quality" table, in order.
+_COLUMNS = ["generator", "seed", "txns", "planted", "skimming_recall_top", "at_terminal_average_precision",
+            "cloned_precision_at_k", "cloned_reported", "cloned_planted", "ring_jaccard_min", "largest_ring_members",
+            "terminal_recall", "terminal_false_per_kind_per_2000_max", "alerts_critical", "alerts_high",
+            "high_critical_precision", "high_critical_false", "score_s"]
+
+
+def _generate(generator: str, out: Path, seed: int, txns: int, clean: bool) -> None:
+    """A drop from one of the generators (``posguard generate --generator NAME``)."""
+    if generator not in GENERATORS:
+        raise ValueError(f"no generator {generator!r}; choose from {', '.join(GENERATORS)}")
+    generate_standard(out, seed=seed, txns=txns, plant=not clean)
+
+
+def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: int = 250_000,
+                clean_txns: int = 1_000_000, params: dict | None = None, root: Path | None = None) -> list[dict]:
+    """Generate, score (no Neo4j: projection straight from the drop) and measure drops of every generator.
+
+    Parameters
+    ----------
+    key : tokenization key (the drops' PANs are tokenized with it, as the ETL would)
+    generators : which generators to run; seeds : one planted drop per seed and generator
+    txns : size of each planted drop; clean_txns : size of one clean drop per generator (0: none)
+    params : per-detector parameters, the same for every generator
+
+    Returns
+    -------
+    list of dict, one per drop: generator, seed, txns, planted (bool) and the ``graph.quality.drop_quality``
+    figures, with ``score_s`` the seconds of projection and scoring.
+    """
+    rows = []
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        plan = [(g, s, txns, True) for g in generators for s in seeds]
+        plan += [(g, seeds[0], clean_txns, False) for g in generators if clean_txns]
+        for generator, seed, size, planted in plan:
+            drop = Path(tmp) / f"{generator}-{seed}-{size}-{'planted' if planted else 'clean'}"
+            _generate(generator, drop, seed, size, clean=not planted)
+            started = time.perf_counter()
+            projection = projection_from_drop(drop, key)
+            result = run_detectors(projection, params=params)
+            seconds = time.perf_counter() - started
+            figures = drop_quality(result.frames, drop, key, n_terminals=projection.n_terminals)
+            row = {"generator": generator, "seed": seed, "txns": projection.n_txns, "planted": planted,
+                   **figures, "score_s": round(seconds, 1)}
+            log.info("quality %s seed %s (%s): %s", generator, seed, "planted" if planted else "clean",
+                     {k: row.get(k) for k in _COLUMNS[4:]})
+            rows.append(row)
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    return str(value)
+
+
+def quality_markdown(rows: list[dict]) -> str:
+    """The figures as BENCHMARKS.md's table (one row per drop; "-" where a figure does not apply)."""
+    frame = pd.DataFrame(rows)
+    columns = [c for c in _COLUMNS if c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
