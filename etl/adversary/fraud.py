@@ -37,9 +37,12 @@ def _one_per_merchant(world: World, terms: np.ndarray, k: int, rng) -> np.ndarra
     return np.array(picked, np.int64)
 
 
-def _city_merchants(world: World, city: int, mccs) -> np.ndarray:
+def _city_merchants(world: World, city: int, mccs, blocked_t: np.ndarray) -> np.ndarray:
+    """Merchants of ``city`` with one of ``mccs`` and no terminal in ``blocked_t``."""
     ms = np.arange(world.city_lo[city], world.city_hi[city])
-    return ms[np.isin(world.mcc_code[world.m_mcc[ms]], mccs)]
+    m_blocked = np.zeros(world.n_merchants, bool)
+    m_blocked[world.t_merchant[blocked_t]] = True
+    return ms[np.isin(world.mcc_code[world.m_mcc[ms]], mccs) & ~m_blocked[ms]]
 
 
 def plant_skimmers(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray, blocked_t: np.ndarray,
@@ -61,6 +64,7 @@ def plant_skimmers(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray, b
         we = min(ws + int(rng.integers(21, 43)) * DAY, plan.t_end - 14 * DAY)
         sel = np.flatnonzero((rows["term"] == t) & (rows["ts"] >= ws) & (rows["ts"] < we)
                              & np.isin(rows["entry"], [CHIP, MAGSTRIPE, FALLBACK]) & (rows["fraud"] == 0))
+        sel = sel[np.argsort(rows["ts"][sel], kind="stable")]
         cards, first = np.unique(rows["card"][sel], return_index=True)
         skimmed_at = rows["ts"][sel][first]
         ok = ~taken[cards] & (rng.random(len(cards)) < 0.7)
@@ -83,7 +87,7 @@ def plant_skimmers(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray, b
         card, city, ts = card[keep], city[keep], ts[keep]
         merch = np.empty(len(card), np.int64)
         for c in np.unique(city):
-            pool = _city_merchants(world, int(c), CLONE_MCCS)
+            pool = _city_merchants(world, int(c), CLONE_MCCS, blocked_t | np.isin(np.arange(world.n_terminals), terms))
             w = world.m_pop[pool] / world.m_pop[pool].sum()
             merch[city == c] = rng.choice(pool, int((city == c).sum()), p=w)
         term = world.draw_terminal(merch, rng.random(len(card)))
@@ -126,7 +130,8 @@ def plant_at_terminal(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray
         else:
             pool = np.flatnonzero((world.c_city != home) & ~taken & ~flights.flying)
             n = int(rng.integers(25, 71))
-            card = rng.choice(pool, n, replace=False)
+            card = rng.choice(pool, min(n, len(pool)), replace=False)
+            n = len(card)
             day = (ws - T0) // DAY + rng.integers(0, max(1, (we - ws) // DAY), n)
             local = T0 + day * DAY + 21 * HOUR + rng.integers(0, 6 * HOUR, n)
             ts = np.clip(local_to_utc(local, CITY_BASE[np.full(n, home)]), ws, we - 1)
@@ -167,14 +172,18 @@ def plant_rings(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray, bloc
     parts, truth, ring_m = [], [], []
     share = np.array([c[4] for c in CITIES])
     for r in range(plan.n_rings):
-        city = int(rng.choice(len(CITIES), p=share / share.sum()))
-        ms = np.arange(world.city_lo[city], world.city_hi[city])
-        ms = ms[m_free[ms] & ~m_blocked[ms] & small[ms]]
         n_m, n_c = int(rng.integers(4, 11)), int(rng.integers(15, 61))
-        merchants = rng.choice(ms, n_m, replace=False)
+        eligible = m_free & ~m_blocked & small
+        card_ok = ~taken & ~flights.flying & (vol >= 5)
+        fits = np.array([eligible[world.city_lo[c]:world.city_hi[c]].sum() >= 2 * n_m
+                         and (card_ok & (world.c_city == c)).sum() >= 2 * n_c for c in range(len(CITIES))])
+        if not fits.any():
+            break
+        city = int(rng.choice(len(CITIES), p=share * fits / (share * fits).sum()))
+        ms = np.arange(world.city_lo[city], world.city_hi[city])
+        merchants = rng.choice(ms[eligible[ms]], n_m, replace=False)
         m_blocked[merchants] = True
-        pool = np.flatnonzero((world.c_city == city) & ~taken & ~flights.flying & (vol >= 5))
-        cards = rng.choice(pool, min(n_c, len(pool)), replace=False)
+        cards = rng.choice(np.flatnonzero(card_ok & (world.c_city == city)), n_c, replace=False)
         taken[cards] = True
         uses = rng.random((len(cards), n_m)) < 0.6
         uses[np.arange(len(cards)), rng.integers(0, n_m, len(cards))] = True
