@@ -33,12 +33,14 @@ Genuine noise
     bank account; 0.3% of cards carry a card-not-present or account-takeover report with nothing at a POS;
     10% of reports lack ``first_fraud_at``; a reported card stops being used a day after its report.
 Fraud (``plant=True``)
-    Skimmers on busy terminals (90-99.5th volume percentile) for 3-6 weeks; 70% of the cards inserted or swiped there (not tapped)
-    are cloned 1-8 weeks later, 1-6 magstripe/fallback purchases in one of the gang's two cities (30%: the
-    skimmer's own); 25% of victims never reported, lags of days to weeks (median 9 d), later attempts
-    declined. At-terminal compromises (7-21 days): tampered terminals charging 60% of customers a second time
-    minutes later, or colluding merchants keying bought card data of other cities' cards at night; victims
-    85% reported; a ``tamper`` event, or an odd-hour boot with a new ip, before two of every three windows.
+    Skimmers on busy terminals (90-99.5th volume percentile) for 3-6 weeks; 70% of the cards inserted or
+    swiped there (not tapped) are cloned 1-8 weeks later, 1-6 magstripe/fallback purchases in one of the
+    gang's two cities (30%: the skimmer's own), never at a planted terminal; 25% of victims never reported
+    and a report that would fall after the period is not in the drop; lags of days to weeks (median 9 d);
+    attempts after the report are declined. At-terminal compromises (7-21 days): tampered terminals charging
+    60% of customers a second time minutes later, or colluding merchants keying bought card data of other
+    cities' cards at night; victims 85% reported; a ``tamper`` event, or an odd-hour boot with a new ip,
+    before two of every three windows.
     Cash-out rings of 4-10 small merchants x 15-60 cards of one city, with camouflage (ring cards shop
     normally, ring merchants keep their customers), round amounts (100-3000 EUR), 70% at 23:00-04:00, half
     the merchants sharing a phone and the other half (overlapping by one) a bank account; 15% reported as

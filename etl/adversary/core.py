@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from etl.adversary.counters import assign_atc, assign_stan
 from etl.adversary.events import firmware_updates, terminal_events
 from etl.adversary.fraud import plant_at_terminal, plant_rings, plant_skimmers
-from etl.adversary.output import Names, merchant_secrets, reference_tables, transaction_tables, ts_array, txn_ids
+from etl.adversary.output import Names, merchant_secrets, reference_tables, transaction_tables, txn_ids
 from etl.adversary.region import stream
 from etl.adversary.reports import apply_blocking, card_reports
 from etl.adversary.rows import FRAUD_KINDS, GENUINE, concat, take

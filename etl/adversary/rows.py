@@ -21,7 +21,8 @@ def new_rows(world, ts, card, term, amount, entry, *, ttype=0, resp=0, fraud=GEN
     term = np.asarray(term, np.int64)
     noise = rng.normal(0.0, 0.00015, (n, 2)) if rng is not None else np.zeros((n, 2))
     code = world.mcc_code[world.m_mcc[world.t_merchant[term]]] if mcc is None else np.broadcast_to(mcc, n)
-    rows = {"ts": ts, "obs": np.array(ts, np.int64, copy=True), "card": card, "term": term, "amount": amount, "ttype": np.broadcast_to(ttype, n),
+    rows = {"ts": ts, "obs": np.array(ts, np.int64, copy=True), "card": card, "term": term, "amount": amount,
+            "ttype": np.broadcast_to(ttype, n),
             "entry": entry, "resp": np.broadcast_to(resp, n), "mcc": code,
             "lat": world.t_lat[term] + noise[:, 0], "lon": world.t_lon[term] + noise[:, 1],
             "fraud": np.broadcast_to(fraud, n), "atc": np.full(n, -1), "stan": np.full(n, -1)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from etl.adversary.region import CITIES, DAY, HOUR, T0
+from etl.adversary.region import CITIES, DAY, T0
 from etl.adversary.rows import GENUINE, take
 from etl.adversary.world import AdvPlan, World
 
@@ -19,7 +19,8 @@ LEGIT_MOVE_SHARE = 0.01  # merchants that move shop (1-4 km) during the period, 
 
 def legit_moves(world: World, rows: dict, plan: AdvPlan, blocked_t: np.ndarray,
                 rng: np.random.Generator) -> pd.DataFrame:
-    """Move ~1% of merchants (none with a ``blocked_t`` terminal) with all their terminals 1-4 km at a random time; rows after it get the new place.
+    """Move ~1% of merchants (none with a ``blocked_t`` terminal) with all their terminals 1-4 km at a random
+    time; rows after it get the new place.
 
     ``world.t_lat/t_lon`` and ``world.m_lat/m_lon`` become the new positions (the terminals table is a
     snapshot at the end of the period); the events record a boot at the new place.
