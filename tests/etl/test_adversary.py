@@ -6,12 +6,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from etl.adversary import ADV_TRUTH_SCHEMAS, generate_adversarial
-from etl.adversary.region import PLANE_KMH, distance_km
+from etl.adversary.region import CITIES, HOUR, PLANE_KMH, distance_km, stream
+from etl.adversary.traffic import genuine_traffic, make_flights
+from etl.adversary.world import build_world, make_plan
 from etl.cli import main
 from etl.pipeline import run_drop
 from graph.settings import Settings
@@ -255,6 +258,29 @@ def test_genuine_travel_never_beats_a_plane(data, clean_data):
         checked += int(flight.sum())
         assert (km[flight] / hours[flight].clip(lower=1e-9) <= PLANE_KMH).all()
     assert checked > 50, "flights happen"
+
+
+def test_flights_take_plane_time_and_no_purchase_happens_around_them():
+    plan = make_plan(9, TXNS)
+    world = build_world(plan, stream(9, "world"))
+    flights = make_flights(world, plan, stream(9, "flights"))
+    fly = flights.flying
+    assert 0.035 <= fly.mean() <= 0.065
+    lat, lon = np.array([c[1] for c in CITIES]), np.array([c[2] for c in CITIES])
+    home, dest = world.c_city[fly], flights.dest[fly]
+    km = distance_km(lat[home], lon[home], lat[dest], lon[dest])
+    assert (km > 150).all()
+    for a, b in ((flights.dep, flights.arr), (flights.ret, flights.back)):
+        assert (km / ((b[fly] - a[fly]) / 3600) < PLANE_KMH).all()
+    assert ((flights.ret - flights.arr)[fly] >= 36 * HOUR).all()
+    rows = genuine_traffic(world, flights, plan, stream(9, "traffic"))
+    card, ts = rows["card"], rows["ts"]
+    for a, b in ((flights.dep, flights.arr), (flights.ret, flights.back)):
+        during = (ts >= a[card] - HOUR) & (ts < b[card] + HOUR // 2)
+        assert not during.any(), "no purchase within an hour before take-off or 30 min after landing"
+    away = (ts >= flights.arr[card]) & (ts < flights.ret[card])
+    city = world.m_city[world.t_merchant[rows["term"]]]
+    assert away.sum() > 50 and (city[away] == flights.dest[card[away]]).all()
 
 
 def test_txn_labels_write_one_report_per_fraudulent_transaction(tmp_path):
