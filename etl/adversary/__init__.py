@@ -25,9 +25,10 @@ Genuine noise
     50 EUR; offline transit/parking terminals upload 35% of their transactions 20 min-8 h late (ATC out of
     order in ``ts`` order); ATC jumps of 2-6 in 8% of steps (ATM/online use outside the drop); STAN spent by
     the daily batch close on two models (a genuine gap per day); pay-at-pump preauth 150.00 + completion,
-    voids, refunds, declines; terminals installed long before the approval of the firmware they run today,
-    35% update during the period (``firmware_update`` with the new hash after its approval, then a boot);
-    maintenance reboots at 02:00-04:00 local (one model nightly, one weekly); cellular terminals (20%) change
+    voids, refunds, declines; 20% of restaurant, bar and taxi bills rounded up to 5 EUR (tips); terminals
+    installed long before the approval of the firmware they run today, 35% update during the period (``firmware_update`` with the new hash after its approval, then a boot);
+    maintenance reboots at 02:00-04:00 local (one model nightly, one weekly); 0.6% of terminals raise a
+    genuine ``tamper`` alarm when opened for service (then boot); cellular terminals (20%) change
     ip often; 1% of merchants move 1-4 km with all their terminals, recorded (a boot with the new position
     and ip; the terminals and merchants tables show the new place); legitimate chains share owner, phone and
     bank account; 0.3% of cards carry a card-not-present or account-takeover report with nothing at a POS;

@@ -10,9 +10,10 @@ from etl.adversary.region import DAY, HOUR, MINUTE, MODELS, T0, local_to_utc
 from etl.adversary.traffic import CITY_BASE
 from etl.adversary.world import AdvPlan, World
 
-__all__ = ["terminal_events", "firmware_updates", "CELLULAR_SHARE", "UPDATE_SHARE"]
+__all__ = ["terminal_events", "firmware_updates", "CELLULAR_SHARE", "UPDATE_SHARE", "SERVICE_TAMPER_SHARE"]
 
 CELLULAR_SHARE = 0.2  # terminals on a mobile network: their ip changes often
+SERVICE_TAMPER_SHARE = 0.006  # terminals opened for service (battery, reader swap): a genuine tamper alarm
 UPDATE_SHARE = 0.35  # terminals that install the version approved during the period
 
 
@@ -40,7 +41,8 @@ def terminal_events(world: World, plan: AdvPlan, updates: pd.DataFrame, moves: p
     """Events of every terminal over the period.
 
     Heartbeats every ~3 days; models with a maintenance reboot boot every night between 02:00 and 04:00 local
-    (Castles) or every Sunday night (Ingenico); other terminals power-cycle about monthly in business hours.
+    (Castles) or every Sunday night (Ingenico); other terminals power-cycle about monthly in business hours;
+    ``SERVICE_TAMPER_SHARE`` of terminals raise a genuine ``tamper`` alarm when opened for service (then boot).
     Updates: ``firmware_update`` with the new hash, then a boot; later events report the new hash. Recorded
     moves: a boot at the new place with a new ip. Planted: ``unapproved`` (terminal, ts, firmware_hash) as
     updates, ``pre_window`` (terminal, ts, event, new_ip) as given, a new ip staying from then on.
@@ -80,6 +82,12 @@ def terminal_events(world: World, plan: AdvPlan, updates: pd.DataFrame, moves: p
     parts.append((up_t, up_ts + rng.integers(MINUTE, 4 * MINUTE, len(up_t)), np.ones(len(up_t), np.int8)))
     mv_t, mv_ts = moves["terminal"].to_numpy(np.int64), moves["ts"].to_numpy(np.int64)
     parts.append((mv_t, mv_ts + rng.integers(HOUR, 6 * HOUR, len(mv_t)), np.ones(len(mv_t), np.int8)))
+    sv_t = np.flatnonzero(rng.random(n_t) < SERVICE_TAMPER_SHARE)
+    sv_ts = local_to_utc(T0 + rng.integers(0, plan.days, len(sv_t)) * DAY + rng.integers(9 * HOUR, 18 * HOUR,
+                                                                                        len(sv_t)),
+                         CITY_BASE[city[sv_t]])
+    parts.append((sv_t, sv_ts, np.full(len(sv_t), 3, np.int8)))
+    parts.append((sv_t, sv_ts + rng.integers(10 * MINUTE, HOUR, len(sv_t)), np.ones(len(sv_t), np.int8)))
     pw_t, pw_ts = pre_window["terminal"].to_numpy(np.int64), pre_window["ts"].to_numpy(np.int64)
     pw_ev = np.where(pre_window["event"].to_numpy() == "tamper", 3, 1).astype(np.int8)
     parts.append((pw_t, pw_ts, pw_ev))

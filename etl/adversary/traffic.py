@@ -98,7 +98,8 @@ def genuine_traffic(world: World, flights: Flights, plan: AdvPlan, rng: np.rando
     """Ordinary purchases of every card, plus refunds, voids, fuel preauth/completion and offline uploads.
 
     Cards shop at home (55% at habitual merchants) or, while away on a flight, in the destination city; no
-    purchase happens within 1.5 h before a take-off or 45 min after a landing. Offline-capable terminals
+    purchase happens within 1.5 h before a take-off or 45 min after a landing. 20% of restaurant, bar and
+    taxi bills are rounded up to 5 EUR with the tip. Offline-capable terminals
     (transit, parking) upload 35% of their transactions 20 min to 8 h late (the written ``ts`` is the upload;
     the ATC is the one of the true time).
     """
@@ -127,6 +128,8 @@ def genuine_traffic(world: World, flights: Flights, plan: AdvPlan, rng: np.rando
     term = world.draw_terminal(merchant, rng.random(n))
     mcc_idx = world.m_mcc[merchant]
     amount = amounts(rng, mcc_idx)
+    tipped = np.isin(mcc_idx, [mcc_index(5812), mcc_index(5813), mcc_index(4121)]) & (rng.random(n) < 0.2)
+    amount[tipped] = np.maximum(np.ceil(amount[tipped] / 500) * 500, 500).astype(np.int64)  # "make it 25"
     entry = _entry_modes(rng, world, card, term, amount, mcc_idx)
     resp = rng.choice(5, n, p=[0.975, 0.011, 0.01, 0.003, 0.001])
     rows = new_rows(world, ts, card, term, amount, entry, resp=resp, rng=rng)
