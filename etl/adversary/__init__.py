@@ -19,35 +19,34 @@ Traffic
     quieter; merchant popularity Pareto(1.0) and 1-24 lanes per merchant, so a few terminals (stations,
     supermarkets) are very busy; 55% of a card's purchases at its six habitual merchants.
 Genuine noise
-    5% of cards fly to another city for 2-6 days (780 km/h block speed, no purchase 1.5 h before take-off or
-    45 min after landing: never faster than ``PLANE_KMH`` = 900 km/h between two purchases); fallback or
-    magstripe on chip cards ~2% overall (6% of terminals have a worn reader: 10-20% there); contactless up to
-    50 EUR; offline transit/parking terminals upload 35% of their transactions 20 min-8 h late (ATC out of
-    order in ``ts`` order); ATC jumps of 2-6 in 8% of steps (ATM/online use outside the drop); STAN spent by
-    the daily batch close on two models (a genuine gap per day); pay-at-pump preauth 150.00 + completion,
-    voids, refunds, declines; 20% of restaurant, bar and taxi bills rounded up to 5 EUR (tips); terminals
-    installed long before the approval of the firmware they run today, 35% update during the period (``firmware_update`` with the new hash after its approval, then a boot);
-    maintenance reboots at 02:00-04:00 local (one model nightly, one weekly); 0.6% of terminals raise a
-    genuine ``tamper`` alarm when opened for service (then boot); cellular terminals (20%) change
-    ip often; 1% of merchants move 1-4 km with all their terminals, recorded (a boot with the new position
-    and ip; the terminals and merchants tables show the new place); legitimate chains share owner, phone and
-    bank account; 0.3% of cards carry a card-not-present or account-takeover report with nothing at a POS;
-    10% of reports lack ``first_fraud_at``; a reported card stops being used a day after its report.
+    5% of cards fly to another city for 2-6 days (780 km/h block speed, no purchase 1.5 h before take-off or 45 min
+    after landing: never faster than ``PLANE_KMH`` = 900 km/h between two purchases); fallback or magstripe on chip
+    cards ~2% overall (6% of terminals have a worn reader: 10-20% there); contactless up to 50 EUR; offline
+    transit/parking terminals upload 35% of their transactions 20 min-8 h late (ATC out of order in ``ts`` order);
+    ATC jumps of 2-6 in 8% of steps (ATM/online use outside the drop); STAN spent by the daily batch close on two
+    models (a genuine gap per day); pay-at-pump preauth 150.00 + completion, voids, refunds, declines; 20% of
+    restaurant, bar and taxi bills rounded up to 5 EUR (tips); terminals installed long before the approval of the
+    firmware they run today, 35% update during the period (``firmware_update`` with the new hash after its approval,
+    then a boot); maintenance reboots at 02:00-04:00 local (one model nightly, one weekly); 0.6% of terminals raise
+    a genuine ``tamper`` alarm when opened for service (then boot); cellular terminals (20%) change ip often; 1% of
+    merchants move 1-4 km with all their terminals, recorded (a boot with the new position and ip; the terminals and
+    merchants tables show the new place); legitimate chains share owner, phone and bank account; 0.3% of cards carry
+    a card-not-present or account-takeover report with nothing at a POS; 10% of reports lack ``first_fraud_at``; a
+    reported card stops being used a day after its report.
 Fraud (``plant=True``)
-    Skimmers on busy terminals (90-99.5th volume percentile) for 3-6 weeks; 70% of the cards inserted or
-    swiped there (not tapped) are cloned 1-8 weeks later, 1-6 magstripe/fallback purchases in one of the
-    gang's two cities (30%: the skimmer's own), never at a planted terminal; 25% of victims never reported
-    and a report that would fall after the period is not in the drop; lags of days to weeks (median 9 d);
-    attempts after the report are declined. At-terminal compromises (7-21 days): tampered terminals charging
-    60% of customers a second time minutes later, or colluding merchants keying bought card data of other
-    cities' cards at night; victims 85% reported; a ``tamper`` event, or an odd-hour boot with a new ip,
-    before two of every three windows.
-    Cash-out rings of 4-10 small merchants x 15-60 cards of one city, with camouflage (ring cards shop
-    normally, ring merchants keep their customers), round amounts (100-3000 EUR), 70% at 23:00-04:00, half
-    the merchants sharing a phone and the other half (overlapping by one) a bank account; 15% reported as
-    cash_out. Tampered terminals (``terminal_cases``): ``relocation`` (taken to another city for 5-15 days
-    with no record), ``trace_gap`` (2-4 runs of 3-12 deleted messages), ``unapproved_firmware`` (a hash not
-    on the allow-list, or the next version days before its approval, seen only in the events).
+    Skimmers on busy terminals (90-99.5th volume percentile) for 3-6 weeks; 70% of the cards inserted or swiped
+    there (not tapped) are cloned 1-8 weeks later, 1-6 magstripe/fallback purchases in one of the gang's two cities
+    (30%: the skimmer's own), never at a planted terminal; 25% of victims never reported and a report that would
+    fall after the period is not in the drop; lags of days to weeks (median 9 d); attempts after the report are
+    declined. At-terminal compromises (7-21 days): tampered terminals charging 60% of customers a second time
+    minutes later, or colluding merchants keying bought card data of other cities' cards at night; victims 85%
+    reported; a ``tamper`` event, or an odd-hour boot with a new ip, before two of every three windows. Cash-out
+    rings of 4-10 small merchants x 15-60 cards of one city, with camouflage (ring cards shop normally, ring
+    merchants keep their customers), round amounts (100-3000 EUR), 70% at 23:00-04:00, half the merchants sharing a
+    phone and the other half (overlapping by one) a bank account; 15% reported as cash_out. Tampered terminals
+    (``terminal_cases``): ``relocation`` (taken to another city for 5-15 days with no record), ``trace_gap`` (2-4
+    runs of 3-12 deleted messages), ``unapproved_firmware`` (a hash not on the allow-list, or the next version days
+    before its approval, seen only in the events).
 """
 
 from etl.adversary.core import ADV_TRUTH_SCHEMAS, generate_adversarial
