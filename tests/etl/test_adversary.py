@@ -307,3 +307,25 @@ def test_cli_generator_option(tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "e"), "--txn-labels", "--quiet"]) == 2
     assert main(["generate", "--generator", "adversarial", "--out", str(tmp_path / "f"), "--txns", "500",
                  "--quiet"]) == 2
+
+
+def test_parquet_drop_loads_with_no_reject(tmp_path):
+    drop = generate_adversarial(tmp_path / "pq", seed=4, txns=25_000, fmt="parquet").out_dir
+    assert not list(drop.glob("*.csv")) and list(drop.glob("transactions-*.parquet"))
+    tx = pq.read_table(sorted(drop.glob("transactions-*.parquet"))[0])
+    assert str(tx.schema.field("ts").type) == "timestamp[us, tz=UTC]"
+    result = run_drop(drop, Settings.from_env({"POSGUARD_HOME": str(tmp_path / "home")}, token_key=b"k"))
+    assert all(c["rejected"] == 0 and c["loaded"] == c["read"] > 0 for c in result.counts.values())
+
+
+def test_writing_into_an_existing_folder_replaces_the_drop_and_keeps_other_files(tmp_path):
+    out = tmp_path / "existing"
+    (out / "truth").mkdir(parents=True)
+    (out / "notes.txt").write_text("keep me")
+    (out / "transactions-1999-01.csv").write_text("stale")
+    (out / "truth" / "old.parquet").write_bytes(b"stale")
+    generate_adversarial(out, seed=4, txns=25_000, plant=False)
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert not (out / "transactions-1999-01.csv").exists() and not (out / "truth" / "old.parquet").exists()
+    assert {p.stem for p in (out / "truth").glob("*.parquet")} == set(ADV_TRUTH_SCHEMAS)
+    assert [p.name for p in tmp_path.iterdir()] == ["existing"], "no temporary folder left behind"
