@@ -42,11 +42,11 @@ Fraud (``plant=True``)
     minutes later, or colluding merchants keying bought card data of other cities' cards at night; victims 85%
     reported; a ``tamper`` event, or an odd-hour boot with a new ip, before two of every three windows. Cash-out
     rings of 4-10 small merchants x 15-60 cards of one city, with camouflage (ring cards shop normally, ring
-    merchants keep their customers), round amounts (100-3000 EUR), 70% at 23:00-04:00, half the merchants sharing a
-    phone and the other half (overlapping by one) a bank account; 15% reported as cash_out. Tampered terminals
-    (``terminal_cases``): ``relocation`` (taken to another city for 5-15 days with no record), ``trace_gap`` (2-4
-    runs of 3-12 deleted messages), ``unapproved_firmware`` (a hash not on the allow-list, or the next version days
-    before its approval, seen only in the events).
+    merchants keep their customers), round amounts (100-3000 EUR), 70% at 23:00-04:00, a random 40% of the merchants
+    sharing a phone and another 40% a bank account (identities link only part of a ring); 15% reported as cash_out.
+    Tampered terminals (``terminal_cases``): ``relocation`` (taken to another city for 5-15 days with no record),
+    ``trace_gap`` (2-4 runs of 3-12 deleted messages), ``unapproved_firmware`` (a hash not on the allow-list, or the
+    next version days before its approval, seen only in the events).
 """
 
 from etl.adversary.core import ADV_TRUTH_SCHEMAS, generate_adversarial

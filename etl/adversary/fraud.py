@@ -157,8 +157,8 @@ def plant_rings(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray, bloc
 
     Ring cards keep shopping normally and ring merchants keep their genuine customers (camouflage); each card
     uses about 60% of the ring's merchants, 1-3 times each, for round amounts, 70% between 23:00 and 04:00
-    local. The first half of the ring's merchants share a phone, the second half (overlapping by one) a bank
-    account (``phone`` and ``account`` are edited in place).
+    local. A random 40% of the ring's merchants share a phone, another random 40% a bank account (so the
+    identities link only part of the ring; ``phone`` and ``account`` are edited in place).
 
     Returns
     -------
@@ -201,9 +201,10 @@ def plant_rings(world: World, rows: dict, plan: AdvPlan, taken: np.ndarray, bloc
         term = world.draw_terminal(merch, rng.random(n))
         amount = rng.choice(ROUND_EUR, n) * 100
         parts.append(new_rows(world, ts, card, term, amount, np.full(n, CHIP), fraud=RING, rng=rng))
-        half = (n_m + 1) // 2
-        phone[merchants[:half]] = phone[merchants[0]]
-        account[merchants[half - 1:]] = account[merchants[half - 1]]
+        by_phone = rng.choice(merchants, max(2, round(0.4 * n_m)), replace=False)
+        by_account = rng.choice(merchants, max(2, round(0.4 * n_m)), replace=False)
+        phone[by_phone] = phone[by_phone[0]]
+        account[by_account] = account[by_account[0]]
         rid = f"ring-{r + 1}"
         terms = np.concatenate([np.arange(world.m_term_lo[m], world.m_term_lo[m] + world.m_term_n[m])
                                 for m in merchants])
