@@ -90,12 +90,22 @@ def _external_status(settings: Settings, as_json: bool) -> int:
 
 
 # ------------------------------------------------------------------ generate
+_ADV_TXNS = {"small": 250_000, "medium": 1_000_000, "large": 10_000_000}  # adversarial: at least 20k
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from etl.adversary import generate_adversarial
     from etl.generate import generate
 
     try:
-        result = generate(args.out, seed=args.seed, scale=args.scale, txns=args.txns, plant=not args.clean,
-                          fmt=args.format)
+        if args.generator == "adversarial":
+            result = generate_adversarial(args.out, seed=args.seed, txns=args.txns or _ADV_TXNS[args.scale],
+                                          plant=not args.clean, fmt=args.format, txn_labels=args.txn_labels)
+        elif args.txn_labels:
+            raise ValueError("--txn-labels needs --generator adversarial")
+        else:
+            result = generate(args.out, seed=args.seed, scale=args.scale, txns=args.txns, plant=not args.clean,
+                              fmt=args.format)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     log.info("generated %s", ", ".join(f"{n:,} {k}" for k, n in result.counts.items()))
@@ -218,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "parquet"], default=None,
                    help="file format (default: CSV up to 100k transactions, else Parquet)")
     p.add_argument("--clean", action="store_true", help="plant nothing (a scenario with no fraud cases)")
+    p.add_argument("--generator", choices=["standard", "adversarial"], default="standard",
+                   help="standard (etl.generate) or adversarial (etl.adversary: Europe, genuine noise, other "
+                        "fraud shapes; small = 250k transactions)")
+    p.add_argument("--txn-labels", action="store_true",
+                   help="adversarial: one fraud report row per fraudulent transaction, with txn_id")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("etl", parents=[common], help="validate, tokenize, stage and load a drop (or every "
