@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from etl.adversary import generate_adversarial
 from etl.generate import generate as generate_standard
 from graph.evaluation import projection_from_drop
 from graph.quality import drop_quality
@@ -31,7 +32,8 @@ def _generate(generator: str, out: Path, seed: int, txns: int, clean: bool) -> N
     """A drop from one of the generators (``posguard generate --generator NAME``)."""
     if generator not in GENERATORS:
         raise ValueError(f"no generator {generator!r}; choose from {', '.join(GENERATORS)}")
-    generate_standard(out, seed=seed, txns=txns, plant=not clean)
+    make = generate_standard if generator == "standard" else generate_adversarial
+    make(out, seed=seed, txns=txns, plant=not clean)
 
 
 def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: int = 250_000,
