@@ -3,8 +3,10 @@
 Detectors tuned on ``posguard generate`` drops are evaluated here on data they were not tuned on. The drop
 follows docs/CONTRACT.md exactly (raw PANs; tokens are the ETL's job); ``truth/`` has the first generator's
 four tables (skimmers, cloned_cards, rings, terminal_cases) in the same schemas, plus ``compromise_points``
-(terminal_id, merchant_id, mode skimming|at_terminal, window_start, window_end) and ``fraud_txns``
-(txn_id, pan, kind clone|at_terminal|ring) for every fraudulent transaction.
+(terminal_id, merchant_id, mode skimming|at_terminal, window_start, window_end), ``fraud_txns``
+(txn_id, pan, kind clone|at_terminal|ring) for every fraudulent transaction, and ``compromised_cards`` (pan,
+terminal_id, mode, compromised_at, first_fraud_at): every card compromised at a planted point, including
+skimmed cards whose clones fall after the period (first_fraud_at null), for exposed-card measurements.
 
 Assumptions that differ on purpose
 ----------------------------------

@@ -19,7 +19,7 @@ from etl.adversary.fraud import plant_at_terminal, plant_rings, plant_skimmers
 from etl.adversary.output import Names, merchant_secrets, reference_tables, transaction_tables, txn_ids
 from etl.adversary.region import stream
 from etl.adversary.reports import apply_blocking, card_reports
-from etl.adversary.rows import FRAUD_KINDS, GENUINE, concat, take
+from etl.adversary.rows import AT_TERMINAL, FRAUD_KINDS, GENUINE, concat, take
 from etl.adversary.terminals import (choose_cases, legit_moves, plan_unapproved, plant_unrecorded_moves,
                                      trace_gap_mask)
 from etl.adversary.traffic import genuine_traffic, make_flights
@@ -37,6 +37,8 @@ ADV_TRUTH_SCHEMAS = {
     "compromise_points": pa.schema([("terminal_id", pa.string()), ("merchant_id", pa.string()),
                                     ("mode", pa.string()), ("window_start", _TS), ("window_end", _TS)]),
     "fraud_txns": pa.schema([("txn_id", pa.string()), ("pan", pa.string()), ("kind", pa.string())]),
+    "compromised_cards": pa.schema([("pan", pa.string()), ("terminal_id", pa.string()), ("mode", pa.string()),
+                                    ("compromised_at", _TS), ("first_fraud_at", _TS)]),
 }
 
 
@@ -200,6 +202,7 @@ def _truth(world, names: Names, rows, order, ids, p: _Plants) -> dict[str, pa.Ta
     ws = np.concatenate([p.skimmers["window_start"].to_numpy(np.int64), p.points["window_start"].to_numpy(np.int64)])
     we = np.concatenate([p.skimmers["window_end"].to_numpy(np.int64), p.points["window_end"].to_numpy(np.int64)])
     kinds = np.array([FRAUD_KINDS.get(k, "") for k in range(4)], object)
+    victims = _compromised(rows, p)
     tables = {
         "skimmers": pa.table({"terminal_id": names.terminals_of(skim_t),
                               "window_start": _utc(p.skimmers["window_start"].to_numpy(np.int64)),
@@ -220,7 +223,30 @@ def _truth(world, names: Names, rows, order, ids, p: _Plants) -> dict[str, pa.Ta
                                 "pan": names.pans_of(rows["card"][fraud_rows]),
                                 "kind": pa.array(kinds[rows["fraud"][fraud_rows]].tolist(), pa.string())}),
     }
+    tables["compromised_cards"] = pa.table({
+        "pan": names.pans_of(victims["card"].to_numpy(np.int64)),
+        "terminal_id": names.terminals_of(victims["terminal"].to_numpy(np.int64)),
+        "mode": pa.array(victims["mode"].tolist(), pa.string()),
+        "compromised_at": _utc(victims["compromised_at"].to_numpy(np.int64)),
+        "first_fraud_at": pa.array(victims["first_fraud_at"].to_numpy(np.int64) * 1_000_000, _TS,
+                                   mask=victims["first_fraud_at"].to_numpy(np.int64) < 0)})
     return {k: t.cast(s[k]) for k, t in tables.items()}
+
+
+def _compromised(rows, p: _Plants) -> pd.DataFrame:
+    """Every card compromised at a planted point, also those whose fraud falls after the period (exposed only):
+    card, terminal, mode, compromised_at (skim visit or first fraud at the terminal), first_fraud_at (-1: none)."""
+    fraud = rows["fraud"] > GENUINE
+    first = pd.Series(rows["ts"][fraud]).groupby(rows["card"][fraud]).min()
+    at = rows["fraud"] == AT_TERMINAL
+    at_frame = (pd.DataFrame({"card": rows["card"][at], "terminal": rows["term"][at],
+                              "compromised_at": rows["ts"][at]})
+                .groupby(["card", "terminal"], as_index=False)["compromised_at"].min().assign(mode="at_terminal"))
+    skim = p.victims.rename(columns={"skimmed_at": "compromised_at"}).assign(mode="skimming")
+    frame = pd.concat([skim, at_frame], ignore_index=True)[["card", "terminal", "mode", "compromised_at"]]
+    frame = frame.astype({"card": np.int64, "terminal": np.int64, "compromised_at": np.int64})
+    frame["first_fraud_at"] = first.reindex(frame["card"].to_numpy()).fillna(-1).to_numpy(np.int64)
+    return frame.sort_values(["mode", "terminal", "compromised_at", "card"], kind="stable").reset_index(drop=True)
 
 
 def _install(tmp: Path, out: Path) -> None:

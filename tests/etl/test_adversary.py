@@ -148,6 +148,23 @@ def test_at_terminal_fraud_lies_inside_its_window_at_its_terminal_and_victims_ar
     assert (before["event"] == "tamper").any(), "a tamper event shortly before a window"
 
 
+def test_compromised_cards_cover_every_victim_and_the_exposed_ones(data):
+    comp, fraud, cloned = data["compromised_cards"], data["fraud_txns"], data["cloned_cards"]
+    skimmed = comp[comp["mode"] == "skimming"]
+    assert set(cloned["pan"]) <= set(skimmed["pan"]) and set(skimmed["terminal_id"]) == set(
+        data["skimmers"]["terminal_id"])
+    tx = data["transactions"]
+    first = tx[tx["fraud"]].groupby("pan")["ts"].min()
+    expected = comp["pan"].map(first)
+    assert (comp["first_fraud_at"].isna() == expected.isna()).all(), "null: no fraud (yet) in the drop"
+    assert (comp["first_fraud_at"].dropna() == expected.dropna()).all()
+    assert (skimmed["first_fraud_at"].dropna() > skimmed.dropna()["compromised_at"]).all()
+    at = comp[comp["mode"] == "at_terminal"]
+    assert set(at["pan"]) == set(fraud.loc[fraud["kind"] == "at_terminal", "pan"])
+    win = skimmed.merge(data["skimmers"], on="terminal_id")
+    assert ((win["compromised_at"] >= win["window_start"]) & (win["compromised_at"] < win["window_end"])).all()
+
+
 def test_ring_members_transact_with_each_other_with_camouflage(data):
     tx, rings, fraud = data["transactions"], data["rings"], data["fraud_txns"]
     assert set(rings["kind"]) == {"cash_out"} and rings["ring_id"].nunique() >= 1
