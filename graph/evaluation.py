@@ -202,6 +202,10 @@ def load_truth(drop: str | Path, key: str | bytes) -> dict[str, pd.DataFrame]:
     truth = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
     clones = truth["cloned_cards"]
     truth["cloned_cards"] = clones.assign(card_token=tokenize_pan(clones.pop("pan"), key))[["card_token", "source"]]
+    for name in ("fraud_txns", "compromised_cards"):  # the adversarial generator's extra truth
+        if name in truth and "pan" in truth[name].columns:
+            frame = truth[name]
+            truth[name] = frame.assign(card_token=tokenize_pan(frame.pop("pan"), key))
     rings = truth["rings"].copy()
     cards = rings["member_type"] == "card"
     rings.loc[cards, "member_id"] = tokenize_pan(rings.loc[cards, "member_id"], key)
