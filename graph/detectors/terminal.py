@@ -84,14 +84,18 @@ def _codes(values) -> np.ndarray:
     return pd.factorize(pd.Series(values, dtype=object).fillna(""), sort=True)[0].astype(np.int64)
 
 
+def _model_names(values) -> np.ndarray:
+    """Model names as compared: upper-cased and stripped, "" when missing."""
+    return pd.Series(values, dtype=object).fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
+
+
 def _model_of(terminal_ids: np.ndarray, terminals: pd.DataFrame) -> np.ndarray:
     """Each terminal's model (upper-cased, stripped; "" when unknown)."""
     if not len(terminals) or "model" not in terminals.columns:
         return np.full(len(terminal_ids), "", dtype=object)
     model = pd.Series(terminals["model"].astype(object).to_numpy(), index=terminals["terminal_id"].astype(object))
     model = model[~model.index.duplicated(keep="last")]
-    out = model.reindex(pd.Index(terminal_ids, dtype=object)).fillna("").astype(str).str.strip().str.upper()
-    return out.to_numpy(dtype=object)
+    return _model_names(model.reindex(pd.Index(terminal_ids, dtype=object)).to_numpy())
 
 
 class IntegrityDetector(BaseDetector):
@@ -286,7 +290,8 @@ class IntegrityDetector(BaseDetector):
                 np.full(len(terminals), -1)
             when = (to_epoch_seconds(terminals[FIRMWARE_TIME_COLUMN]) if FIRMWARE_TIME_COLUMN in terminals.columns
                     else np.full(len(terminals), -1, np.int64))
-            seen.append(pd.DataFrame({"t": t, "ts": when, "hash": terminals["firmware_hash"].astype(object).to_numpy()}))
+            hashes = terminals["firmware_hash"].astype(object).to_numpy()
+            seen.append(pd.DataFrame({"t": t, "ts": when, "hash": hashes}))
         if not seen:
             return pd.DataFrame({c: [] for c in columns})
         fw = pd.concat(seen, ignore_index=True)
@@ -294,11 +299,10 @@ class IntegrityDetector(BaseDetector):
         fw["hash"] = fw["hash"].astype(str).str.strip()
         fw = fw[fw["hash"] != ""]
         allow = approved.dropna(subset=["firmware_hash"]).drop_duplicates("firmware_hash", keep="last")
+        listed = pd.Index(allow["firmware_hash"].astype(str).str.strip())
         allow_at = pd.Series(to_epoch_seconds(allow["approved_at"]) if "approved_at" in allow.columns
-                             else np.full(len(allow), -1, np.int64), index=allow["firmware_hash"].astype(str).str.strip())
-        allow_model = (pd.Series(allow["model"].astype(object).fillna("").astype(str).str.strip().str.upper().to_numpy(),
-                                 index=allow_at.index) if "model" in allow.columns
-                       else pd.Series("", index=allow_at.index))
+                             else np.full(len(allow), -1, np.int64), index=listed)
+        allow_model = pd.Series(_model_names(allow["model"]) if "model" in allow.columns else "", index=listed)
         t_model = model[fw["t"].to_numpy()]
         listed_for = fw["hash"].map(allow_model)
         on_list = listed_for.notna().to_numpy() & ((listed_for.fillna("").to_numpy() == "") | (t_model == "")

@@ -31,7 +31,8 @@ def _terminals(models=None, n=N_FLEET, **columns):
     ids = KEY_TERMINALS + _fleet_ids(n)
     frame = pd.DataFrame({"terminal_id": ids, "merchant_id": ["M" + t[1:] if t in HOME else "MB" for t in ids],
                           "model": [(models or {}).get(t, "PAX S90") for t in ids],
-                          "lat": [HOME.get(t, (30.0,))[0] for t in ids], "lon": [HOME.get(t, (0, 110.0))[1] for t in ids],
+                          "lat": [HOME.get(t, (30.0, 110.0))[0] for t in ids],
+                          "lon": [HOME.get(t, (30.0, 110.0))[1] for t in ids],
                           "firmware_hash": "fw-a", "installed_at": T0 - pd.Timedelta(days=700)})
     for name, values in columns.items():
         frame[name] = values
