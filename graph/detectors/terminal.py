@@ -19,7 +19,7 @@ from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, bh_qvalues
 from graph.kernels.geo import haversine_km_array
 from graph.kernels.skimming import log_binom_sf
-from graph.kernels.terminal import IP_STATS, NO_TIME, STATS, address_changes, terminal_stats
+from graph.kernels.terminal import IP_STATS, NO_TIME, STATS, address_changes, betabinom_logsf, terminal_stats
 from graph.projection import TYPE_REFUND, TYPE_VOID, Projection, to_epoch_seconds
 
 __all__ = ["IntegrityDetector", "FINDING_COLUMNS", "KINDS", "HIGH_FEE_MCC", "LOW_FEE_MCC", "EvidenceFrames",
@@ -51,18 +51,47 @@ def empty_findings() -> pd.DataFrame:
                          "events": pd.Series([], dtype=np.int64)})
 
 
-def _loo_rate(k, n, group, prior_terminals: float) -> np.ndarray:
-    """Each terminal's null rate: its group's pooled rate *without the terminal itself*, shrunk towards the
-    network's (also without it) with the weight of ``prior_terminals`` average terminals' trials (``k``
-    successes of ``n`` trials per terminal; half a success in the network's rate keeps it above 0)."""
-    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
-    if not len(k):
-        return np.zeros(0)
-    prior = prior_terminals * n[n > 0].mean() if (n > 0).any() else 1.0
+def _group_null(k, n, group, prior_terminals: float, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each terminal's null: a beta-binomial fitted to the terminals of its group (model, or MCC).
+
+    Its mean is the group's pooled rate *without the terminal itself*, shrunk towards the network's (also
+    without it; half a success keeps it above 0) with the weight of ``prior_terminals`` average terminals'
+    trials. Its overdispersion ``rho`` (0: binomial, every terminal alike; larger: rates differ between
+    terminals, e.g. some renew their address daily and others never) is the method-of-moments estimate over
+    the group without the ``trim`` share (rounded down) of terminals with the highest rates ``k / n``, so
+    that a few tampered terminals cannot widen the null that tests them.
+
+    Returns
+    -------
+    (mu, rho) : float64 arrays, one value per terminal.
+    """
+    k, n, group = np.asarray(k, np.float64), np.asarray(n, np.float64), np.asarray(group, np.int64)
+    mu, rho = np.full(len(k), 0.5), np.zeros(len(k))
+    active = n > 0
+    if not active.any():
+        return mu, rho
     net = (k.sum() - k + 0.5) / (n.sum() - n + 1.0)
+    prior = prior_terminals * n[active].mean()
     kg = np.bincount(group, weights=k)[group] - k
     ng = np.bincount(group, weights=n)[group] - n
-    return (kg + prior * net) / (ng + prior)
+    mu = np.clip((kg + prior * net) / (ng + prior), 1e-12, 1.0 - 1e-9)
+    rate = k / np.maximum(n, 1.0)
+    for g in np.unique(group[active]):
+        idx = np.flatnonzero(active & (group == g))
+        keep = idx[np.argsort(rate[idx], kind="stable")[: len(idx) - int(math.floor(trim * len(idx)))]]
+        kk, nn = k[keep], n[keep]
+        m = kk.sum() / nn.sum() if nn.sum() > 0 else 0.0
+        den = (nn * (nn - 1.0)).sum() * m * (1.0 - m)
+        if den > 0:
+            num = ((kk - nn * m) ** 2 - nn * m * (1.0 - m)).sum()
+            rho[group == g] = min(max(num / den, 0.0), 0.99)
+    return mu, rho
+
+
+def _with_spread(details: list, rho: np.ndarray) -> list:
+    """``details`` with the null's overdispersion where terminals of the group differ (rho > 0)."""
+    return [d + (f" (rates differ between its terminals: overdispersion {r:.2g})" if r > 0 else "")
+            for d, r in zip(details, rho)]
 
 
 def _binom_p(k, n, rate) -> np.ndarray:
@@ -103,32 +132,34 @@ class IntegrityDetector(BaseDetector):
 
     Every kind is a one-sided test per terminal against a null fitted to this run's data, and a finding is
     reported only when its Benjamini-Hochberg q-value over the family of terminals tested for that kind is at
-    most ``REPORT_Q`` (0.05). Base rates are pooled over the terminal's *model* (over its registered MCC for
-    MCC mismatches) without the terminal itself, shrunk towards the network's rate with the weight of
-    ``prior_terminals`` average terminals:
+    most ``REPORT_Q`` (0.05). The counting kinds test ``k`` events of ``n`` trials against a beta-binomial
+    fitted to the terminals of the same *model* (of the same registered MCC for MCC mismatches): its mean
+    pooled over the others and shrunk towards the network's with the weight of ``prior_terminals`` average
+    terminals, its overdispersion by the method of moments without the ``trim`` share of the group's
+    highest rates (so that a model whose terminals differ among themselves, e.g. some renew their address
+    daily and others never, gives weaker evidence, and a few tampered ones do not):
 
-    - ``trace_gap``: STAN jumps (wrap-around undone) hiding more than ``min_gap`` messages, counted as runs
-      among the terminal's STAN steps, binomial against the model's rate of such runs per step;
-    - ``clock_skew``: in STAN order, time going backwards by more than ``skew_tolerance_s`` (binomial, per step);
+    - ``trace_gap``: messages hidden by STAN jumps (wrap-around undone) of more than ``min_gap``, among the
+      sequence numbers the terminal's span used;
+    - ``clock_skew``: messages whose time is more than ``skew_tolerance_s`` behind an earlier one in STAN
+      order, among its STAN steps;
     - ``relocation``: transactions and terminal events farther than ``far_km`` from the registered position,
-      binomial against how often the model's terminals report far positions;
-    - ``mcc_mismatch``: transactions sent under another MCC than the merchant's, binomial against how often
-      terminals of merchants with the same registered MCC do (high-fee to low-fee is named in ``details``);
+      among those with a position;
+    - ``mcc_mismatch``: transactions sent under another MCC than the merchant's, among those with an MCC
+      (high-fee to low-fee is named in ``details``);
+    - ``tamper_event``: ``tamper`` events among the terminal's events;
+    - ``odd_hour_boot``: boots at UTC hours that hold less than ``odd_share`` of the model's boots (half a
+      boot added per hour), among the terminal's boots;
+    - ``new_ip``: moves to a network address the terminal never used before, among its address reports;
     - ``void_spike``: the densest ``window_hours`` burst of voids and refunds, binomial against the terminal's
-      rate outside the burst (shrunk towards the network's with the weight of ``prior_weight`` messages),
+      own rate outside the burst (shrunk towards the network's with the weight of ``prior_weight`` messages),
       times the number of windows in its span;
-    - ``unapproved_firmware``: only direct evidence — a hash reported with a time (a terminal event, or the
+    - ``unapproved_firmware``: only direct evidence: a hash reported with a time (a terminal event, or the
       registered hash when ``terminals`` has ``firmware_updated_at``) that is not on the allow-list for the
       model, or reported before its ``approved_at``; never from ``installed_at``. Its p-value is the chance
       that a release of the model reaches so few of the model's terminals: ``P(Binomial(N, f) <= c)``, with
       ``c`` the model's terminals showing the same observation, ``N`` the model's terminals and ``f`` the
-      median share of the model's terminals that run each of its approved hashes in this data;
-    - ``tamper_event``: ``tamper`` events among the terminal's events, binomial against the model's rate;
-    - ``odd_hour_boot``: boots at UTC hours rare for the model: ``k`` of the terminal's ``b`` boots fall in
-      hours at most as common as its rarest, binomial against ``F``, the share of the model's other boots
-      (plus half a boot per hour) in those hours;
-    - ``new_ip``: moves to a network address the terminal never used before, binomial among its address
-      reports against the model's rate.
+      median share of the model's terminals that run each of its approved hashes in this data.
 
     ``min_missing``, ``min_far``, ``min_mcc`` and ``min_voids`` are minimum evidence sizes (a terminal with
     less is tested and given p = 1), not decisions. ``score = min(1, -log10(q) / 10)``.
@@ -143,7 +174,8 @@ class IntegrityDetector(BaseDetector):
 
     def __init__(self, min_gap: int = 2, min_missing: int = 1, skew_tolerance_s: int = 300, far_km: float = 50.0,
                  min_far: int = 2, min_mcc: int = 1, window_hours: float = 24.0, min_voids: int = 3,
-                 prior_weight: float = 200.0, prior_terminals: float = 5.0):
+                 prior_weight: float = 200.0, prior_terminals: float = 5.0, trim: float = 0.05,
+                 odd_share: float = 1 / 48):
         self.min_gap = min_gap
         self.min_missing = min_missing
         self.skew_tolerance_s = skew_tolerance_s
@@ -154,6 +186,8 @@ class IntegrityDetector(BaseDetector):
         self.min_voids = min_voids
         self.prior_weight = prior_weight
         self.prior_terminals = prior_terminals
+        self.trim = trim
+        self.odd_share = odd_share
 
     # ------------------------------------------------------------------ evidence, per terminal
     def kernel_args(self, p: Projection) -> tuple:
@@ -385,53 +419,57 @@ class IntegrityDetector(BaseDetector):
                              "last": np.asarray(last, np.int64), "events": np.asarray(events, np.int64)})
 
     def _rate_test(self, s, k, n, group, enough):
-        """Binomial p-values of ``k`` of ``n`` against the leave-one-out group rate, for rows with ``enough``."""
-        rate = _loo_rate(k, n, group, self.prior_terminals)
-        sel = np.asarray(enough & (np.asarray(k) >= 1), bool)
-        return sel, _binom_p(np.asarray(k)[sel], np.asarray(n)[sel], rate[sel]), rate[sel]
+        """One-sided beta-binomial p-values of ``k`` of ``n`` against each terminal's group null, for the rows
+        with ``enough`` evidence and k >= 1; returns (rows, p, mu, rho) for those rows."""
+        k, n = np.asarray(k, np.int64), np.asarray(n, np.int64)
+        mu, rho = _group_null(k, n, group, self.prior_terminals, self.trim)
+        sel = np.asarray(enough & (k >= 1), bool)
+        p = np.exp(betabinom_logsf(k[sel], n[sel], mu[sel], rho[sel]))
+        return sel, p, mu[sel], rho[sel]
 
     def _trace_gaps(self, s):
-        steps = np.maximum(s["stan_n"].to_numpy() - 1, 0)
-        k = s["gap_runs"].to_numpy()
-        sel, p, rate = self._rate_test(s, k, steps, s["_model"].to_numpy(),
-                                       s["gap_missing"].to_numpy() >= self.min_missing)
+        k = s["gap_missing"].to_numpy()
+        numbers = np.where(s["stan_n"].to_numpy() > 1, s["stan_n"].to_numpy() + k, 0)  # STANs the span used
+        sel, p, rate, rho = self._rate_test(s, k, numbers, s["_model"].to_numpy(), k >= self.min_missing)
         d = s[sel]
-        details = [f"{r} STAN gaps hide {m} messages of {n} (expected {e:.2g} gaps at the model's rate of "
-                   f"{x:.2g} per message)" for r, m, n, e, x in
-                   zip(d["gap_runs"], d["gap_missing"], d["stan_n"], rate * steps[sel], rate)]
-        return "trace_gap", int((steps > 0).sum()), self._rows(s, sel, p, details, d["gap_first"], d["gap_last"],
-                                                               d["gap_runs"])
+        details = [f"{r} STAN gaps hide {m} messages of {n} (the model's terminals: {x:.2%} of sequence numbers "
+                   f"missing, expected {x * (n + m):.2g})"
+                   for r, m, n, x in zip(d["gap_runs"], d["gap_missing"], d["stan_n"], rate)]
+        return "trace_gap", int((numbers > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho),
+                                                                 d["gap_first"], d["gap_last"], d["gap_runs"])
 
     def _clock_skew(self, s):
         steps = np.maximum(s["stan_n"].to_numpy() - 1, 0)
-        sel, p, rate = self._rate_test(s, s["skew_events"].to_numpy(), steps, s["_model"].to_numpy(), True)
+        sel, p, rate, rho = self._rate_test(s, s["skew_events"].to_numpy(), steps, s["_model"].to_numpy(), True)
         d = s[sel]
         details = [f"time went back {e} times in STAN order, at most {h / 3600:.1f} h (expected {x:.2g} at the "
                    f"model's rate)" for e, h, x in zip(d["skew_events"], d["skew_max_s"], rate * steps[sel])]
+        details = _with_spread(details, rho)
         return "clock_skew", int((steps > 0).sum()), self._rows(s, sel, p, details, d["skew_first"], d["skew_last"],
                                                                 d["skew_events"])
 
     def _relocation(self, s):
         k = (s["far_n"] + s["ev_far"]).to_numpy()
         n = (s["located"] + s["ev_located"]).to_numpy()
-        sel, p, rate = self._rate_test(s, k, n, s["_model"].to_numpy(), k >= self.min_far)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), k >= self.min_far)
         d = s[sel]
         first = np.minimum(d["far_first"].to_numpy(), d["ev_far_first"].to_numpy())
         last = np.maximum(d["far_last"].to_numpy(), d["ev_far_last"].to_numpy())
         details = [f"{f} of {loc} located transactions and {e} of {el} terminal events over {self.far_km:g} km from "
                    f"the registered position (the model's terminals: {x:.2%} of positions)"
                    for f, loc, e, el, x in zip(d["far_n"], d["located"], d["ev_far"], d["ev_located"], rate)]
-        return "relocation", int((n > 0).sum()), self._rows(s, sel, p, details, first, last, k[sel])
+        return "relocation", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), first, last, k[sel])
 
     def _mcc_mismatch(self, s):
         k, n = s["mcc_n"].to_numpy(), s["mcc_known"].to_numpy()
-        sel, p, rate = self._rate_test(s, k, n, s["_mcc"].to_numpy(), k >= self.min_mcc)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_mcc"].to_numpy(), k >= self.min_mcc)
         d = s[sel]
         downgrade = [r in HIGH_FEE_MCC and m in LOW_FEE_MCC for r, m in zip(d["reg_mcc"], d["mcc_sent"])]
         details = [f"{a} of {b} transactions ({a / max(b, 1):.0%}) sent under MCC {m:04d}, registered {r:04d}"
                    + (" (high-fee to low-fee)" if g else "") + f" (merchants of MCC {r:04d}: {x:.2%})"
                    for a, b, m, r, g, x in zip(d["mcc_n"], d["mcc_known"], d["mcc_sent"], d["reg_mcc"], downgrade,
                                                rate)]
+        details = _with_spread(details, rho)
         return "mcc_mismatch", int((n > 0).sum()), self._rows(s, sel, p, details, d["mcc_first"], d["mcc_last"],
                                                               d["mcc_n"])
 
@@ -502,54 +540,44 @@ class IntegrityDetector(BaseDetector):
 
     def _tamper(self, s):
         k, n = s["tamper_n"].to_numpy(), s["ev_n"].to_numpy()
-        sel, p, rate = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
         d = s[sel]
         details = [f"{a} tamper events among {b} events (the model's terminals: {x:.2%} of events, expected "
                    f"{x * b:.2g})" for a, b, x in zip(d["tamper_n"], d["ev_n"], rate)]
-        return "tamper_event", int((n > 0).sum()), self._rows(s, sel, p, details, d["tamper_first"],
+        return "tamper_event", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), d["tamper_first"],
                                                               d["tamper_last"], d["tamper_n"])
 
     def _new_ip(self, s):
         k, n = s["ip_new"].to_numpy(), np.maximum(s["ip_n"].to_numpy() - 1, 0)
-        sel, p, rate = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
         d = s[sel]
         details = [f"moved to a network address it never used before {a} times in {b} address reports (the "
                    f"model's terminals: {x:.2%} of reports, expected {x * b:.2g})"
                    for a, b, x in zip(d["ip_new"], n[sel], rate)]
+        details = _with_spread(details, rho)
         return "new_ip", int((n > 0).sum()), self._rows(s, sel, p, details, d["ip_first"], d["ip_last"], d["ip_new"])
 
     def _odd_boots(self, s, boots):
-        empty = self._rows(s, np.zeros(len(s), bool), [], [], [], [], [])
         if not len(boots):
-            return "odd_hour_boot", 0, empty
-        ids = s["terminal_id"].to_numpy(dtype=object)
-        t = pd.Index(ids).get_indexer(boots["terminal_id"])
-        b = boots[t >= 0]
-        t = t[t >= 0]
-        users = np.unique(t)
-        row = np.searchsorted(users, t)
-        own = np.zeros((len(users), 24))
-        np.add.at(own, (row, b["hour"].to_numpy(np.int64)), b["n"].to_numpy(np.float64))
-        model = s["_model"].to_numpy()[users]
-        fleet = np.zeros((model.max() + 1 if len(model) else 0, 24))
-        np.add.at(fleet, model, own)
-        other = fleet[model] - own  # the model's boots without the terminal's own
-        f = (other + _HOUR_PSEUDO) / (other.sum(axis=1, keepdims=True) + 24 * _HOUR_PSEUDO)
-        mine = own > 0
-        rarest = np.where(mine, f, np.inf).min(axis=1)
-        tail = np.where(f <= rarest[:, None] * (1 + 1e-9), f, 0.0).sum(axis=1)
-        n_boots = own.sum(axis=1)
-        at = np.where(mine & (f <= rarest[:, None] * (1 + 1e-9)), 1, 0)
-        k = (own * at).sum(axis=1)  # the terminal's boots in hours as rare as its rarest
-        p = _binom_p(k, n_boots, np.minimum(tail, 1.0))
-        hour = at.argmax(axis=1)
-        first = b.assign(row=row, rare=at[row, b["hour"].to_numpy(np.int64)] > 0)
-        first = first[first["rare"]].groupby("row").agg(first=("first", "min"), last=("last", "max"),
-                                                         k=("n", "sum"))
-        sel = np.zeros(len(s), bool)
-        sel[users] = True
-        details = [f"{int(k)} of {int(nb)} boots at {h:02d}:00 UTC, an hour with {fh:.1%} of the model's other "
-                   f"{int(o)} boots ({tl:.1%} of them fall in hours as rare)"
-                   for k, nb, h, fh, o, tl in zip(first["k"], n_boots, hour, rarest, other.sum(axis=1), tail)]
-        return "odd_hour_boot", len(users), self._rows(s, sel, p, details, first["first"], first["last"],
-                                                       first["k"])
+            return "odd_hour_boot", 0, self._rows(s, np.zeros(len(s), bool), [], [], [], [], [])
+        t = pd.Index(s["terminal_id"].to_numpy(dtype=object)).get_indexer(boots["terminal_id"])
+        b = boots[t >= 0].assign(t=t[t >= 0])
+        model = s["_model"].to_numpy()[b["t"].to_numpy()]
+        hour = b["hour"].to_numpy(np.int64)
+        counts = np.zeros((int(s["_model"].max()) + 1, 24))
+        np.add.at(counts, (model, hour), b["n"].to_numpy(np.float64))
+        share = (counts + _HOUR_PSEUDO) / (counts.sum(axis=1, keepdims=True) + 24 * _HOUR_PSEUDO)
+        b = b.assign(odd=(share < self.odd_share)[model, hour], share=share[model, hour])
+        n = np.bincount(b["t"], weights=b["n"], minlength=len(s)).astype(np.int64)
+        odd = b[b["odd"]]
+        k = np.bincount(odd["t"], weights=odd["n"], minlength=len(s)).astype(np.int64)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
+        g = odd.sort_values("hour").groupby("t").agg(first=("first", "min"), last=("last", "max"),
+                                                     hours=("hour", list), share=("share", "sum"))
+        g = g.reindex(np.flatnonzero(sel))
+        details = [f"{a} of {m} boots at hours when the model's terminals rarely boot ("
+                   + ", ".join(f"{h:02d}:00" for h in hs) + f" UTC: {sh:.1%} of the model's boots; its terminals"
+                   f" boot at such hours {x:.2%} of the time, expected {x * m:.2g})"
+                   for a, m, hs, sh, x in zip(k[sel], n[sel], g["hours"], g["share"], rate)]
+        return "odd_hour_boot", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), g["first"],
+                                                               g["last"], k[sel])

@@ -1,6 +1,9 @@
-"""Per-terminal integrity kernels: STAN gaps, clock skew, relocation, MCC mismatch, void bursts, address changes."""
+"""Per-terminal integrity kernels: STAN gaps, clock skew, relocation, MCC mismatch, void bursts, address changes,
+and the beta-binomial tail of the overdispersed nulls."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -8,7 +11,7 @@ from numba import njit
 from graph.kernels.geo import haversine_km
 
 __all__ = ["STAN_MODULUS", "STATS", "N_STATS", "NO_TIME", "IP_STATS", "unwrap_stan", "terminal_stats",
-           "address_changes"]
+           "address_changes", "betabinom_logsf"]
 
 STAN_MODULUS = 999_999  # STAN runs 1..999999 and wraps to 1
 NO_TIME = np.iinfo(np.int64).max
@@ -221,4 +224,47 @@ def address_changes(ev_indptr, ev_order, ts, ip):
                 row[3] = max(row[3], ts[i])
             seen.add(a)
             prev = a
+    return out
+
+
+@njit(cache=True)
+def _log_pmf(j, n, mu, rho):
+    """log P(X = j): beta-binomial with mean ``mu`` and intra-class correlation ``rho`` (0: binomial)."""
+    lchoose = math.lgamma(n + 1.0) - math.lgamma(j + 1.0) - math.lgamma(n - j + 1.0)
+    if rho <= 0.0:
+        return lchoose + j * math.log(mu) + (n - j) * math.log1p(-mu)
+    a = mu * (1.0 - rho) / rho
+    b = (1.0 - mu) * (1.0 - rho) / rho
+    return (lchoose + math.lgamma(j + a) + math.lgamma(n - j + b) - math.lgamma(n + a + b)
+            - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)))
+
+
+@njit(cache=True)
+def betabinom_logsf(k, n, mu, rho):
+    """Natural log of P(X >= k) per element, X beta-binomial(n, mean ``mu``, intra-class correlation ``rho``).
+
+    Parameters
+    ----------
+    k, n : int64 arrays
+        Successes and trials per terminal.
+    mu, rho : float64 arrays
+        Mean rate (0 < mu < 1) and overdispersion (0 <= rho < 1; 0 is the binomial) per terminal.
+
+    Returns
+    -------
+    float64 array: 0 where k <= 0, -inf where k > n.
+    """
+    out = np.zeros(len(k))
+    for i in range(len(k)):
+        kk, nn = k[i], n[i]
+        if kk <= 0:
+            continue
+        if kk > nn:
+            out[i] = -np.inf
+            continue
+        terms = np.empty(nn - kk + 1)
+        for j in range(kk, nn + 1):
+            terms[j - kk] = _log_pmf(j, nn, mu[i], rho[i])
+        top = terms.max()
+        out[i] = min(0.0, top + math.log(np.exp(terms - top).sum()))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["terminal_stats", "address_changes"]
+__all__ = ["terminal_stats", "address_changes", "betabinom_sf"]
 
 MOD = 999_999
 NO_TIME = 2**63 - 1
@@ -87,3 +87,23 @@ def address_changes(ev_indptr, ev_order, ts, ip):
                     "ip_first": min((int(ts[b]) for b in moves), default=NO_TIME),
                     "ip_last": max((int(ts[b]) for b in moves), default=-1)})
     return out
+
+
+def betabinom_sf(k, n, mu, rho):
+    """P(X >= k), X beta-binomial(n, mean mu, intra-class correlation rho; rho = 0: binomial), by summing the
+    probability mass function term by term."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    total = 0.0
+    for j in range(k, n + 1):
+        log_choose = math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+        if rho == 0:
+            total += math.exp(log_choose + j * math.log(mu) + (n - j) * math.log(1 - mu))
+        else:
+            a, b = mu * (1 - rho) / rho, (1 - mu) * (1 - rho) / rho
+            log_beta = (math.lgamma(j + a) + math.lgamma(n - j + b) - math.lgamma(n + a + b)
+                        - math.lgamma(a) - math.lgamma(b) + math.lgamma(a + b))
+            total += math.exp(log_choose + log_beta)
+    return total

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.detectors.significance import REPORT_Q
+from graph.detectors.significance import REPORT_Q, binom_sf
 from graph.detectors.terminal import FINDING_COLUMNS, IntegrityDetector
-from graph.kernels.terminal import IP_STATS, STATS, address_changes, terminal_stats, unwrap_stan
+from graph.kernels.terminal import IP_STATS, STATS, address_changes, betabinom_logsf, terminal_stats, unwrap_stan
 from graph.projection import TYPE_REFUND, TYPE_VOID, Projection
 from graph.scoring import OUTPUT_SCHEMAS
 from tests.graph import reference_terminal
@@ -189,6 +189,26 @@ def test_address_changes_kernel_equals_reference(case):
         assert want[0]["ip_new"] == 2  # 2 is new once, back to 1 is not, 3 is new
 
 
+BETABINOM_CASES = [(0, 10, 0.2, 0.0), (1, 10, 0.2, 0.0), (3, 10, 0.2, 0.3), (10, 10, 0.2, 0.3), (11, 10, 0.2, 0.3),
+                   (1, 1, 1e-9, 0.0), (5, 400, 1e-4, 0.0), (5, 400, 1e-4, 1e-3), (60, 120, 0.086, 0.35),
+                   (2, 3, 0.5, 0.99), (40, 1000, 0.01, 0.0)]
+
+
+@pytest.mark.parametrize("k, n, mu, rho", BETABINOM_CASES)
+def test_betabinomial_tail_equals_reference(k, n, mu, rho):
+    got = float(np.exp(betabinom_logsf(np.array([k]), np.array([n]), np.array([mu]), np.array([rho]))[0]))
+    want = reference_terminal.betabinom_sf(k, n, mu, rho)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-300)
+    if rho == 0:
+        assert got == pytest.approx(float(binom_sf([k], [n], [mu])[0]), rel=1e-9, abs=1e-300)
+
+
+def test_overdispersion_weakens_the_same_count():
+    """The same 5 of 400 is far less surprising when the group's terminals differ (rho > 0)."""
+    p = np.exp(betabinom_logsf(np.array([5, 5]), np.array([400, 400]), np.array([1e-3, 1e-3]), np.array([0.0, 0.05])))
+    assert p[0] < 1e-3 < 0.01 < p[1]
+
+
 def test_unwrap_stan_crosses_the_wrap_and_keeps_late_messages_in_place():
     assert unwrap_stan(np.array([999_998, 999_999, 1, 2], np.int64)).tolist() == [999_998, 999_999,
                                                                                    1_000_000, 1_000_001]
@@ -269,8 +289,8 @@ def test_gaps_as_common_as_the_models_are_not_a_finding():
     (the old fixed ``min_missing`` reported it)."""
     rows = _sequence([*range(100, 110), *range(120, 130), *range(131, 140), *range(160, 170), *range(190, 200)])
     fleet = _fleet(length=50)
-    for i, r in enumerate(fleet):  # a 10-message jump every 17 messages in every fleet terminal
-        r["stan"] = r["stan"] + 10 * (i % 50 // 17)
+    for i, r in enumerate(fleet):  # 3 jumps hiding 16 messages each in every fleet terminal
+        r["stan"] = r["stan"] + 16 * (i % 50 // 13)
     p = Projection.from_frames(make_txns(rows + fleet), _terminals(), MERCHANTS, None, FIRMWARE)
     found = IntegrityDetector().fit(p).findings_
     assert "trace_gap" not in set(found["kind"]), found.to_string()
@@ -354,7 +374,8 @@ def test_a_boot_at_an_hour_the_model_never_boots_is_odd_and_one_at_its_usual_hou
     found = _findings(_sequence(range(1, 30)) + _sequence(range(1, 30), terminal="T1"), events=boots)
     odd = _kind(found, "odd_hour_boot")
     assert odd["terminal_id"].tolist() == ["T0"]
-    assert odd["details"].iloc[0].startswith("3 of 3 boots at 14:00 UTC")
+    assert odd["details"].iloc[0].startswith("3 of 3 boots at hours when the model's terminals rarely boot "
+                                               "(14:00 UTC")
     assert odd["first_seen"].iloc[0] == T0 + pd.Timedelta(days=5, hours=14)
 
 
