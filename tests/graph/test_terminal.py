@@ -268,6 +268,21 @@ def test_a_one_off_hash_is_stronger_than_one_many_terminals_of_the_model_run():
     assert p_of["T0"] < 1e-9 and p_of["T1"] > 1e-3  # seen on 15 of 43 terminals of the model
 
 
+@pytest.mark.parametrize("loaded_day, flagged", [(4, True), (15, False)])
+def test_registered_firmware_counts_only_with_its_own_time(loaded_day, flagged):
+    """The registry's fw-b is evidence only through ``firmware_updated_at`` (approval on day 10): loaded on
+    day 4 it ran before its approval, on day 15 it did not; ``installed_at`` (day 12 here) plays no part."""
+    terminals = _terminals(installed_at=T0 + pd.Timedelta(days=12),
+                           firmware_updated_at=pd.Series(pd.NaT, index=range(3 + N_FLEET), dtype="datetime64[ns, UTC]"))
+    t0 = terminals["terminal_id"] == "T0"
+    terminals.loc[t0, "firmware_hash"] = "fw-b"
+    terminals.loc[t0, "firmware_updated_at"] = T0 + pd.Timedelta(days=loaded_day)
+    fw = _kind(_findings(_sequence(range(1, 40)), terminals=terminals), "unapproved_firmware")
+    assert fw["terminal_id"].tolist() == (["T0"] if flagged else [])
+    if flagged:
+        assert fw["first_seen"].iloc[0] == T0 + pd.Timedelta(days=4)
+
+
 def test_no_allow_list_no_firmware_finding():
     events = [{"terminal_id": "T0", "ts": T0, "event": "boot", "firmware_hash": "fw-evil"}]
     found = _findings(_sequence(range(1, 40)), events=events, firmware=FIRMWARE.iloc[:0])
