@@ -5,8 +5,9 @@ No detector's maths is written a second time; Spark decides what each Python wor
 - **cloned cards** (per card): transactions hashed into card buckets; each bucket builds its own
   ``Projection`` and fits ``ClonedCardDetector`` (``groupBy(bucket).applyInPandas``); ranks are global.
 - **terminal integrity** (per terminal): transactions and registered terminals co-grouped by terminal
-  bucket; a first pass sums the kernel's void/refund and message counts into the network rate (a Spark
-  aggregation), the second fits ``IntegrityDetector`` per bucket with that rate.
+  bucket give each terminal's transaction evidence (``IntegrityDetector.transaction_evidence``); the driver
+  adds the evidence of the reference tables and decides over all terminals at once (``decide``: base rates
+  per model, the false-discovery rule over the whole family), as ``IntegrityDetector.fit`` does.
 - **skimming points**: the candidate subgraph is every transaction of a reported card and of a terminal a
   reported card used; the detector runs on it in the driver, with the two counts over *all* cards (active
   cards in the span, and ``active_days``, summed over card buckets) computed by Spark.
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from graph.detectors.terminal import IntegrityDetector
 from graph.projection import TXN_COLUMNS, Projection, staged_reference, to_epoch_seconds
 from graph.scoring import ScoreResult, fit_detector
 from graph.spark_session import bucket_column
@@ -89,14 +91,19 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _empty_output(name: str, params: dict) -> pd.DataFrame:
-    """The detector's output on an empty projection: its columns and dtypes (for the Spark schema)."""
+def _empty_transactions() -> pd.DataFrame:
+    """A typed transaction frame with no rows (the projection's required columns)."""
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in ("txn_id", "card_token", "terminal_id",
                                                                     "merchant_id", "entry_mode")})
     empty["ts"] = pd.Series([], dtype="datetime64[us, UTC]")
+    return empty
+
+
+def _empty_output(name: str, params: dict) -> pd.DataFrame:
+    """The detector's output on an empty projection: its columns and dtypes (for the Spark schema)."""
     from graph.scoring import DETECTORS
 
-    return getattr(fit_detector(name, Projection.from_frames(empty), **params), DETECTORS[name][2])
+    return getattr(fit_detector(name, Projection.from_frames(_empty_transactions()), **params), DETECTORS[name][2])
 
 
 class _Totals:
@@ -153,48 +160,35 @@ def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.Data
 
 
 def _integrity(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
-    from graph.detectors.terminal import IntegrityDetector, network_rate
-
+    """Per terminal bucket, ``IntegrityDetector.transaction_evidence`` (the bucket's transactions and registered
+    terminals); then, in the driver, ``event_evidence`` over the reference tables and one ``decide`` over every
+    terminal: the same two phases as ``IntegrityDetector.fit``."""
+    det = IntegrityDetector(**params)
     terms = reference["terminals"] if reference["terminals"] is not None else pd.DataFrame(
         {"terminal_id": pd.Series([], dtype=object)})
-    events = reference["terminal_events"]
-    bucket_of = _buckets_of(spark, pd.concat([terms["terminal_id"], events["terminal_id"] if events is not None
-                                              else pd.Series([], dtype=object)]).drop_duplicates(), buckets)
-    shared = spark.sparkContext.broadcast({
-        "terminals": terms, "merchants": reference["merchants"], "approved_firmware": reference["approved_firmware"],
-        "events": None if events is None else events.assign(_b=events["terminal_id"].map(bucket_of))})
+    bucket_of = _buckets_of(spark, terms["terminal_id"].drop_duplicates(), buckets)
+    shared = spark.sparkContext.broadcast({"terminals": terms, "merchants": reference["merchants"]})
     term_df = spark.createDataFrame(terms.assign(_b=terms["terminal_id"].map(bucket_of).astype("int64"))[
         ["terminal_id", "_b"]], "terminal_id string, _b long")
     keyed = txns.withColumn("_b", bucket_column("terminal_id", buckets).cast("long"))
 
-    def projection(left: pd.DataFrame, right: pd.DataFrame) -> Projection:
-        """The bucket's transactions, registered terminals and events; every merchant and allow-listed hash."""
-        b = int(left["_b"].iloc[0]) if len(left) else int(right["_b"].iloc[0])
-        ref = shared.value
-        ev, registered = ref["events"], ref["terminals"]
-        return Projection.from_frames(
-            left.drop(columns="_b"), registered[registered["terminal_id"].isin(set(right["terminal_id"]))],
-            ref["merchants"], None, ref["approved_firmware"],
-            None if ev is None else ev[ev["_b"] == b].drop(columns="_b"))
+    def evidence(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        """The bucket's transactions and registered terminals (every merchant, for the registered MCC)."""
+        registered = shared.value["terminals"]
+        p = Projection.from_frames(left.drop(columns="_b"),
+                                   registered[registered["terminal_id"].isin(set(right["terminal_id"]))],
+                                   shared.value["merchants"])
+        return _plain(det.transaction_evidence(p))
 
-    def sums(left, right):
-        stats = IntegrityDetector(**params).terminal_stats(projection(left, right))
-        return pd.DataFrame({"vr": [float(stats["vr_total"].sum())], "n": [float(stats["n"].sum())]})
-
-    grouped = keyed.groupBy("_b").cogroup(term_df.groupBy("_b"))
-    totals = grouped.applyInPandas(sums, "vr double, n double").toPandas()
-    rate = network_rate(None, (float(totals["vr"].sum()), float(totals["n"].sum())))
-    template = _empty_output("integrity", params)
-
-    def findings(left, right):
-        return _plain(IntegrityDetector(**{**params, "network_rate": rate}).fit(projection(left, right)).findings_)
-
-    found = grouped.applyInPandas(findings, _spark_schema(template)).toPandas()
-    out = pd.concat([template, found], ignore_index=True) if len(found) else template
-    for c in ("first_seen", "last_seen"):
-        out[c] = pd.to_datetime(out[c], utc=True).astype("datetime64[us, UTC]")
-    return out.sort_values(["score", "terminal_id", "kind"], ascending=[False, True, True],
-                           kind="stable").reset_index(drop=True)
+    template = det.transaction_evidence(Projection.from_frames(_empty_transactions()))
+    stats = (keyed.groupBy("_b").cogroup(term_df.groupBy("_b"))
+             .applyInPandas(evidence, _spark_schema(template)).toPandas())
+    stats = pd.concat([template, stats], ignore_index=True) if len(stats) else template
+    # the reference tables as the local engine's projection holds them (latest registration per key)
+    ref = Projection.from_frames(_empty_transactions(), reference["terminals"], reference["merchants"], None,
+                                 reference["approved_firmware"], reference["terminal_events"])
+    ids = np.sort(stats["terminal_id"].astype(object).to_numpy())
+    return det.decide(stats, det.event_evidence(ids, ref.terminals, ref.terminal_events, ref.approved_firmware))
 
 
 def _buckets_of(spark, ids: pd.Series, buckets: int) -> dict:

@@ -1,13 +1,17 @@
-"""Per-terminal integrity kernels: STAN trace gaps and clock skew, relocation, MCC mismatch, void/refund bursts."""
+"""Per-terminal integrity kernels: STAN gaps, clock skew, relocation, MCC mismatch, void bursts, address changes,
+and the beta-binomial tail of the overdispersed nulls."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
 
 from graph.kernels.geo import haversine_km
 
-__all__ = ["STAN_MODULUS", "STATS", "N_STATS", "NO_TIME", "unwrap_stan", "terminal_stats"]
+__all__ = ["STAN_MODULUS", "STATS", "N_STATS", "NO_TIME", "IP_STATS", "unwrap_stan", "terminal_stats",
+           "address_changes", "betabinom_logsf"]
 
 STAN_MODULUS = 999_999  # STAN runs 1..999999 and wraps to 1
 NO_TIME = np.iinfo(np.int64).max
@@ -83,7 +87,8 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
     min_gap : int
         A jump of the unwrapped STAN by more than ``min_gap`` messages is a gap (it hides ``jump - 1``).
     skew_tolerance_s : int
-        In STAN order, a timestamp earlier than its predecessor's by more than this is clock skew.
+        In STAN order, a message whose time is earlier than that of an earlier message by more than this
+        is behind the clock (``skew_events`` counts such messages, ``skew_max_s`` the largest lag).
     far_km : float
         A transaction this far from the terminal's registered position counts as away.
     window_s : int
@@ -121,6 +126,7 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
         if m > 1:
             u = unwrap_stan(s)
             order = np.argsort(u, kind="mergesort")
+            latest = ts[idx[order[0]]]  # the latest time of the messages so far in STAN order
             for q in range(1, m):
                 a, b = idx[order[q - 1]], idx[order[q]]
                 jump = u[order[q]] - u[order[q - 1]]
@@ -129,7 +135,8 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
                     row[_GAP_MISSING] += jump - 1
                     row[_GAP_FIRST] = min(row[_GAP_FIRST], ts[a])
                     row[_GAP_LAST] = max(row[_GAP_LAST], ts[b])
-                back = ts[a] - ts[b]
+                back = latest - ts[b]
+                latest = max(latest, ts[b])
                 if back > skew_tolerance_s:
                     row[_SKEW_EVENTS] += 1
                     row[_SKEW_MAX_S] = max(row[_SKEW_MAX_S], back)
@@ -171,4 +178,93 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
                 row[_VR_WINDOW] = vr_in
                 row[_VR_WINDOW_N] = k - w + 1
                 row[_VR_WINDOW_START] = ts[term_order[w]]
+    return out
+
+
+# Columns of the int64 matrix returned by ``address_changes``, one row per terminal.
+IP_STATS = ("ip_n", "ip_new", "ip_first", "ip_last")
+
+
+@njit(cache=True)
+def address_changes(ev_indptr, ev_order, ts, ip):
+    """Network addresses each terminal reported, and how often it moved to one it had never used before.
+
+    Parameters
+    ----------
+    ev_indptr, ev_order : int64 arrays
+        CSR of each terminal's events in time order (``ev_order`` indexes ``ts`` and ``ip``).
+    ts : int64 array
+        Epoch seconds of each event.
+    ip : int64 array
+        Code of the event's address (< 0 = missing; equal codes = equal addresses).
+
+    Returns
+    -------
+    int64 array, shape (n_terminals, len(IP_STATS)): events with an address; events whose address differs
+    from the previous one and was never reported by the terminal before; first and last time of those
+    (``NO_TIME`` / -1 when none).
+    """
+    n_terms = len(ev_indptr) - 1
+    out = np.zeros((n_terms, 4), np.int64)
+    for t in range(n_terms):
+        row = out[t]
+        row[2] = NO_TIME
+        row[3] = -1
+        seen = {np.int64(-1)}  # typed for numba; -1 is never looked up (missing addresses are skipped)
+        prev = np.int64(-1)
+        for k in range(ev_indptr[t], ev_indptr[t + 1]):
+            i = ev_order[k]
+            a = ip[i]
+            if a < 0:
+                continue
+            row[0] += 1
+            if prev >= 0 and a != prev and a not in seen:
+                row[1] += 1
+                row[2] = min(row[2], ts[i])
+                row[3] = max(row[3], ts[i])
+            seen.add(a)
+            prev = a
+    return out
+
+
+@njit(cache=True)
+def _log_pmf(j, n, mu, rho):
+    """log P(X = j): beta-binomial with mean ``mu`` and intra-class correlation ``rho`` (0: binomial)."""
+    lchoose = math.lgamma(n + 1.0) - math.lgamma(j + 1.0) - math.lgamma(n - j + 1.0)
+    if rho <= 0.0:
+        return lchoose + j * math.log(mu) + (n - j) * math.log1p(-mu)
+    a = mu * (1.0 - rho) / rho
+    b = (1.0 - mu) * (1.0 - rho) / rho
+    return (lchoose + math.lgamma(j + a) + math.lgamma(n - j + b) - math.lgamma(n + a + b)
+            - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)))
+
+
+@njit(cache=True)
+def betabinom_logsf(k, n, mu, rho):
+    """Natural log of P(X >= k) per element, X beta-binomial(n, mean ``mu``, intra-class correlation ``rho``).
+
+    Parameters
+    ----------
+    k, n : int64 arrays
+        Successes and trials per terminal.
+    mu, rho : float64 arrays
+        Mean rate (0 < mu < 1) and overdispersion (0 <= rho < 1; 0 is the binomial) per terminal.
+
+    Returns
+    -------
+    float64 array: 0 where k <= 0, -inf where k > n.
+    """
+    out = np.zeros(len(k))
+    for i in range(len(k)):
+        kk, nn = k[i], n[i]
+        if kk <= 0:
+            continue
+        if kk > nn:
+            out[i] = -np.inf
+            continue
+        terms = np.empty(nn - kk + 1)
+        for j in range(kk, nn + 1):
+            terms[j - kk] = _log_pmf(j, nn, mu[i], rho[i])
+        top = terms.max()
+        out[i] = min(0.0, top + math.log(np.exp(terms - top).sum()))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["terminal_stats"]
+__all__ = ["terminal_stats", "address_changes", "betabinom_sf"]
 
 MOD = 999_999
 NO_TIME = 2**63 - 1
@@ -46,9 +46,11 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
                     r["gap_missing"] += jump - 1
                     r["gap_first"] = min(r["gap_first"], int(ts[a]))
                     r["gap_last"] = max(r["gap_last"], int(ts[b]))
-                if ts[a] - ts[b] > skew_tolerance_s:
+            for pos, b in enumerate(seq[1:], start=1):
+                lag = max(int(ts[x]) for x in seq[:pos]) - int(ts[b])  # behind any message before it
+                if lag > skew_tolerance_s:
                     r["skew_events"] += 1
-                    r["skew_max_s"] = max(r["skew_max_s"], int(ts[a] - ts[b]))
+                    r["skew_max_s"] = max(r["skew_max_s"], lag)
                     r["skew_first"] = min(r["skew_first"], int(ts[b]))
                     r["skew_last"] = max(r["skew_last"], int(ts[b]))
         for pos, i in enumerate(rows):
@@ -72,3 +74,36 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
                 r["vr_window"], r["vr_window_n"], r["vr_window_start"] = count, len(window), int(ts[window[0]])
         out.append(r)
     return out
+
+
+def address_changes(ev_indptr, ev_order, ts, ip):
+    """Same contract as ``graph.kernels.terminal.address_changes``; a list of dicts keyed by ``IP_STATS``."""
+    out = []
+    for t in range(len(ev_indptr) - 1):
+        reported = [int(ev_order[k]) for k in range(ev_indptr[t], ev_indptr[t + 1]) if ip[ev_order[k]] >= 0]
+        moves = [b for pos, b in enumerate(reported)
+                 if pos > 0 and ip[b] != ip[reported[pos - 1]] and ip[b] not in {ip[x] for x in reported[:pos]}]
+        out.append({"ip_n": len(reported), "ip_new": len(moves),
+                    "ip_first": min((int(ts[b]) for b in moves), default=NO_TIME),
+                    "ip_last": max((int(ts[b]) for b in moves), default=-1)})
+    return out
+
+
+def betabinom_sf(k, n, mu, rho):
+    """P(X >= k), X beta-binomial(n, mean mu, intra-class correlation rho; rho = 0: binomial), by summing the
+    probability mass function term by term."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    total = 0.0
+    for j in range(k, n + 1):
+        log_choose = math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+        if rho == 0:
+            total += math.exp(log_choose + j * math.log(mu) + (n - j) * math.log(1 - mu))
+        else:
+            a, b = mu * (1 - rho) / rho, (1 - mu) * (1 - rho) / rho
+            log_beta = (math.lgamma(j + a) + math.lgamma(n - j + b) - math.lgamma(n + a + b)
+                        - math.lgamma(a) - math.lgamma(b) + math.lgamma(a + b))
+            total += math.exp(log_choose + log_beta)
+    return total

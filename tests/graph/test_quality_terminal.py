@@ -22,10 +22,9 @@ def _score(out, seed, plant):
 
 @pytest.fixture(scope="module", params=[4, 5, 6])
 def planted(request, tmp_path_factory):
-    findings, n_terminals = _score(tmp_path_factory.mktemp(f"terminal-drop-{request.param}"), request.param, True)
-    truth = pd.read_parquet(tmp_path_factory.getbasetemp() / f"terminal-drop-{request.param}0" / "truth"
-                            / "terminal_cases.parquet")
-    return findings, truth, n_terminals
+    out = tmp_path_factory.mktemp(f"terminal-drop-{request.param}")
+    findings, n_terminals = _score(out, request.param, True)
+    return findings, pd.read_parquet(out / "truth" / "terminal_cases.parquet"), n_terminals
 
 
 @pytest.fixture(scope="module", params=[11, 12, 13])
