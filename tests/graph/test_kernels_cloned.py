@@ -10,9 +10,10 @@ from graph.kernels.geo import haversine_km
 
 from tests.graph import naive
 
-PARAMS = dict(max_speed_kmh=900.0, min_distance_km=100.0, parallel_km=300.0, parallel_window_s=72 * 3600,
-              parallel_min_switches=3, fallback_far_km=300.0)
-SH, BJ, GZ = (31.23, 121.47), (39.90, 116.41), (23.13, 113.26)
+PARAMS = dict(max_speed_kmh=1000.0, min_distance_km=100.0, slack_s=15 * 60, parallel_km=300.0,
+              parallel_window_s=72 * 3600, parallel_min_switches=3, fallback_far_km=300.0, offline_delay_s=72 * 3600)
+SH, BJ, GZ = (31.23, 121.47), (39.90, 116.41), (23.13, 113.26)  # SH-BJ 1,067 km, SH-GZ 1,213 km
+D = 86400
 
 
 def _arrays(cards):
@@ -35,11 +36,13 @@ def _arrays(cards):
 def _check(cards, **over):
     params = {**PARAMS, **over}
     args = _arrays(cards)
-    counts, first, evidence = cloned_card_evidence(*args, **params)
-    ref_counts, ref_first, ref_evidence = naive.cloned_card_evidence(*args, **params)
+    counts, first, evidence, travel_km, travel_s = cloned_card_evidence(*args, **params)
+    ref_counts, ref_first, ref_evidence, ref_travel = naive.cloned_card_evidence(*args, **params)
     assert counts.tolist() == ref_counts
     assert [[None if v == NO_TIME else v for v in row] for row in first.tolist()] == ref_first
-    assert [{r for r in range(5) if b >> r & 1} for b in evidence.tolist()] == ref_evidence
+    assert [{r for r in range(6) if b >> r & 1} for b in evidence.tolist()] == ref_evidence
+    assert [None if s < 0 else (pytest.approx(k), s) for k, s in zip(travel_km.tolist(), travel_s.tolist())] == ref_travel
+    assert np.isnan(travel_km[travel_s < 0]).all()
     indptr, indices = evidence_csr(args[0], evidence)
     assert indptr[-1] == len(indices) and all(evidence[i] for i in indices)
     return counts
@@ -56,7 +59,17 @@ CASES = {
     "missing position skipped": [[(0, SH, 0, 1, True), (60, None, 0, 2, True), (120, BJ, 0, 3, True)]],
     "manual not located": [[(0, SH, 4, -1, False), (60, BJ, 0, 1, True)]],
     "atc replay": [[(0, SH, 0, 5, True), (H, SH, 0, 6, True), (2 * H, SH, 0, 5, True), (3 * H, SH, 0, 5, True)]],
-    "atc regression": [[(0, SH, 0, 10, True), (H, SH, 0, 11, True), (2 * H, SH, 1, 3, True), (3 * H, SH, 0, 12, True)]],
+    "atc regression": [[(0, SH, 0, 10, True), (4 * D, SH, 0, 11, True), (8 * D, SH, 1, 3, True),
+                        (9 * D, SH, 0, 12, True)]],
+    "offline atc arrives late": [[(0, SH, 0, 10, True), (H, SH, 0, 12, True), (2 * H, SH, 0, 13, True),
+                                  (5 * H, SH, 0, 11, True), (6 * H, SH, 0, 14, True)]],
+    "replay inside the offline delay": [[(0, SH, 0, 5, True), (H, SH, 0, 6, True), (2 * H, BJ, 0, 5, True)]],
+    "regression just past the delay": [[(0, SH, 0, 9, True), (72 * H + 1, SH, 0, 8, True)]],
+    "sh-gz 3h plausible": [[(0, SH, 0, 1, True), (3 * H, GZ, 0, 2, True)]],
+    "sh-gz 20 min impossible": [[(0, SH, 0, 1, True), (20 * 60, GZ, 0, 2, True), (20 * 60 + 60, GZ, 0, 3, True)]],
+    "sh-bj 50 min within slack": [[(0, SH, 0, 1, True), (50 * 60, BJ, 0, 2, True)]],
+    "worst pair kept": [[(0, SH, 0, 1, True), (40 * 60, BJ, 0, 2, True), (50 * 60, SH, 0, 3, True),
+                         (2 * H, GZ, 0, 4, True)]],
     "atc ties in time not regression": [[(0, SH, 0, 10, True), (0, SH, 0, 9, True), (H, SH, 0, 11, True)]],
     "atc missing values": [[(0, SH, 0, -1, False), (H, SH, 0, 5, True), (2 * H, SH, 0, -1, False), (3 * H, SH, 0, 4, True)]],
     "atc not ok ignored": [[(0, SH, 0, 5, True), (H, SH, 0, 5, False)]],
@@ -84,12 +97,22 @@ def test_expected_flags():
     assert _check(CASES["zero elapsed far"])[0, 0] == 1
     assert _check(CASES["zero elapsed near"]).sum() == 0
     assert _check(CASES["atc replay"])[0, 1] == 2
+    assert _check(CASES["atc replay"])[0, 2] == 0  # a replay is not counted again as a regression
     assert _check(CASES["atc regression"])[0, 2] == 1
-    assert _check(CASES["atc ties in time not regression"])[0, 2] == 0
+    assert _check(CASES["atc regression"], offline_delay_s=0)[0, 2] == 1
+    assert _check(CASES["atc ties in time not regression"], offline_delay_s=0)[0, 2] == 0
+    assert _check(CASES["offline atc arrives late"]).sum() == 0
+    assert _check(CASES["offline atc arrives late"], offline_delay_s=0)[0, 2] == 1  # the delay is what spares it
+    assert _check(CASES["replay inside the offline delay"])[0, 1] == 1
+    assert _check(CASES["regression just past the delay"])[0, 2] == 1
     assert _check(CASES["fallback after chip"])[0, 3] == 2
     assert _check(CASES["fallback after chip"])[0, 5] == 0
-    assert _check(CASES["fallback far after chip"])[0, 3] == 3
+    assert _check(CASES["fallback far after chip"])[0, 3] == 1  # near and far fallbacks are exclusive
     assert _check(CASES["fallback far after chip"])[0, 5] == 2
+    assert _check(CASES["sh-gz 3h plausible"]).sum() == 0
+    assert _check(CASES["sh-gz 20 min impossible"])[0, 0] == 1
+    assert _check(CASES["sh-bj 50 min within slack"]).sum() == 0
+    assert _check(CASES["sh-bj 50 min within slack"], slack_s=0)[0, 0] == 1
     assert _check(CASES["parallel use sh-gz"])[0, 4] == 7
     assert 1060 < haversine_km(*SH, *BJ) < 1075
 
@@ -106,4 +129,11 @@ def test_random_cards_equal_reference(seed):
             txns.append((int(rng.integers(0, 20)) * 1800, places[rng.integers(len(places))], int(rng.integers(0, 5)),
                          atc, bool(rng.random() < 0.8)))
         cards.append(txns)
-    _check(cards, parallel_min_switches=int(rng.integers(1, 4)), parallel_window_s=int(rng.integers(0, 5)) * 3600)
+    _check(cards, parallel_min_switches=int(rng.integers(1, 4)), parallel_window_s=int(rng.integers(0, 5)) * 3600,
+           offline_delay_s=int(rng.integers(0, 4)) * 1800, slack_s=int(rng.integers(0, 3)) * 900)
+
+
+def test_worst_pair_is_the_fastest():
+    _, _, _, km, secs = cloned_card_evidence(*_arrays(CASES["worst pair kept"]), **PARAMS)
+    # SH->BJ in 40 min is impossible, BJ->SH in 10 min more so (1,067 km in 10 + 15 min); SH->GZ in 70 min is not
+    assert secs.tolist() == [600] and 1060 < km[0] < 1075
