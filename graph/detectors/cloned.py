@@ -3,7 +3,7 @@
 Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
-   replay and regression, fallback near or far from the latest chip use, parallel use) and the chances it had
+   replay and regression, fallback near or far from the latest chip use, parallel use, fallback burst) and the chances it had
    to show them (its located consecutive pairs, ATC-bearing and located transactions). One row per card with
    evidence plus one summary row (``card_token`` missing) for the cards without; the tables of several buckets
    concatenate into the table of the whole run.
@@ -19,6 +19,9 @@ The null model (fitted to the run at hand):
 - fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
   a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
   (with the same prior).
+- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``): its own p-value from the
+  kernel, conditional on how many of the card's uses are fallbacks (a card that often swipes is not
+  suspicious for swiping; its swipes crowding into a few days are), so it needs no run-wide rate.
 - reasons are independent under the null; the card's evidence is ``S = sum_r -log tail_r(level_r)`` with
   levels capped at ``count_cap``, and its p-value is ``P(S >= s)``, computed exactly over every combination
   of levels.
@@ -42,14 +45,16 @@ __all__ = ["ClonedCardDetector", "CARD_COLUMNS", "EVIDENCE_COLUMNS", "CHANCES", 
 
 # the chances a card had to show each reason: a column of the evidence table (None: judged per card)
 CHANCES = {"impossible_travel": "chances_pairs", "atc_replay": "chances_atc", "atc_regression": "chances_atc",
-           "fallback_after_chip": None, "parallel_use": "chances_pairs", "fallback_far": "chances_located"}
+           "fallback_after_chip": None, "parallel_use": "chances_pairs", "fallback_far": "chances_located",
+           "fallback_burst": "fallback_burst_p"}
 _COUNTS = [f"n_{r}" for r in REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
-                    "first_evidence_at", "evidence_txn_ids", "travel_km", "travel_hours"]
+                    "fallback_burst_p", "first_evidence_at", "evidence_txn_ids", "travel_km", "travel_hours"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
-                "rank", *_COUNTS, "travel_km", "travel_hours", "travel_kmh", "travel"]
+                "rank", *_COUNTS, "fallback_burst_p", "travel_km", "travel_hours", "travel_kmh", "travel"]
 _STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
-_CHUNK = 256  # cards per block of the exact tail (4**6 level combinations each)
+_CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 7 level combinations each)
+_BURST = REASONS.index("fallback_burst")
 
 
 class ClonedCardDetector(BaseDetector):
@@ -73,6 +78,8 @@ class ClonedCardDetector(BaseDetector):
     offline_delay_hours : float
         An ATC below one the card used less than this long before is an offline transaction arriving late,
         not a regression (default 72 h: offline batches are uploaded within days).
+    burst_window_hours, burst_min : float, int
+        fallback_burst looks at windows of this length holding at least this many fallback uses.
     count_cap : int
         Events per reason counted at most (levels 0..count_cap).
     prior : float
@@ -92,6 +99,9 @@ class ClonedCardDetector(BaseDetector):
         Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip).
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
+    counts_, first_ : ndarray
+        Kernel output of the last ``evidence`` call, per card of its projection: events per reason
+        (n_cards x 6) and the first evidence second per reason (``NO_TIME`` if none).
 
     Example
     -------
@@ -101,7 +111,8 @@ class ClonedCardDetector(BaseDetector):
     def __init__(self, max_speed_kmh: float = 1000.0, clock_slack_minutes: float = 15.0,
                  min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
                  parallel_min_switches: int = 3, fallback_far_km: float = 300.0, offline_delay_hours: float = 72.0,
-                 count_cap: int = 3, prior: float = 0.01, use_terminal_position: bool = True):
+                 burst_window_hours: float = 72.0, burst_min: int = 3, count_cap: int = 3, prior: float = 0.01,
+                 use_terminal_position: bool = True):
         self.max_speed_kmh = max_speed_kmh
         self.clock_slack_minutes = clock_slack_minutes
         self.min_distance_km = min_distance_km
@@ -110,6 +121,8 @@ class ClonedCardDetector(BaseDetector):
         self.parallel_min_switches = parallel_min_switches
         self.fallback_far_km = fallback_far_km
         self.offline_delay_hours = offline_delay_hours
+        self.burst_window_hours = burst_window_hours
+        self.burst_min = burst_min
         self.count_cap = count_cap
         self.prior = prior
         self.use_terminal_position = use_terminal_position
@@ -120,8 +133,10 @@ class ClonedCardDetector(BaseDetector):
             raise ValueError("max_speed_kmh must be > 0, min_distance_km and parallel_km >= 0")
         if self.clock_slack_minutes < 0 or self.offline_delay_hours < 0 or self.parallel_window_hours < 0:
             raise ValueError("clock_slack_minutes, offline_delay_hours and parallel_window_hours must be >= 0")
-        if self.parallel_min_switches < 1 or not 1 <= self.count_cap <= 5:
-            raise ValueError("parallel_min_switches must be >= 1 and count_cap in 1..5")
+        if self.parallel_min_switches < 1 or self.burst_min < 2 or not 1 <= self.count_cap <= 4:
+            raise ValueError("parallel_min_switches must be >= 1, burst_min >= 2 and count_cap in 1..4")
+        if self.burst_window_hours <= 0:
+            raise ValueError("burst_window_hours must be > 0")
         if self.prior <= 0:
             raise ValueError("prior must be > 0")
 
@@ -133,7 +148,8 @@ class ClonedCardDetector(BaseDetector):
                 p.txn_atc, self._atc_ok(p), float(self.max_speed_kmh), float(self.min_distance_km),
                 int(round(self.clock_slack_minutes * 60)), float(self.parallel_km),
                 int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km),
-                int(round(self.offline_delay_hours * 3600)))
+                int(round(self.offline_delay_hours * 3600)), int(round(self.burst_window_hours * 3600)),
+                int(self.burst_min))
 
     @staticmethod
     def _atc_ok(p: Projection) -> np.ndarray:
@@ -157,7 +173,8 @@ class ClonedCardDetector(BaseDetector):
         self._check()
         p = projection
         args = self.kernel_args(p)
-        counts, first, evidence, travel_km, travel_s = cloned_card_evidence(*args)
+        counts, first, evidence, travel_km, travel_s, burst_p = cloned_card_evidence(*args)
+        self.counts_, self.first_ = counts, first
         sizes = np.diff(p.card_indptr)
         card_of = np.repeat(np.arange(p.n_cards), sizes)
         located, atc_ok = args[4], args[7]
@@ -176,6 +193,7 @@ class ClonedCardDetector(BaseDetector):
             rows[name] = counts[hit, r].astype(np.int64)
         for name, values in chances.items():
             rows[name] = values[hit]
+        rows["fallback_burst_p"] = burst_p[hit]
         rows["first_evidence_at"] = to_timestamps(np.where(first_any == NO_TIME, -1, first_any))
         rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["travel_km"] = travel_km[hit]
@@ -183,7 +201,7 @@ class ClonedCardDetector(BaseDetector):
         frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for k, v in rows.items()})
         if quiet.any():
             rest = {"card_token": [None], "cards": [int(quiet.sum())], **{n: [0] for n in _COUNTS},
-                    **{n: [int(v[quiet].sum())] for n, v in chances.items()}}
+                    **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0]}
             summary = pd.DataFrame(rest)
             summary["first_evidence_at"] = pd.Series([pd.NaT], dtype="datetime64[us, UTC]")
             summary["evidence_txn_ids"] = pd.Series([[]], dtype=object)
@@ -214,13 +232,18 @@ class ClonedCardDetector(BaseDetector):
         cards = ev[ev["card_token"].notna()].sort_values("card_token", kind="stable").reset_index(drop=True)
         cap = int(self.count_cap)
         levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(REASONS)), cap)
+        levels[:, _BURST] = np.minimum(levels[:, _BURST], 1)  # shown or not; its strength is its own p-value
         tails = np.ones((len(cards), len(REASONS), cap + 2))
         tails[:, :, cap + 1] = 0.0
         rates = {}
         for r, reason in enumerate(REASONS):
             mine = levels[:, r]
             column = CHANCES[reason]
-            if column is None:  # share of the other cards with at least k events
+            if reason == "fallback_burst":  # conditional on the card's own uses: no run-wide rate needed
+                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
+                tails[:, r, 2:] = 0.0
+                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
+            elif column is None:  # share of the other cards with at least k events
                 for k in range(1, cap + 1):
                     others = int((mine >= k).sum()) - (mine >= k)
                     tails[:, r, k] = np.minimum(1.0, (others + self.prior) / (n_scored - 1 + 2 * self.prior))
@@ -355,6 +378,7 @@ def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.nda
     })
     for name in _COUNTS:
         frame[name] = cards[name].to_numpy(np.int64)
+    frame["fallback_burst_p"] = cards["fallback_burst_p"].to_numpy(np.float64)
     frame["travel_km"], frame["travel_hours"], frame["travel_kmh"] = km, hours, kmh
     frame["travel"] = pd.Series(travel, dtype=object)
     frame = frame.sort_values(["q_value", "p_value", "first_evidence_at", "card_token"], kind="stable")
@@ -372,6 +396,6 @@ def _typed_evidence(frame: pd.DataFrame) -> pd.DataFrame:
     out["first_evidence_at"] = pd.to_datetime(frame["first_evidence_at"], utc=True).astype("datetime64[us, UTC]")
     out["evidence_txn_ids"] = pd.Series([[] if v is None else [str(x) for x in v] for v in frame["evidence_txn_ids"]],
                                         index=frame.index, dtype=object)
-    for name in ("travel_km", "travel_hours"):
+    for name in ("fallback_burst_p", "travel_km", "travel_hours"):
         out[name] = frame[name].to_numpy(np.float64) if len(frame) else np.zeros(0)
-    return out.reset_index(drop=True)
+    return out[EVIDENCE_COLUMNS].reset_index(drop=True)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
 from graph.kernels.geo import haversine_km
 
 __all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
-           "FALLBACK_FAR", "NO_TIME", "cloned_card_evidence", "evidence_csr"]
+           "FALLBACK_FAR", "FALLBACK_BURST", "NO_TIME", "cloned_card_evidence", "evidence_csr", "hypergeom_tail"]
 
 IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE, FALLBACK_FAR = 0, 1, 2, 3, 4, 5
-REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far")
+FALLBACK_BURST = 6
+REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
+           "fallback_burst")
 NO_TIME = np.iinfo(np.int64).max  # "no evidence" in first-evidence times
 
 _CHIP, _CONTACTLESS, _MAGSTRIPE, _FALLBACK = 0, 1, 2, 3
@@ -26,10 +30,27 @@ def _note(c, reason, t, i, counts, first, evidence):
 
 
 @njit(cache=True)
+def hypergeom_tail(k, n, successes, draws):
+    """P(X >= k) for X ~ Hypergeometric(population n, ``successes``, ``draws``), by summing the pmf."""
+    hi = min(successes, draws)
+    if k <= max(0, draws - (n - successes)):
+        return 1.0
+    if k > hi:
+        return 0.0
+    log_all = math.lgamma(n + 1) - math.lgamma(draws + 1) - math.lgamma(n - draws + 1)
+    total = 0.0
+    for j in range(k, hi + 1):
+        total += math.exp(math.lgamma(successes + 1) - math.lgamma(j + 1) - math.lgamma(successes - j + 1)
+                          + math.lgamma(n - successes + 1) - math.lgamma(draws - j + 1)
+                          - math.lgamma(n - successes - draws + j + 1) - log_all)
+    return min(1.0, total)
+
+
+@njit(cache=True)
 def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
                          slack_s, parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km,
-                         offline_delay_s):
-    """Per-card counts, first times and per-transaction evidence bits of the six cloning reasons.
+                         offline_delay_s, burst_window_s, burst_min):
+    """Per-card counts, first times and per-transaction evidence bits of the seven cloning reasons.
 
     Transactions are in card-then-time order (``card_indptr`` is the CSR index of each card's slice).
 
@@ -48,6 +69,12 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
     - parallel_use: a "switch" is a consecutive located pair at least ``parallel_km`` apart; a switch counts
       when at least ``parallel_min_switches`` switches (itself and earlier ones) lie within
       ``parallel_window_s`` seconds before it; counted per switch in any such window, both ends marked.
+    - fallback_burst: among the card's card-present uses after its first chip use (``n`` of them, ``F``
+      magstripe/fallback), the window ``[t, t + burst_window_s)`` opened by a fallback use with the smallest
+      hypergeometric tail ``P(Hyper(n, F, uses in window) >= fallbacks in window)`` among windows holding at
+      least ``burst_min`` fallbacks (earliest on ties). Its p-value is ``min(1, F * tail)`` (Bonferroni over
+      the F windows): under the null the card's fallbacks fall on its uses at random, whatever their
+      number; counted as the fallbacks in that window, each marked.
 
     Parameters
     ----------
@@ -60,23 +87,26 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
     atc : int64[n]; atc_ok : bool[n]
         ATC values and the rows whose ATC is meaningful (present, chip-generated, not a void/completion).
     max_speed_kmh, min_distance_km, parallel_km, fallback_far_km : float
-    slack_s, parallel_window_s, parallel_min_switches, offline_delay_s : int
+    slack_s, parallel_window_s, parallel_min_switches, offline_delay_s, burst_window_s, burst_min : int
 
     Returns
     -------
-    counts : int64[n_cards, 6]
+    counts : int64[n_cards, 7]
         Events per reason (columns in ``REASONS`` order).
-    first : int64[n_cards, 6]
+    first : int64[n_cards, 7]
         Time of the first evidence per reason, ``NO_TIME`` when none.
     evidence : uint8[n]
         Bit ``r`` set when the transaction is evidence of reason ``r``.
     travel_km, travel_s : float64[n_cards], int64[n_cards]
         Distance and elapsed seconds of each card's worst impossible pair (NaN and -1 when none).
+    burst_p : float64[n_cards]
+        The fallback_burst p-value (1.0 when the card has no such window).
     """
     n_cards = card_indptr.shape[0] - 1
     n = ts.shape[0]
-    counts = np.zeros((n_cards, 6), dtype=np.int64)
-    first = np.full((n_cards, 6), NO_TIME, dtype=np.int64)
+    counts = np.zeros((n_cards, 7), dtype=np.int64)
+    first = np.full((n_cards, 7), NO_TIME, dtype=np.int64)
+    burst_p = np.ones(n_cards)
     evidence = np.zeros(n, dtype=np.uint8)
     travel_km = np.full(n_cards, np.nan)
     travel_s = np.full(n_cards, -1, dtype=np.int64)
@@ -136,6 +166,39 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                     chip_seen, t_chip = True, ts[i]
                 if located[i]:
                     last_chip = i
+        # fallback burst: card-present uses after the first chip use, fallbacks clustered in time
+        if chip_seen:
+            n_use, n_fb = 0, 0
+            for i in range(lo, hi):
+                if ts[i] > t_chip and 0 <= entry[i] <= _FALLBACK:
+                    rows[n_use] = i
+                    n_use += 1
+                    if entry[i] == _MAGSTRIPE or entry[i] == _FALLBACK:
+                        n_fb += 1
+            best, best_a, best_b = 2.0, -1, -1
+            if n_fb >= burst_min:
+                b = 0
+                for a in range(n_use):
+                    ea = entry[rows[a]]
+                    if not (ea == _MAGSTRIPE or ea == _FALLBACK):
+                        continue
+                    if b < a:
+                        b = a
+                    while b + 1 < n_use and ts[rows[b + 1]] < ts[rows[a]] + burst_window_s:
+                        b += 1
+                    k = 0
+                    for j in range(a, b + 1):
+                        if entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK:
+                            k += 1
+                    if k >= burst_min:
+                        tail = hypergeom_tail(k, n_use, n_fb, b - a + 1)
+                        if tail < best:
+                            best, best_a, best_b = tail, a, b
+            if best_a >= 0:
+                burst_p[c] = min(1.0, n_fb * best)
+                for j in range(best_a, best_b + 1):
+                    if entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK:
+                        _note(c, FALLBACK_BURST, ts[rows[j]], rows[j], counts, first, evidence)
         # ATC: replay (a value used before) and regression (below a value used more than the delay earlier)
         m = 0
         for i in range(lo, hi):
@@ -166,7 +229,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 k += 1
             if not replay[j] and vals[j] < best_before:
                 _note(c, ATC_REGRESSION, ts[rows[j]], rows[j], counts, first, evidence)
-    return counts, first, evidence, travel_km, travel_s
+    return counts, first, evidence, travel_km, travel_s, burst_p
 
 
 @njit(cache=True)

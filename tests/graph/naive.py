@@ -10,7 +10,8 @@ __all__ = ["haversine_km", "cloned_card_evidence", "hypergeom_sf", "binom_sf", "
            "count_compromised_ever", "exposure_visits", "terminal_stats", "explain_away", "explain_away_matched",
            "window_presence", "scan_window"]
 
-REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far")
+REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
+           "fallback_burst")
 
 
 def haversine_km(lat1, lon1, lat2, lon2):
@@ -21,18 +22,19 @@ def haversine_km(lat1, lon1, lat2, lon2):
 
 def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
                          slack_s, parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km,
-                         offline_delay_s):
-    """Same contract as graph.kernels.cloned.cloned_card_evidence; returns (counts, first, evidence, travel) as
-    lists.
+                         offline_delay_s, burst_window_s, burst_min):
+    """Same contract as graph.kernels.cloned.cloned_card_evidence; returns (counts, first, evidence, travel,
+    burst_p) as lists.
 
     ``first`` uses None for "no evidence"; ``evidence`` is a list of sets of reason numbers per transaction;
     ``travel`` is, per card, None or (km, seconds) of the pair with the highest km / (seconds + slack).
     """
     n_cards = len(card_indptr) - 1
-    counts = [[0] * 6 for _ in range(n_cards)]
-    first = [[None] * 6 for _ in range(n_cards)]
+    counts = [[0] * 7 for _ in range(n_cards)]
+    first = [[None] * 7 for _ in range(n_cards)]
     evidence = [set() for _ in range(len(ts))]
     travel = [None] * n_cards
+    burst_p = [1.0] * n_cards
 
     def note(c, r, t, *txns):
         counts[c][r] += 1
@@ -72,6 +74,22 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 far = located[i] and before and haversine_km(lat[before[-1]], lon[before[-1]], lat[i],
                                                              lon[i]) >= fallback_far_km
                 note(c, 5 if far else 3, ts[i], i)
+        if chip_times:
+            uses = [i for i in rows if ts[i] > min(chip_times) and entry[i] in (0, 1, 2, 3)]
+            fallback = [i for i in uses if entry[i] in (2, 3)]
+            windows = []
+            for start in fallback:
+                inside = [i for i in uses[uses.index(start):] if ts[i] < ts[start] + burst_window_s]
+                k = sum(1 for i in inside if entry[i] in (2, 3))
+                if len(fallback) >= burst_min and k >= burst_min:
+                    tail = float(hypergeom_sf(k, len(uses), len(fallback), len(inside)))
+                    windows.append((tail, ts[start], inside))
+            if windows:
+                tail, _, inside = min(windows, key=lambda w: (w[0], w[1]))
+                burst_p[c] = min(1.0, len(fallback) * tail)
+                for i in inside:
+                    if entry[i] in (2, 3):
+                        note(c, 6, ts[i], i)
         with_atc = [i for i in rows if atc_ok[i]]
         by_value = defaultdict(list)
         for i in with_atc:
@@ -86,7 +104,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         for j in with_atc:
             if j not in replays and any(ts[i] < ts[j] - offline_delay_s and atc[i] > atc[j] for i in with_atc):
                 note(c, 2, ts[j], j)
-    return counts, first, evidence, travel
+    return counts, first, evidence, travel, burst_p
 
 
 # --- skimming --------------------------------------------------------------------------------------------

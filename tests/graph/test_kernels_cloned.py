@@ -11,7 +11,8 @@ from graph.kernels.geo import haversine_km
 from tests.graph import naive
 
 PARAMS = dict(max_speed_kmh=1000.0, min_distance_km=100.0, slack_s=15 * 60, parallel_km=300.0,
-              parallel_window_s=72 * 3600, parallel_min_switches=3, fallback_far_km=300.0, offline_delay_s=72 * 3600)
+              parallel_window_s=72 * 3600, parallel_min_switches=3, fallback_far_km=300.0, offline_delay_s=72 * 3600,
+              burst_window_s=72 * 3600, burst_min=3)
 SH, BJ, GZ = (31.23, 121.47), (39.90, 116.41), (23.13, 113.26)  # SH-BJ 1,067 km, SH-GZ 1,213 km
 D = 86400
 
@@ -36,11 +37,12 @@ def _arrays(cards):
 def _check(cards, **over):
     params = {**PARAMS, **over}
     args = _arrays(cards)
-    counts, first, evidence, travel_km, travel_s = cloned_card_evidence(*args, **params)
-    ref_counts, ref_first, ref_evidence, ref_travel = naive.cloned_card_evidence(*args, **params)
+    counts, first, evidence, travel_km, travel_s, burst_p = cloned_card_evidence(*args, **params)
+    ref_counts, ref_first, ref_evidence, ref_travel, ref_burst = naive.cloned_card_evidence(*args, **params)
+    assert burst_p.tolist() == pytest.approx(ref_burst, rel=1e-9)
     assert counts.tolist() == ref_counts
     assert [[None if v == NO_TIME else v for v in row] for row in first.tolist()] == ref_first
-    assert [{r for r in range(6) if b >> r & 1} for b in evidence.tolist()] == ref_evidence
+    assert [{r for r in range(7) if b >> r & 1} for b in evidence.tolist()] == ref_evidence
     assert [None if s < 0 else (pytest.approx(k), s) for k, s in zip(travel_km.tolist(), travel_s.tolist())] == ref_travel
     assert np.isnan(travel_km[travel_s < 0]).all()
     indptr, indices = evidence_csr(args[0], evidence)
@@ -68,6 +70,13 @@ CASES = {
     "sh-gz 3h plausible": [[(0, SH, 0, 1, True), (3 * H, GZ, 0, 2, True)]],
     "sh-gz 20 min impossible": [[(0, SH, 0, 1, True), (20 * 60, GZ, 0, 2, True), (20 * 60 + 60, GZ, 0, 3, True)]],
     "sh-bj 50 min within slack": [[(0, SH, 0, 1, True), (50 * 60, BJ, 0, 2, True)]],
+    "fallback burst": [[(d * D, SH, 0, d, True) for d in range(30)]
+                       + [(20 * D + k * 5 * H, SH, 2 + k % 2, -1, False) for k in range(5)]
+                       + [(2 * D + 1, SH, 2, -1, False), (11 * D + 1, SH, 3, -1, False)]],
+    "fallbacks spread out": [[(d * D, SH, 0, d, True) for d in range(30)]
+                             + [(k * 6 * D + 1, SH, 2, -1, False) for k in range(5)]],
+    "burst ties in one second": [[(0, SH, 0, 1, True), (H, SH, 2, -1, False), (H, SH, 2, -1, False),
+                                  (H, SH, 3, -1, False), (2 * H, SH, 0, 2, True)]],
     "worst pair kept": [[(0, SH, 0, 1, True), (40 * 60, BJ, 0, 2, True), (50 * 60, SH, 0, 3, True),
                          (2 * H, GZ, 0, 4, True)]],
     "atc ties in time not regression": [[(0, SH, 0, 10, True), (0, SH, 0, 9, True), (H, SH, 0, 11, True)]],
@@ -113,6 +122,18 @@ def test_expected_flags():
     assert _check(CASES["sh-gz 20 min impossible"])[0, 0] == 1
     assert _check(CASES["sh-bj 50 min within slack"]).sum() == 0
     assert _check(CASES["sh-bj 50 min within slack"], slack_s=0)[0, 0] == 1
+    assert _check(CASES["fallback burst"])[0, 6] == 5  # the five swipes within 20 h, not the two lone ones
+    assert _check(CASES["fallbacks spread out"])[0, 6] == 0
+    assert _check(CASES["burst ties in one second"])[0, 6] == 3
+
+
+def test_burst_p_value():
+    args = _arrays(CASES["fallback burst"])
+    *_, burst_p = cloned_card_evidence(*args, **PARAMS)
+    # 36 uses after the first chip use, 7 swipes; the best 72 h window holds 5 swipes and 2 chip uses (days 21,
+    # 22); 7 windows tried
+    want = 7 * float(naive.hypergeom_sf(5, 36, 7, 7))
+    assert burst_p[0] == pytest.approx(want, rel=1e-9) and burst_p[0] < 0.01
     assert _check(CASES["parallel use sh-gz"])[0, 4] == 7
     assert 1060 < haversine_km(*SH, *BJ) < 1075
 
@@ -130,10 +151,11 @@ def test_random_cards_equal_reference(seed):
                          atc, bool(rng.random() < 0.8)))
         cards.append(txns)
     _check(cards, parallel_min_switches=int(rng.integers(1, 4)), parallel_window_s=int(rng.integers(0, 5)) * 3600,
-           offline_delay_s=int(rng.integers(0, 4)) * 1800, slack_s=int(rng.integers(0, 3)) * 900)
+           offline_delay_s=int(rng.integers(0, 4)) * 1800, slack_s=int(rng.integers(0, 3)) * 900,
+           burst_window_s=int(rng.integers(0, 6)) * 1800, burst_min=int(rng.integers(1, 4)))
 
 
 def test_worst_pair_is_the_fastest():
-    _, _, _, km, secs = cloned_card_evidence(*_arrays(CASES["worst pair kept"]), **PARAMS)
+    _, _, _, km, secs, _ = cloned_card_evidence(*_arrays(CASES["worst pair kept"]), **PARAMS)
     # SH->BJ in 40 min is impossible, BJ->SH in 10 min more so (1,067 km in 10 + 15 min); SH->GZ in 70 min is not
     assert secs.tolist() == [600] and 1060 < km[0] < 1075
