@@ -19,9 +19,10 @@ The null model (fitted to the run at hand):
 - fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
   a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
   (with the same prior).
-- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``): its own p-value from the
-  kernel, conditional on how many of the card's uses are fallbacks (a card that often swipes is not
-  suspicious for swiping; its swipes crowding into a few days are), so it needs no run-wide rate.
+- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``) and fallback_amount (the
+  card's fallback uses among its largest amounts): their own p-values from the kernel, conditional on how
+  many of the card's uses are fallbacks (a card that often swipes is not suspicious for swiping; its swipes
+  crowding into a few days, or being its largest purchases, are), so they need no run-wide rate.
 - reasons are independent under the null; the card's evidence is ``S = sum_r -log tail_r(level_r)`` with
   levels capped at ``count_cap``, and its p-value is ``P(S >= s)``, computed exactly over every combination
   of levels.
@@ -46,15 +47,15 @@ __all__ = ["ClonedCardDetector", "CARD_COLUMNS", "EVIDENCE_COLUMNS", "CHANCES", 
 # the chances a card had to show each reason: a column of the evidence table (None: judged per card)
 CHANCES = {"impossible_travel": "chances_pairs", "atc_replay": "chances_atc", "atc_regression": "chances_atc",
            "fallback_after_chip": None, "parallel_use": "chances_pairs", "fallback_far": "chances_located",
-           "fallback_burst": "fallback_burst_p"}
+           "fallback_burst": "fallback_burst_p", "fallback_amount": "fallback_amount_p"}
+_CONDITIONAL = ("fallback_burst", "fallback_amount")  # their own p-value, conditional on the card's uses
 _COUNTS = [f"n_{r}" for r in REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
-                    "fallback_burst_p", "first_evidence_at", "evidence_txn_ids", "travel_km", "travel_hours"]
+                    "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km", "travel_hours"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
-                "rank", *_COUNTS, "fallback_burst_p", "travel_km", "travel_hours", "travel_kmh", "travel"]
+                "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours", "travel_kmh", "travel"]
 _STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
-_CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 7 level combinations each)
-_BURST = REASONS.index("fallback_burst")
+_CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 6 * 2 ** 2 level combinations each)
 
 
 class ClonedCardDetector(BaseDetector):
@@ -79,7 +80,10 @@ class ClonedCardDetector(BaseDetector):
         An ATC below one the card used less than this long before is an offline transaction arriving late,
         not a regression (default 72 h: offline batches are uploaded within days).
     burst_window_hours, burst_min : float, int
-        fallback_burst looks at windows of this length holding at least this many fallback uses.
+        fallback_burst looks at windows of this length holding at least this many fallback uses; off by default
+        (``burst_min=0``): its null (a card's swipes fall on its uses at random in time) fails for genuine
+        streaks of swipes (a chip that stops working until the card is replaced), which raised 16 medium
+        alerts on a clean 1M-transaction drop of the second generator. ``burst_min=3`` turns it on.
     count_cap : int
         Events per reason counted at most (levels 0..count_cap).
     prior : float
@@ -111,7 +115,7 @@ class ClonedCardDetector(BaseDetector):
     def __init__(self, max_speed_kmh: float = 1000.0, clock_slack_minutes: float = 15.0,
                  min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
                  parallel_min_switches: int = 3, fallback_far_km: float = 300.0, offline_delay_hours: float = 72.0,
-                 burst_window_hours: float = 72.0, burst_min: int = 3, count_cap: int = 3, prior: float = 0.01,
+                 burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 0.01,
                  use_terminal_position: bool = True):
         self.max_speed_kmh = max_speed_kmh
         self.clock_slack_minutes = clock_slack_minutes
@@ -133,8 +137,9 @@ class ClonedCardDetector(BaseDetector):
             raise ValueError("max_speed_kmh must be > 0, min_distance_km and parallel_km >= 0")
         if self.clock_slack_minutes < 0 or self.offline_delay_hours < 0 or self.parallel_window_hours < 0:
             raise ValueError("clock_slack_minutes, offline_delay_hours and parallel_window_hours must be >= 0")
-        if self.parallel_min_switches < 1 or self.burst_min < 2 or not 1 <= self.count_cap <= 4:
-            raise ValueError("parallel_min_switches must be >= 1, burst_min >= 2 and count_cap in 1..4")
+        if self.parallel_min_switches < 1 or (self.burst_min != 0 and self.burst_min < 2) \
+                or not 1 <= self.count_cap <= 4:
+            raise ValueError("parallel_min_switches must be >= 1, burst_min 0 (off) or >= 2, count_cap in 1..4")
         if self.burst_window_hours <= 0:
             raise ValueError("burst_window_hours must be > 0")
         if self.prior <= 0:
@@ -145,7 +150,8 @@ class ClonedCardDetector(BaseDetector):
         lat, lon = p.txn_positions() if self.use_terminal_position else (p.txn_lat, p.txn_lon)
         located = np.isfinite(lat) & np.isfinite(lon) & (p.txn_entry != ENTRY_MANUAL)
         return (p.card_indptr, p.txn_ts, np.ascontiguousarray(lat), np.ascontiguousarray(lon), located, p.txn_entry,
-                p.txn_atc, self._atc_ok(p), float(self.max_speed_kmh), float(self.min_distance_km),
+                p.txn_atc, self._atc_ok(p), np.ascontiguousarray(p.txn_amount, dtype=np.float64),
+                float(self.max_speed_kmh), float(self.min_distance_km),
                 int(round(self.clock_slack_minutes * 60)), float(self.parallel_km),
                 int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km),
                 int(round(self.offline_delay_hours * 3600)), int(round(self.burst_window_hours * 3600)),
@@ -173,7 +179,7 @@ class ClonedCardDetector(BaseDetector):
         self._check()
         p = projection
         args = self.kernel_args(p)
-        counts, first, evidence, travel_km, travel_s, burst_p = cloned_card_evidence(*args)
+        counts, first, evidence, travel_km, travel_s, burst_p, amount_p = cloned_card_evidence(*args)
         self.counts_, self.first_ = counts, first
         sizes = np.diff(p.card_indptr)
         card_of = np.repeat(np.arange(p.n_cards), sizes)
@@ -194,6 +200,7 @@ class ClonedCardDetector(BaseDetector):
         for name, values in chances.items():
             rows[name] = values[hit]
         rows["fallback_burst_p"] = burst_p[hit]
+        rows["fallback_amount_p"] = amount_p[hit]
         rows["first_evidence_at"] = to_timestamps(np.where(first_any == NO_TIME, -1, first_any))
         rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["travel_km"] = travel_km[hit]
@@ -201,7 +208,8 @@ class ClonedCardDetector(BaseDetector):
         frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for k, v in rows.items()})
         if quiet.any():
             rest = {"card_token": [None], "cards": [int(quiet.sum())], **{n: [0] for n in _COUNTS},
-                    **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0]}
+                    **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0],
+                    "fallback_amount_p": [1.0]}
             summary = pd.DataFrame(rest)
             summary["first_evidence_at"] = pd.Series([pd.NaT], dtype="datetime64[us, UTC]")
             summary["evidence_txn_ids"] = pd.Series([[]], dtype=object)
@@ -232,14 +240,15 @@ class ClonedCardDetector(BaseDetector):
         cards = ev[ev["card_token"].notna()].sort_values("card_token", kind="stable").reset_index(drop=True)
         cap = int(self.count_cap)
         levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(REASONS)), cap)
-        levels[:, _BURST] = np.minimum(levels[:, _BURST], 1)  # shown or not; its strength is its own p-value
+        widths = np.array([2 if r in _CONDITIONAL else cap + 1 for r in REASONS])  # levels per reason
+        levels = np.minimum(levels, (widths - 1)[None, :])  # conditional reasons: shown or not
         tails = np.ones((len(cards), len(REASONS), cap + 2))
         tails[:, :, cap + 1] = 0.0
         rates = {}
         for r, reason in enumerate(REASONS):
             mine = levels[:, r]
             column = CHANCES[reason]
-            if reason == "fallback_burst":  # conditional on the card's own uses: no run-wide rate needed
+            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
                 tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
                 tails[:, r, 2:] = 0.0
                 rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
@@ -255,7 +264,7 @@ class ClonedCardDetector(BaseDetector):
                 rho = (shown - (mine > 0) + self.prior) / (total - n + 2 * self.prior)
                 for k in range(1, cap + 1):
                     tails[:, r, k] = binom_tail_small_k(k, n, rho)
-        p = _exact_tail(tails, levels)
+        p = _exact_tail(tails, levels, widths)
         q = bh_qvalues(p, m=max(n_scored, len(p)))
         self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
         keep = np.flatnonzero(q <= REPORT_Q)
@@ -329,8 +338,9 @@ def binom_tail_small_k(k: int, n, rho) -> np.ndarray:
     return out
 
 
-def _exact_tail(tails: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r (exact enumeration)."""
+def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact
+    enumeration of every combination)."""
     n, n_reasons, _ = tails.shape
     out = np.ones(n)
     for lo in range(0, n, _CHUNK):
@@ -342,8 +352,9 @@ def _exact_tail(tails: np.ndarray, levels: np.ndarray) -> np.ndarray:
         observed = surprise[np.arange(m)[:, None], np.arange(n_reasons)[None, :], lv].sum(axis=1)
         values, probs = np.zeros((m, 1)), np.ones((m, 1))
         for r in range(n_reasons):
-            values = (values[:, :, None] + surprise[:, r, None, :]).reshape(m, -1)
-            probs = (probs[:, :, None] * pmf[:, r, None, :]).reshape(m, -1)
+            w = int(widths[r])
+            values = (values[:, :, None] + surprise[:, r, None, :w]).reshape(m, -1)
+            probs = (probs[:, :, None] * pmf[:, r, None, :w]).reshape(m, -1)
         tol = 1e-9 * np.maximum(1.0, observed)
         out[lo:lo + m] = np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1))
         out[lo:lo + m][observed <= 0] = 1.0
@@ -379,6 +390,7 @@ def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.nda
     for name in _COUNTS:
         frame[name] = cards[name].to_numpy(np.int64)
     frame["fallback_burst_p"] = cards["fallback_burst_p"].to_numpy(np.float64)
+    frame["fallback_amount_p"] = cards["fallback_amount_p"].to_numpy(np.float64)
     frame["travel_km"], frame["travel_hours"], frame["travel_kmh"] = km, hours, kmh
     frame["travel"] = pd.Series(travel, dtype=object)
     frame = frame.sort_values(["q_value", "p_value", "first_evidence_at", "card_token"], kind="stable")
@@ -396,6 +408,6 @@ def _typed_evidence(frame: pd.DataFrame) -> pd.DataFrame:
     out["first_evidence_at"] = pd.to_datetime(frame["first_evidence_at"], utc=True).astype("datetime64[us, UTC]")
     out["evidence_txn_ids"] = pd.Series([[] if v is None else [str(x) for x in v] for v in frame["evidence_txn_ids"]],
                                         index=frame.index, dtype=object)
-    for name in ("fallback_burst_p", "travel_km", "travel_hours"):
+    for name in ("fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours"):
         out[name] = frame[name].to_numpy(np.float64) if len(frame) else np.zeros(0)
     return out[EVIDENCE_COLUMNS].reset_index(drop=True)

@@ -10,12 +10,12 @@ from numba import njit
 from graph.kernels.geo import haversine_km
 
 __all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
-           "FALLBACK_FAR", "FALLBACK_BURST", "NO_TIME", "cloned_card_evidence", "evidence_csr", "hypergeom_tail"]
+           "FALLBACK_FAR", "FALLBACK_BURST", "FALLBACK_AMOUNT", "NO_TIME", "cloned_card_evidence", "evidence_csr", "hypergeom_tail"]
 
 IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE, FALLBACK_FAR = 0, 1, 2, 3, 4, 5
-FALLBACK_BURST = 6
+FALLBACK_BURST, FALLBACK_AMOUNT = 6, 7
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
-           "fallback_burst")
+           "fallback_burst", "fallback_amount")
 NO_TIME = np.iinfo(np.int64).max  # "no evidence" in first-evidence times
 
 _CHIP, _CONTACTLESS, _MAGSTRIPE, _FALLBACK = 0, 1, 2, 3
@@ -47,10 +47,10 @@ def hypergeom_tail(k, n, successes, draws):
 
 
 @njit(cache=True)
-def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
-                         slack_s, parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km,
-                         offline_delay_s, burst_window_s, burst_min):
-    """Per-card counts, first times and per-transaction evidence bits of the seven cloning reasons.
+def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, max_speed_kmh,
+                         min_distance_km, slack_s, parallel_km, parallel_window_s, parallel_min_switches,
+                         fallback_far_km, offline_delay_s, burst_window_s, burst_min):
+    """Per-card counts, first times and per-transaction evidence bits of the eight cloning reasons.
 
     Transactions are in card-then-time order (``card_indptr`` is the CSR index of each card's slice).
 
@@ -70,11 +70,16 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
       when at least ``parallel_min_switches`` switches (itself and earlier ones) lie within
       ``parallel_window_s`` seconds before it; counted per switch in any such window, both ends marked.
     - fallback_burst: among the card's card-present uses after its first chip use (``n`` of them, ``F``
-      magstripe/fallback), the window ``[t, t + burst_window_s)`` opened by a fallback use with the smallest
+      magstripe/fallback), the window (a fallback use and the uses after it less than ``burst_window_s``
+      later) with the smallest
       hypergeometric tail ``P(Hyper(n, F, uses in window) >= fallbacks in window)`` among windows holding at
       least ``burst_min`` fallbacks (earliest on ties). Its p-value is ``min(1, F * tail)`` (Bonferroni over
       the F windows): under the null the card's fallbacks fall on its uses at random, whatever their
-      number; counted as the fallbacks in that window, each marked.
+      number; counted as the fallbacks in that window, each marked. ``burst_min <= 0`` turns it off.
+    - fallback_amount: of the card's ``F`` fallback uses among its ``n`` card-present uses after the first chip
+      use, ``k`` are among its ``F`` largest amounts (ties ranked against the fallbacks; missing amounts
+      smallest); p-value ``P(Hyper(n, F, F) >= k)``: under the null a fallback is as large as any other use of
+      the card. Counted as ``k`` (when >= 1), those uses marked.
 
     Parameters
     ----------
@@ -86,27 +91,30 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         Entry-mode codes of graph.projection.
     atc : int64[n]; atc_ok : bool[n]
         ATC values and the rows whose ATC is meaningful (present, chip-generated, not a void/completion).
+    amount : float64[n]
+        Transaction amounts (NaN when missing).
     max_speed_kmh, min_distance_km, parallel_km, fallback_far_km : float
     slack_s, parallel_window_s, parallel_min_switches, offline_delay_s, burst_window_s, burst_min : int
 
     Returns
     -------
-    counts : int64[n_cards, 7]
+    counts : int64[n_cards, 8]
         Events per reason (columns in ``REASONS`` order).
-    first : int64[n_cards, 7]
+    first : int64[n_cards, 8]
         Time of the first evidence per reason, ``NO_TIME`` when none.
     evidence : uint8[n]
         Bit ``r`` set when the transaction is evidence of reason ``r``.
     travel_km, travel_s : float64[n_cards], int64[n_cards]
         Distance and elapsed seconds of each card's worst impossible pair (NaN and -1 when none).
-    burst_p : float64[n_cards]
-        The fallback_burst p-value (1.0 when the card has no such window).
+    burst_p, amount_p : float64[n_cards]
+        The fallback_burst and fallback_amount p-values (1.0 when the card shows neither).
     """
     n_cards = card_indptr.shape[0] - 1
     n = ts.shape[0]
-    counts = np.zeros((n_cards, 7), dtype=np.int64)
-    first = np.full((n_cards, 7), NO_TIME, dtype=np.int64)
+    counts = np.zeros((n_cards, 8), dtype=np.int64)
+    first = np.full((n_cards, 8), NO_TIME, dtype=np.int64)
     burst_p = np.ones(n_cards)
+    amount_p = np.ones(n_cards)
     evidence = np.zeros(n, dtype=np.uint8)
     travel_km = np.full(n_cards, np.nan)
     travel_s = np.full(n_cards, -1, dtype=np.int64)
@@ -176,7 +184,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                     if entry[i] == _MAGSTRIPE or entry[i] == _FALLBACK:
                         n_fb += 1
             best, best_a, best_b = 2.0, -1, -1
-            if n_fb >= burst_min:
+            if burst_min > 0 and n_fb >= burst_min:
                 b = 0
                 for a in range(n_use):
                     ea = entry[rows[a]]
@@ -199,6 +207,25 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 for j in range(best_a, best_b + 1):
                     if entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK:
                         _note(c, FALLBACK_BURST, ts[rows[j]], rows[j], counts, first, evidence)
+            # fallback amounts among the card's largest (ties: the other uses first; missing: smallest)
+            if n_fb >= 1 and n_use > n_fb:
+                key = np.empty(n_use, dtype=np.float64)
+                for j in range(n_use):
+                    amt = amount[rows[j]]
+                    key[j] = -amt if amt == amt else np.inf
+                fb = np.empty(n_use, dtype=np.int64)
+                for j in range(n_use):
+                    fb[j] = 1 if (entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK) else 0
+                pre = np.concatenate((np.flatnonzero(fb == 0), np.flatnonzero(fb == 1)))  # ties: others first
+                top = pre[np.argsort(key[pre], kind="mergesort")[:n_fb]]
+                k = 0
+                for j in top:
+                    k += fb[j]
+                if k >= 1:
+                    amount_p[c] = hypergeom_tail(k, n_use, n_fb, n_fb)
+                    for j in top:
+                        if fb[j] == 1:
+                            _note(c, FALLBACK_AMOUNT, ts[rows[j]], rows[j], counts, first, evidence)
         # ATC: replay (a value used before) and regression (below a value used more than the delay earlier)
         m = 0
         for i in range(lo, hi):
@@ -229,7 +256,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 k += 1
             if not replay[j] and vals[j] < best_before:
                 _note(c, ATC_REGRESSION, ts[rows[j]], rows[j], counts, first, evidence)
-    return counts, first, evidence, travel_km, travel_s, burst_p
+    return counts, first, evidence, travel_km, travel_s, burst_p, amount_p
 
 
 @njit(cache=True)

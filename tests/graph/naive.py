@@ -11,7 +11,7 @@ __all__ = ["haversine_km", "cloned_card_evidence", "hypergeom_sf", "binom_sf", "
            "window_presence", "scan_window"]
 
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
-           "fallback_burst")
+           "fallback_burst", "fallback_amount")
 
 
 def haversine_km(lat1, lon1, lat2, lon2):
@@ -20,21 +20,22 @@ def haversine_km(lat1, lon1, lat2, lon2):
     return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, a)))
 
 
-def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
-                         slack_s, parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km,
-                         offline_delay_s, burst_window_s, burst_min):
+def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, max_speed_kmh,
+                         min_distance_km, slack_s, parallel_km, parallel_window_s, parallel_min_switches,
+                         fallback_far_km, offline_delay_s, burst_window_s, burst_min):
     """Same contract as graph.kernels.cloned.cloned_card_evidence; returns (counts, first, evidence, travel,
-    burst_p) as lists.
+    burst_p, amount_p) as lists.
 
     ``first`` uses None for "no evidence"; ``evidence`` is a list of sets of reason numbers per transaction;
     ``travel`` is, per card, None or (km, seconds) of the pair with the highest km / (seconds + slack).
     """
     n_cards = len(card_indptr) - 1
-    counts = [[0] * 7 for _ in range(n_cards)]
-    first = [[None] * 7 for _ in range(n_cards)]
+    counts = [[0] * 8 for _ in range(n_cards)]
+    first = [[None] * 8 for _ in range(n_cards)]
     evidence = [set() for _ in range(len(ts))]
     travel = [None] * n_cards
     burst_p = [1.0] * n_cards
+    amount_p = [1.0] * n_cards
 
     def note(c, r, t, *txns):
         counts[c][r] += 1
@@ -79,9 +80,10 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
             fallback = [i for i in uses if entry[i] in (2, 3)]
             windows = []
             for start in fallback:
-                inside = [i for i in uses[uses.index(start):] if ts[i] < ts[start] + burst_window_s]
+                after = uses[uses.index(start) + 1:]  # the opening use, then those less than the window later
+                inside = [start] + [i for i in after if ts[i] < ts[start] + burst_window_s]
                 k = sum(1 for i in inside if entry[i] in (2, 3))
-                if len(fallback) >= burst_min and k >= burst_min:
+                if burst_min > 0 and len(fallback) >= burst_min and k >= burst_min:
                     tail = float(hypergeom_sf(k, len(uses), len(fallback), len(inside)))
                     windows.append((tail, ts[start], inside))
             if windows:
@@ -90,6 +92,16 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 for i in inside:
                     if entry[i] in (2, 3):
                         note(c, 6, ts[i], i)
+            if fallback and len(uses) > len(fallback):
+                def largest_first(i):  # missing amounts are the smallest; on ties the other uses come first
+                    a = amount[i]
+                    return (math.inf if a != a else -a, entry[i] in (2, 3), uses.index(i))
+                top = sorted(uses, key=largest_first)[:len(fallback)]
+                hits = [i for i in top if entry[i] in (2, 3)]
+                if hits:
+                    amount_p[c] = float(hypergeom_sf(len(hits), len(uses), len(fallback), len(fallback)))
+                    for i in hits:
+                        note(c, 7, ts[i], i)
         with_atc = [i for i in rows if atc_ok[i]]
         by_value = defaultdict(list)
         for i in with_atc:
@@ -104,7 +116,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         for j in with_atc:
             if j not in replays and any(ts[i] < ts[j] - offline_delay_s and atc[i] > atc[j] for i in with_atc):
                 note(c, 2, ts[j], j)
-    return counts, first, evidence, travel, burst_p
+    return counts, first, evidence, travel, burst_p, amount_p
 
 
 # --- skimming --------------------------------------------------------------------------------------------

@@ -127,6 +127,29 @@ def test_offline_transactions_arriving_late_are_not_atc_evidence():
     assert det.cards_.set_index("card_token").loc["replayed", "reasons"] == "atc_replay:strong"
 
 
+def test_swipes_that_are_the_cards_largest_purchases():
+    # a card swiped now and then at home (like many cards of this run) vs one whose swipes are its largest uses
+    pop = population()
+    habit = pop.index[(pop.index % 8 == 5) & (pop.index // 8 % 3 == 0)]  # a third of the cards swipe once
+    pop.loc[habit, "entry_mode"], pop.loc[habit, "atc"] = "magstripe", pd.NA
+    home = [dict(hours=48 * d, atc=d + 1, amount=20.0 + d, **SH) for d in range(12)]
+    swipes = [dict(hours=48 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 900.0), (6, 750.0),
+                                                                                            (9, 820.0))]
+    cheap = [dict(hours=48 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 9.0), (6, 7.5),
+                                                                                         (9, 8.0))]
+    det = _run(_card(home + swipes, "counterfeit") + _card(home + cheap, "worn_chip"), pop=pop)
+    assert det.cards_["card_token"].tolist() == ["counterfeit"]
+    row = det.cards_.iloc[0]
+    assert row["n_fallback_amount"] == 3 and row["fallback_amount_p"] == pytest.approx(
+        float(naive.hypergeom_sf(3, 14, 3, 3)))  # 14 uses after the first chip use, 3 swipes, all 3 the largest
+    # both cards swiped three times, which no other card did; only the amounts tell them apart
+    assert row["reasons"] == "fallback_after_chip:strong;fallback_amount:medium"
+    assert "fallback_burst" not in row["reasons"]  # off by default
+    on = _run(_card(home + swipes[:1] + [dict(hours=48 * 4 + 6 + k, entry_mode="fallback", amount=900.0, **SH)
+                                         for k in range(3)], "burst"), pop=pop, burst_min=3)
+    assert on.evidence_.set_index("card_token").loc["burst", "n_fallback_burst"] == 4
+
+
 def test_parallel_use_without_impossible_hops():
     # alternating Shanghai / Guangzhou every 8 h (each hop plausible by plane), for three days
     cards = _run([dict(card_token="c", hours=8 * k, **(SH if k % 2 == 0 else GZ)) for k in range(9)]).cards_
@@ -182,3 +205,5 @@ def test_empty_and_bad_params():
         ClonedCardDetector(prior=0).fit(empty)
     with pytest.raises(ValueError):
         ClonedCardDetector(offline_delay_hours=-1).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(burst_min=1).fit(empty)
