@@ -3,9 +3,9 @@
 Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
-   replay and regression, fallback near or far from the latest chip use, parallel use, fallback burst) and the chances it had
-   to show them (its located consecutive pairs, ATC-bearing and located transactions). One row per card with
-   evidence plus one summary row (``card_token`` missing) for the cards without; the tables of several buckets
+   replay and regression, fallback near or far from the latest chip use, parallel use, fallback burst and
+   amount) and the chances it had to show them (its located consecutive pairs, ATC-bearing and located
+   transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the cards without; the tables of several buckets
    concatenate into the table of the whole run.
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
    Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``.
@@ -51,9 +51,11 @@ CHANCES = {"impossible_travel": "chances_pairs", "atc_replay": "chances_atc", "a
 _CONDITIONAL = ("fallback_burst", "fallback_amount")  # their own p-value, conditional on the card's uses
 _COUNTS = [f"n_{r}" for r in REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
-                    "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km", "travel_hours"]
+                    "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km",
+                    "travel_hours"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
-                "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours", "travel_kmh", "travel"]
+                "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours", "travel_kmh",
+                "travel"]
 _STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
 _CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 6 * 2 ** 2 level combinations each)
 
@@ -205,7 +207,8 @@ class ClonedCardDetector(BaseDetector):
         rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["travel_km"] = travel_km[hit]
         rows["travel_hours"] = np.where(travel_s[hit] >= 0, travel_s[hit] / 3600.0, np.nan)
-        frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for k, v in rows.items()})
+        frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
+                              for k, v in rows.items()})
         if quiet.any():
             rest = {"card_token": [None], "cards": [int(quiet.sum())], **{n: [0] for n in _COUNTS},
                     **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0],

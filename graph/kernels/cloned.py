@@ -10,7 +10,8 @@ from numba import njit
 from graph.kernels.geo import haversine_km
 
 __all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
-           "FALLBACK_FAR", "FALLBACK_BURST", "FALLBACK_AMOUNT", "NO_TIME", "cloned_card_evidence", "evidence_csr", "hypergeom_tail"]
+           "FALLBACK_FAR", "FALLBACK_BURST", "FALLBACK_AMOUNT", "NO_TIME", "cloned_card_evidence", "evidence_csr",
+           "hypergeom_tail"]
 
 IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE, FALLBACK_FAR = 0, 1, 2, 3, 4, 5
 FALLBACK_BURST, FALLBACK_AMOUNT = 6, 7
