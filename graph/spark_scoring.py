@@ -2,8 +2,10 @@
 
 No detector's maths is written a second time; Spark decides what each Python worker sees:
 
-- **cloned cards** (per card): transactions hashed into card buckets; each bucket builds its own
-  ``Projection`` and fits ``ClonedCardDetector`` (``groupBy(bucket).applyInPandas``); ranks are global.
+- **cloned cards** (per card, then run-wide): transactions hashed into card buckets; each bucket builds its
+  own ``Projection`` and runs ``ClonedCardDetector.evidence`` (``groupBy(bucket).applyInPandas``); the driver
+  runs ``ClonedCardDetector.decide`` once on the concatenated evidence (run-wide base rates, BH over every
+  card scored), as the local engine does on the whole projection.
 - **terminal integrity** (per terminal): transactions and registered terminals co-grouped by terminal
   bucket give each terminal's transaction evidence (``IntegrityDetector.transaction_evidence``); the driver
   adds the evidence of the reference tables and decides over all terminals at once (``decide``: base rates
@@ -99,11 +101,16 @@ def _empty_transactions() -> pd.DataFrame:
     return empty
 
 
+def _empty_projection() -> Projection:
+    """A projection without transactions (templates of the detectors' outputs, for the Spark schemas)."""
+    return Projection.from_frames(_empty_transactions())
+
+
 def _empty_output(name: str, params: dict) -> pd.DataFrame:
     """The detector's output on an empty projection: its columns and dtypes (for the Spark schema)."""
     from graph.scoring import DETECTORS
 
-    return getattr(fit_detector(name, Projection.from_frames(_empty_transactions()), **params), DETECTORS[name][2])
+    return getattr(fit_detector(name, _empty_projection(), **params), DETECTORS[name][2])
 
 
 class _Totals:
@@ -141,22 +148,20 @@ class _Totals:
 
 
 def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
+    """Per card bucket the detector's evidence phase; its run-wide decision once, on the concatenated evidence."""
+    from graph.detectors.cloned import ClonedCardDetector
+
     terminals = spark.sparkContext.broadcast(reference["terminals"])
-    template = _empty_output("cloned", params).drop(columns="rank")
+    template = ClonedCardDetector(**params).evidence(_empty_projection())
 
     def part(pdf: pd.DataFrame) -> pd.DataFrame:
         p = Projection.from_frames(pdf.drop(columns="_b"), terminals.value)
-        return _plain(fit_detector("cloned", p, **params).cards_.drop(columns="rank"))
+        return _plain(ClonedCardDetector(**params).evidence(p))
 
-    cards = (txns.withColumn("_b", bucket_column("card_token", buckets)).groupBy("_b")
-             .applyInPandas(part, _spark_schema(template)).toPandas())
-    cards = pd.concat([template, cards], ignore_index=True) if len(cards) else template
-    cards["first_evidence_at"] = pd.to_datetime(cards["first_evidence_at"], utc=True).astype("datetime64[us, UTC]")
-    cards["evidence_txn_ids"] = [list(v) for v in cards["evidence_txn_ids"]]
-    cards = cards.sort_values(["score", "first_evidence_at", "card_token"], ascending=[False, True, True],
-                              kind="stable").reset_index(drop=True)
-    cards.insert(5, "rank", np.arange(1, len(cards) + 1, dtype=np.int64))
-    return cards
+    evidence = (txns.withColumn("_b", bucket_column("card_token", buckets)).groupBy("_b")
+                .applyInPandas(part, _spark_schema(template)).toPandas())
+    evidence = pd.concat([template, evidence], ignore_index=True) if len(evidence) else template
+    return ClonedCardDetector(**params).decide(evidence)
 
 
 def _integrity(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
@@ -180,7 +185,7 @@ def _integrity(spark, txns, reference: dict, params: dict, buckets: int) -> pd.D
                                    shared.value["merchants"])
         return _plain(det.transaction_evidence(p))
 
-    template = det.transaction_evidence(Projection.from_frames(_empty_transactions()))
+    template = det.transaction_evidence(_empty_projection())
     stats = (keyed.groupBy("_b").cogroup(term_df.groupBy("_b"))
              .applyInPandas(evidence, _spark_schema(template)).toPandas())
     stats = pd.concat([template, stats], ignore_index=True) if len(stats) else template

@@ -1,4 +1,35 @@
-"""Cloned cards from each card's own history: impossible travel, ATC replay/regression, fallback, parallel use."""
+"""Cloned cards from each card's own history, weighed by how rare each reason is among this run's cards.
+
+Two phases, so that Spark can run the first per card bucket and the second once:
+
+1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
+   replay and regression, fallback near or far from the latest chip use, parallel use, fallback burst and
+   amount) and the chances it had to show them (its located consecutive pairs, ATC-bearing and located
+   transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the cards without; the tables of several buckets
+   concatenate into the table of the whole run.
+2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
+   Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``.
+
+The null model (fitted to the run at hand):
+
+- rare reasons (impossible_travel, atc_replay, atc_regression, parallel_use, fallback_far): events happen
+  independently per chance at the run-wide rate ``rho = (cards showing it + prior) / (chances of all cards +
+  2 prior)``. Each card counts once in the numerator, so a clone's repeats (or one noisy card's burst) do not
+  raise the rate that judges the others. A card's tail for level ``k`` is ``P(Binomial(chances, rho) >= k)``.
+- fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
+  a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
+  (with the same prior).
+- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``) and fallback_amount (the
+  card's fallback uses among its largest amounts): their own p-values from the kernel, conditional on how
+  many of the card's uses are fallbacks (a card that often swipes is not suspicious for swiping; its swipes
+  crowding into a few days, or being its largest purchases, are), so they need no run-wide rate.
+- reasons are independent under the null; the card's evidence is ``S = sum_r -log tail_r(level_r)`` with
+  levels capped at ``count_cap``, and its p-value is ``P(S >= s)``, computed exactly over every combination
+  of levels.
+
+A reason 30% of genuine cards show has tails near 0.3 and stays weak alone; a reason no card shows has a rate
+of about ``prior / chances`` and is strong.
+"""
 
 from __future__ import annotations
 
@@ -6,100 +37,246 @@ import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
-from graph.kernels.cloned import FALLBACK_AFTER_CHIP, FALLBACK_FAR, REASONS, cloned_card_evidence, evidence_csr
+from graph.detectors.significance import REPORT_Q, bh_qvalues
+from graph.kernels.cloned import NO_TIME, REASONS, cloned_card_evidence, evidence_csr
 from graph.projection import (ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MANUAL, TYPE_COMPLETION, TYPE_VOID,
                               Projection)
 
-__all__ = ["ClonedCardDetector", "DEFAULT_WEIGHTS", "CARD_COLUMNS"]
+__all__ = ["ClonedCardDetector", "CARD_COLUMNS", "EVIDENCE_COLUMNS", "CHANCES", "binom_tail_small_k"]
 
-DEFAULT_WEIGHTS = {"impossible_travel": 0.6, "atc_replay": 0.7, "atc_regression": 0.6,
-                   "fallback_after_chip": 0.3, "parallel_use": 0.7, "fallback_far": 0.6}
-CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "rank",
-                *(f"n_{r}" for r in REASONS), "n_fallback_far"]
+# the chances a card had to show each reason: a column of the evidence table (None: judged per card)
+CHANCES = {"impossible_travel": "chances_pairs", "atc_replay": "chances_atc", "atc_regression": "chances_atc",
+           "fallback_after_chip": None, "parallel_use": "chances_pairs", "fallback_far": "chances_located",
+           "fallback_burst": "fallback_burst_p", "fallback_amount": "fallback_amount_p"}
+_CONDITIONAL = ("fallback_burst", "fallback_amount")  # their own p-value, conditional on the card's uses
+_COUNTS = [f"n_{r}" for r in REASONS]
+EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
+                    "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km",
+                    "travel_hours"]
+CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
+                "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours", "travel_kmh",
+                "travel"]
+_STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
+_CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 6 * 2 ** 2 level combinations each)
 
 
 class ClonedCardDetector(BaseDetector):
     """Cards whose own transactions show a second physical copy in use; needs no fraud reports.
 
-    Per card and reason ``r`` with ``n_r`` events (capped at ``count_cap``) and weight ``w_r``, the score
-    is ``1 - prod_r (1 - w_r) ** n_r``: 0 without evidence, near 1 with several independent reasons.
-    fallback_after_chip events at least ``fallback_far_km`` from the card's latest chip use (a copy used far
-    away rather than a worn chip at home) weigh ``weights["fallback_far"]`` instead.
-
     Parameters
     ----------
     max_speed_kmh : float
-        Faster consecutive card-present use is impossible travel (default 900: a jet, gate to gate).
+        No plane links two places faster: a pair is impossible travel when its distance exceeds
+        ``max_speed_kmh * (elapsed + clock_slack_minutes)`` (default 1,000 km/h, above airliner cruise speed).
+    clock_slack_minutes : float
+        Added to the elapsed time of every pair: terminal clock error and minute rounding (default 15).
     min_distance_km : float
-        Hops shorter than this never count as travel (GPS noise, neighbouring towns).
+        Hops shorter than this never count as travel (GPS and geocoding noise, neighbouring towns).
     parallel_km : float
         Consecutive uses at least this far apart are a "switch" between places.
     parallel_window_hours, parallel_min_switches : float, int
         Parallel use: at least this many switches within this many hours.
     fallback_far_km : float
-        Distance that makes a fallback_after_chip event "far".
-    weights : dict, optional
-        Weight per reason code, and ``fallback_far`` (see ``DEFAULT_WEIGHTS``); a reason with weight 0 is
-        still reported.
+        A magstripe/fallback use at least this far from the card's latest chip use is ``fallback_far``.
+    offline_delay_hours : float
+        An ATC below one the card used less than this long before is an offline transaction arriving late,
+        not a regression (default 72 h: offline batches are uploaded within days).
+    burst_window_hours, burst_min : float, int
+        fallback_burst looks at windows of this length holding at least this many fallback uses; off by default
+        (``burst_min=0``): its null (a card's swipes fall on its uses at random in time) fails for genuine
+        streaks of swipes (a chip that stops working until the card is replaced), which raised 16 medium
+        alerts on a clean 1M-transaction drop of the second generator. ``burst_min=3`` turns it on.
     count_cap : int
-        Events per reason counted in the score at most.
+        Events per reason counted at most (levels 0..count_cap).
+    prior : float
+        Pseudo-count added to every base rate, so that a reason no card shows is strong, not infinitely so.
     use_terminal_position : bool
         Where a transaction has no lat/lon, use its terminal's registered position.
 
     Attributes
     ----------
     cards_ : DataFrame
-        One row per card with any evidence (``CARD_COLUMNS``), by descending score.
+        ``CARD_COLUMNS``: the cards with ``q_value <= REPORT_Q``, by ascending q-value; ``score`` is
+        ``min(1, -log10(q) / 10)``; ``reasons`` lists ``code:strength`` (strong, medium, weak by the reason's
+        own tail), strongest first; ``travel`` describes the worst impossible pair.
+    evidence_ : DataFrame
+        The evidence table that was decided on (``EVIDENCE_COLUMNS``).
+    rates_ : dict
+        Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip).
+    n_scored_ : int
+        Cards with at least one transaction: the family size of the false-discovery rule.
     counts_, first_ : ndarray
-        Kernel output per card: events per reason plus the far-fallback count (n_cards x 6), and the first
-        evidence second per reason (``NO_TIME`` if none).
+        Kernel output of the last ``evidence`` call, per card of its projection: events per reason
+        (n_cards x 6) and the first evidence second per reason (``NO_TIME`` if none).
 
     Example
     -------
     >>> ClonedCardDetector().fit(projection).cards_.head()  # doctest: +SKIP
     """
 
-    def __init__(self, max_speed_kmh: float = 900.0, min_distance_km: float = 100.0, parallel_km: float = 300.0,
-                 parallel_window_hours: float = 72.0, parallel_min_switches: int = 3,
-                 fallback_far_km: float = 300.0, weights: dict | None = None, count_cap: int = 3,
+    def __init__(self, max_speed_kmh: float = 1000.0, clock_slack_minutes: float = 15.0,
+                 min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
+                 parallel_min_switches: int = 3, fallback_far_km: float = 300.0, offline_delay_hours: float = 72.0,
+                 burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 0.01,
                  use_terminal_position: bool = True):
         self.max_speed_kmh = max_speed_kmh
+        self.clock_slack_minutes = clock_slack_minutes
         self.min_distance_km = min_distance_km
         self.parallel_km = parallel_km
         self.parallel_window_hours = parallel_window_hours
         self.parallel_min_switches = parallel_min_switches
         self.fallback_far_km = fallback_far_km
-        self.weights = weights
+        self.offline_delay_hours = offline_delay_hours
+        self.burst_window_hours = burst_window_hours
+        self.burst_min = burst_min
         self.count_cap = count_cap
+        self.prior = prior
         self.use_terminal_position = use_terminal_position
         self.cards_ = None
 
-    def _check(self) -> np.ndarray:
+    def _check(self) -> None:
         if self.max_speed_kmh <= 0 or self.min_distance_km < 0 or self.parallel_km < 0:
             raise ValueError("max_speed_kmh must be > 0, min_distance_km and parallel_km >= 0")
-        if self.parallel_min_switches < 1 or self.count_cap < 1 or self.parallel_window_hours < 0:
-            raise ValueError("parallel_min_switches and count_cap must be >= 1, parallel_window_hours >= 0")
-        weights = {**DEFAULT_WEIGHTS, **(self.weights or {})}
-        unknown = set(weights) - set(DEFAULT_WEIGHTS)
-        if unknown:
-            raise ValueError(f"unknown reason codes in weights: {sorted(unknown)}")
-        w = np.array([weights[r] for r in (*REASONS, "fallback_far")], dtype=np.float64)
-        if np.any((w < 0) | (w >= 1)):
-            raise ValueError("weights must lie in [0, 1)")
-        return w
+        if self.clock_slack_minutes < 0 or self.offline_delay_hours < 0 or self.parallel_window_hours < 0:
+            raise ValueError("clock_slack_minutes, offline_delay_hours and parallel_window_hours must be >= 0")
+        if self.parallel_min_switches < 1 or (self.burst_min != 0 and self.burst_min < 2) \
+                or not 1 <= self.count_cap <= 4:
+            raise ValueError("parallel_min_switches must be >= 1, burst_min 0 (off) or >= 2, count_cap in 1..4")
+        if self.burst_window_hours <= 0:
+            raise ValueError("burst_window_hours must be > 0")
+        if self.prior <= 0:
+            raise ValueError("prior must be > 0")
 
     def kernel_args(self, p: Projection) -> tuple:
         """Arguments of ``graph.kernels.cloned.cloned_card_evidence`` for this projection and these parameters."""
         lat, lon = p.txn_positions() if self.use_terminal_position else (p.txn_lat, p.txn_lon)
         located = np.isfinite(lat) & np.isfinite(lon) & (p.txn_entry != ENTRY_MANUAL)
-        atc_ok = ((p.txn_atc >= 0) & ((p.txn_entry == ENTRY_CHIP) | (p.txn_entry == ENTRY_CONTACTLESS))
-                  & (p.txn_type != TYPE_VOID) & (p.txn_type != TYPE_COMPLETION))
         return (p.card_indptr, p.txn_ts, np.ascontiguousarray(lat), np.ascontiguousarray(lon), located, p.txn_entry,
-                p.txn_atc, atc_ok, float(self.max_speed_kmh), float(self.min_distance_km), float(self.parallel_km),
-                int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km))
+                p.txn_atc, self._atc_ok(p), np.ascontiguousarray(p.txn_amount, dtype=np.float64),
+                float(self.max_speed_kmh), float(self.min_distance_km),
+                int(round(self.clock_slack_minutes * 60)), float(self.parallel_km),
+                int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km),
+                int(round(self.offline_delay_hours * 3600)), int(round(self.burst_window_hours * 3600)),
+                int(self.burst_min))
+
+    @staticmethod
+    def _atc_ok(p: Projection) -> np.ndarray:
+        return ((p.txn_atc >= 0) & ((p.txn_entry == ENTRY_CHIP) | (p.txn_entry == ENTRY_CONTACTLESS))
+                & (p.txn_type != TYPE_VOID) & (p.txn_type != TYPE_COMPLETION))
+
+    # --- phase 1: per card ------------------------------------------------------------------------------
+
+    def evidence(self, projection: Projection) -> pd.DataFrame:
+        """The evidence table of ``projection``'s cards (``EVIDENCE_COLUMNS``), concatenable across buckets.
+
+        One row per card with at least one event (``cards`` = 1), then one row with ``card_token`` missing
+        for all the cards with transactions but no event (``cards`` = how many, chances summed); no such
+        row when there are none.
+
+        Raises
+        ------
+        ValueError
+            For parameters out of range.
+        """
+        self._check()
+        p = projection
+        args = self.kernel_args(p)
+        counts, first, evidence, travel_km, travel_s, burst_p, amount_p = cloned_card_evidence(*args)
+        self.counts_, self.first_ = counts, first
+        sizes = np.diff(p.card_indptr)
+        card_of = np.repeat(np.arange(p.n_cards), sizes)
+        located, atc_ok = args[4], args[7]
+        n_located = np.bincount(card_of[located], minlength=p.n_cards).astype(np.int64)
+        chances = {"chances_pairs": np.maximum(n_located - 1, 0),
+                   "chances_atc": np.bincount(card_of[atc_ok], minlength=p.n_cards).astype(np.int64),
+                   "chances_located": n_located}
+        hit = np.flatnonzero(counts.sum(axis=1) > 0)
+        quiet = (sizes > 0) & (counts.sum(axis=1) == 0)
+        indptr, indices = evidence_csr(p.card_indptr, evidence)
+        ids = p.txn_ids[indices]
+        first_any = first[hit].min(axis=1) if len(hit) else np.zeros(0, np.int64)
+        rows = {"card_token": pd.Series(p.card_ids[hit], dtype=object),
+                "cards": np.ones(len(hit), dtype=np.int64)}
+        for r, name in enumerate(_COUNTS):
+            rows[name] = counts[hit, r].astype(np.int64)
+        for name, values in chances.items():
+            rows[name] = values[hit]
+        rows["fallback_burst_p"] = burst_p[hit]
+        rows["fallback_amount_p"] = amount_p[hit]
+        rows["first_evidence_at"] = to_timestamps(np.where(first_any == NO_TIME, -1, first_any))
+        rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
+        rows["travel_km"] = travel_km[hit]
+        rows["travel_hours"] = np.where(travel_s[hit] >= 0, travel_s[hit] / 3600.0, np.nan)
+        frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
+                              for k, v in rows.items()})
+        if quiet.any():
+            rest = {"card_token": [None], "cards": [int(quiet.sum())], **{n: [0] for n in _COUNTS},
+                    **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0],
+                    "fallback_amount_p": [1.0]}
+            summary = pd.DataFrame(rest)
+            summary["first_evidence_at"] = pd.Series([pd.NaT], dtype="datetime64[us, UTC]")
+            summary["evidence_txn_ids"] = pd.Series([[]], dtype=object)
+            summary["travel_km"] = np.nan
+            summary["travel_hours"] = np.nan
+            frame = pd.concat([frame, summary[EVIDENCE_COLUMNS]], ignore_index=True) if len(frame) else summary
+        return _typed_evidence(frame[EVIDENCE_COLUMNS])
+
+    # --- phase 2: the run-wide decision -------------------------------------------------------------------
+
+    def decide(self, evidence: pd.DataFrame) -> pd.DataFrame:
+        """Base rates, p-values, q-values and the reported cards from a run's evidence table.
+
+        Parameters
+        ----------
+        evidence : DataFrame
+            ``EVIDENCE_COLUMNS``: the output of ``evidence`` for the run, or the concatenation of its outputs
+            over disjoint card buckets (any row order).
+
+        Returns
+        -------
+        DataFrame
+            ``CARD_COLUMNS``; also sets ``cards_``, ``evidence_``, ``rates_``, ``n_scored_``.
+        """
+        self._check()
+        ev = _typed_evidence(evidence[EVIDENCE_COLUMNS])
+        n_scored = int(ev["cards"].sum())
+        cards = ev[ev["card_token"].notna()].sort_values("card_token", kind="stable").reset_index(drop=True)
+        cap = int(self.count_cap)
+        levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(REASONS)), cap)
+        widths = np.array([2 if r in _CONDITIONAL else cap + 1 for r in REASONS])  # levels per reason
+        levels = np.minimum(levels, (widths - 1)[None, :])  # conditional reasons: shown or not
+        tails = np.ones((len(cards), len(REASONS), cap + 2))
+        tails[:, :, cap + 1] = 0.0
+        rates = {}
+        for r, reason in enumerate(REASONS):
+            mine = levels[:, r]
+            column = CHANCES[reason]
+            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
+                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
+                tails[:, r, 2:] = 0.0
+                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
+            elif column is None:  # share of the other cards with at least k events
+                for k in range(1, cap + 1):
+                    others = int((mine >= k).sum()) - (mine >= k)
+                    tails[:, r, k] = np.minimum(1.0, (others + self.prior) / (n_scored - 1 + 2 * self.prior))
+                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
+            else:  # per chance, each other card counted once
+                n = cards[column].to_numpy(np.int64)
+                shown, total = int((mine > 0).sum()), float(ev[column].sum())
+                rates[reason] = (shown + self.prior) / (total + 2 * self.prior)
+                rho = (shown - (mine > 0) + self.prior) / (total - n + 2 * self.prior)
+                for k in range(1, cap + 1):
+                    tails[:, r, k] = binom_tail_small_k(k, n, rho)
+        p = _exact_tail(tails, levels, widths)
+        q = bh_qvalues(p, m=max(n_scored, len(p)))
+        self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
+        keep = np.flatnonzero(q <= REPORT_Q)
+        self.cards_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
+                                  tails[keep], levels[keep])
+        return self.cards_
 
     def fit(self, projection: Projection) -> "ClonedCardDetector":
-        """Run the per-card kernel over ``projection`` and build ``cards_``.
+        """``decide(evidence(projection))``: the reported cards of one projection in ``cards_``.
 
         Parameters
         ----------
@@ -112,34 +289,128 @@ class ClonedCardDetector(BaseDetector):
         Raises
         ------
         ValueError
-            For parameters out of range or unknown reason codes in ``weights``.
+            For parameters out of range.
         """
-        w = self._check()
-        p = projection
-        counts, first, evidence = cloned_card_evidence(*self.kernel_args(p))
-        self.counts_, self.first_ = counts, first
-        self.cards_ = self._frame(p, counts, first, evidence, w)
+        self.decide(self.evidence(projection))
         return self
 
-    def _frame(self, p: Projection, counts, first, evidence, w) -> pd.DataFrame:
-        events = counts.copy()
-        events[:, FALLBACK_AFTER_CHIP] -= counts[:, FALLBACK_FAR]  # near ones; far ones weigh w[FALLBACK_FAR]
-        score = 1.0 - np.prod((1.0 - w)[None, :] ** np.minimum(events, self.count_cap), axis=1)
-        hit = np.flatnonzero(counts[:, :len(REASONS)].sum(axis=1) > 0)
-        indptr, indices = evidence_csr(p.card_indptr, evidence)
-        ids = p.txn_ids[indices]
-        names = np.array(REASONS, dtype=object)
-        frame = pd.DataFrame({
-            "card_token": p.card_ids[hit],
-            "score": score[hit],
-            "reasons": [";".join(names[counts[c, :len(REASONS)] > 0]) for c in hit],
-            "first_evidence_at": to_timestamps(first[hit].min(axis=1) if len(hit) else np.zeros(0, np.int64)),
-            "evidence_txn_ids": [ids[indptr[c]:indptr[c + 1]].tolist() for c in hit],
-        })
-        for r, name in enumerate((*REASONS, "fallback_far")):
-            frame[f"n_{name}"] = counts[hit, r]
-        frame = frame.sort_values(["score", "first_evidence_at", "card_token"], ascending=[False, True, True],
-                                  kind="stable").reset_index(drop=True)
-        frame.insert(5, "rank", np.arange(1, len(frame) + 1, dtype=np.int64))
-        return frame[CARD_COLUMNS]
 
+def binom_tail_small_k(k: int, n, rho) -> np.ndarray:
+    """``P(Binomial(n, rho) >= k)`` for a small ``k`` (<= 5), vectorised over ``n`` and ``rho``, accurate in the
+    far tail.
+
+    Where the tail is above one half it is ``1 - cdf``; elsewhere the pmf summed from ``k`` upwards (no
+    cancellation).
+
+    Example
+    -------
+    >>> round(float(binom_tail_small_k(2, np.array([10]), 0.1)[0]), 6)
+    0.263901
+    """
+    n, rho = np.broadcast_arrays(np.asarray(n, dtype=np.float64), np.asarray(rho, dtype=np.float64))
+    n, rho = n.ravel(), np.clip(rho.ravel(), 0.0, 1.0)
+    if k <= 0:
+        return np.ones(len(n))
+    out = np.where(rho >= 1.0, (n >= k).astype(np.float64), 0.0)
+    inner = (rho > 0.0) & (rho < 1.0) & (n >= k)
+    if not inner.any():
+        return out
+    nn, r = n[inner], rho[inner]
+    log_r, log_q = np.log(r), np.log1p(-r)
+
+    def pmf(j):
+        log_comb = np.zeros(len(nn))
+        for i in range(j):
+            log_comb += np.log(nn - i) - np.log(i + 1)
+        return np.exp(log_comb + j * log_r + (nn - j) * log_q)
+
+    cdf = sum(pmf(j) for j in range(k))
+    tail = np.where(cdf < 0.5, 1.0 - cdf, 0.0)
+    low = cdf >= 0.5
+    if low.any():
+        m, rl = nn[low], r[low]
+        term = pmf(k)[low]
+        total = term.copy()
+        j = k
+        while np.any((term > 1e-17 * total) & (j < m)):
+            term = term * np.maximum(m - j, 0.0) / (j + 1) * (rl / (1.0 - rl))
+            total += term
+            j += 1
+        tail[low] = np.minimum(total, 1.0)
+    out[inner] = tail
+    return out
+
+
+def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact
+    enumeration of every combination)."""
+    n, n_reasons, _ = tails.shape
+    out = np.ones(n)
+    for lo in range(0, n, _CHUNK):
+        t = tails[lo:lo + _CHUNK]
+        lv = levels[lo:lo + _CHUNK]
+        m = len(t)
+        pmf = np.clip(t[:, :, :-1] - t[:, :, 1:], 0.0, 1.0)
+        surprise = -np.log(np.maximum(t[:, :, :-1], 1e-300))
+        observed = surprise[np.arange(m)[:, None], np.arange(n_reasons)[None, :], lv].sum(axis=1)
+        values, probs = np.zeros((m, 1)), np.ones((m, 1))
+        for r in range(n_reasons):
+            w = int(widths[r])
+            values = (values[:, :, None] + surprise[:, r, None, :w]).reshape(m, -1)
+            probs = (probs[:, :, None] * pmf[:, r, None, :w]).reshape(m, -1)
+        tol = 1e-9 * np.maximum(1.0, observed)
+        out[lo:lo + m] = np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1))
+        out[lo:lo + m][observed <= 0] = 1.0
+    return out
+
+
+def _strength(tail: float) -> str:
+    return "strong" if tail <= _STRONG else "medium" if tail <= _MEDIUM else "weak"
+
+
+def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.ndarray,
+                levels: np.ndarray) -> pd.DataFrame:
+    """The reported cards, typed even when empty, by ascending q-value."""
+    own = tails[np.arange(len(cards))[:, None], np.arange(len(REASONS))[None, :], levels]
+    reasons = []
+    for i in range(len(cards)):
+        shown = [r for r in np.argsort(own[i], kind="stable") if levels[i, r] > 0]
+        reasons.append(";".join(f"{REASONS[r]}:{_strength(own[i, r])}" for r in shown))
+    km = cards["travel_km"].to_numpy(np.float64)
+    hours = cards["travel_hours"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kmh = np.where(hours > 0, km / np.where(hours > 0, hours, 1.0), np.where(np.isfinite(km), np.inf, np.nan))
+    travel = [f"{k:,.0f} km in {h * 60:,.0f} min ({'instant' if not np.isfinite(v) else f'{v:,.0f} km/h'})"
+              if np.isfinite(k) else "" for k, h, v in zip(km, hours, kmh)]
+    frame = pd.DataFrame({
+        "card_token": pd.Series(cards["card_token"].to_numpy(dtype=object), dtype=object),
+        "score": np.minimum(1.0, -np.log10(np.maximum(q, 1e-300)) / 10.0),
+        "reasons": pd.Series(reasons, dtype=object),
+        "first_evidence_at": cards["first_evidence_at"].reset_index(drop=True).astype("datetime64[us, UTC]"),
+        "evidence_txn_ids": pd.Series([[str(x) for x in v] for v in cards["evidence_txn_ids"]], dtype=object),
+        "p_value": p.astype(np.float64), "q_value": q.astype(np.float64),
+    })
+    for name in _COUNTS:
+        frame[name] = cards[name].to_numpy(np.int64)
+    frame["fallback_burst_p"] = cards["fallback_burst_p"].to_numpy(np.float64)
+    frame["fallback_amount_p"] = cards["fallback_amount_p"].to_numpy(np.float64)
+    frame["travel_km"], frame["travel_hours"], frame["travel_kmh"] = km, hours, kmh
+    frame["travel"] = pd.Series(travel, dtype=object)
+    frame = frame.sort_values(["q_value", "p_value", "first_evidence_at", "card_token"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame["rank"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    return frame[CARD_COLUMNS]
+
+
+def _typed_evidence(frame: pd.DataFrame) -> pd.DataFrame:
+    """The evidence table with fixed dtypes (empty tables and Spark's round trip included)."""
+    out = pd.DataFrame(index=frame.index)
+    out["card_token"] = frame["card_token"].astype(object).where(frame["card_token"].notna(), None)
+    for name in ["cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located"]:
+        out[name] = frame[name].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
+    out["first_evidence_at"] = pd.to_datetime(frame["first_evidence_at"], utc=True).astype("datetime64[us, UTC]")
+    out["evidence_txn_ids"] = pd.Series([[] if v is None else [str(x) for x in v] for v in frame["evidence_txn_ids"]],
+                                        index=frame.index, dtype=object)
+    for name in ("fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours"):
+        out[name] = frame[name].to_numpy(np.float64) if len(frame) else np.zeros(0)
+    return out[EVIDENCE_COLUMNS].reset_index(drop=True)

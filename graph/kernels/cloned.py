@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
 from graph.kernels.geo import haversine_km
 
 __all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
-           "FALLBACK_FAR", "NO_TIME", "cloned_card_evidence", "evidence_csr"]
+           "FALLBACK_FAR", "FALLBACK_BURST", "FALLBACK_AMOUNT", "NO_TIME", "cloned_card_evidence", "evidence_csr",
+           "hypergeom_tail"]
 
-IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE = 0, 1, 2, 3, 4
-FALLBACK_FAR = 5  # extra count column: fallback_after_chip events far from the latest located chip use
-REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use")
+IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE, FALLBACK_FAR = 0, 1, 2, 3, 4, 5
+FALLBACK_BURST, FALLBACK_AMOUNT = 6, 7
+REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
+           "fallback_burst", "fallback_amount")
 NO_TIME = np.iinfo(np.int64).max  # "no evidence" in first-evidence times
 
 _CHIP, _CONTACTLESS, _MAGSTRIPE, _FALLBACK = 0, 1, 2, 3
@@ -27,22 +31,56 @@ def _note(c, reason, t, i, counts, first, evidence):
 
 
 @njit(cache=True)
-def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, max_speed_kmh, min_distance_km,
-                         parallel_km, parallel_window_s, parallel_min_switches, fallback_far_km):
-    """Per-card counts, first times and per-transaction evidence bits of the five cloning reasons.
+def hypergeom_tail(k, n, successes, draws):
+    """P(X >= k) for X ~ Hypergeometric(population n, ``successes``, ``draws``), by summing the pmf."""
+    hi = min(successes, draws)
+    if k <= max(0, draws - (n - successes)):
+        return 1.0
+    if k > hi:
+        return 0.0
+    log_all = math.lgamma(n + 1) - math.lgamma(draws + 1) - math.lgamma(n - draws + 1)
+    total = 0.0
+    for j in range(k, hi + 1):
+        total += math.exp(math.lgamma(successes + 1) - math.lgamma(j + 1) - math.lgamma(successes - j + 1)
+                          + math.lgamma(n - successes + 1) - math.lgamma(draws - j + 1)
+                          - math.lgamma(n - successes - draws + j + 1) - log_all)
+    return min(1.0, total)
+
+
+@njit(cache=True)
+def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, max_speed_kmh,
+                         min_distance_km, slack_s, parallel_km, parallel_window_s, parallel_min_switches,
+                         fallback_far_km, offline_delay_s, burst_window_s, burst_min):
+    """Per-card counts, first times and per-transaction evidence bits of the eight cloning reasons.
 
     Transactions are in card-then-time order (``card_indptr`` is the CSR index of each card's slice).
 
-    - impossible_travel: consecutive located transactions at least ``min_distance_km`` apart whose speed
-      exceeds ``max_speed_kmh`` (zero elapsed time counts as infinite speed); counted per pair, both marked.
-    - atc_replay: an ATC value seen again (``atc_ok`` rows only); counted per repeat, all copies marked.
-    - atc_regression: a transaction with a lower ATC than some transaction at a strictly earlier time.
-    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use;
-      column ``FALLBACK_FAR`` of ``counts`` also counts those located at least ``fallback_far_km`` from the
-      card's latest located chip/contactless use before them (a copy used far away, not a worn chip at home).
+    - impossible_travel: consecutive located transactions at least ``min_distance_km`` apart that no plane
+      could link: ``distance > max_speed_kmh * (elapsed + slack_s)`` (``slack_s`` absorbs clock error and
+      rounding); counted per pair, both marked. The worst pair per card (highest ``distance / (elapsed +
+      slack)``) is returned as its distance and elapsed seconds.
+    - atc_replay: an ATC value the card already used (``atc_ok`` rows only); counted per repeat, all copies
+      marked.
+    - atc_regression: an ATC value not used before but lower than one used more than ``offline_delay_s``
+      earlier (an offline transaction whose ATC arrives within the delay is expected, not evidence).
+    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use, near
+      the card's latest located chip/contactless use (or not located).
+    - fallback_far: such a transaction at least ``fallback_far_km`` from the latest located chip use (a copy
+      used far away rather than a worn chip at home). The two fallback reasons are exclusive.
     - parallel_use: a "switch" is a consecutive located pair at least ``parallel_km`` apart; a switch counts
       when at least ``parallel_min_switches`` switches (itself and earlier ones) lie within
       ``parallel_window_s`` seconds before it; counted per switch in any such window, both ends marked.
+    - fallback_burst: among the card's card-present uses after its first chip use (``n`` of them, ``F``
+      magstripe/fallback), the window (a fallback use and the uses after it less than ``burst_window_s``
+      later) with the smallest
+      hypergeometric tail ``P(Hyper(n, F, uses in window) >= fallbacks in window)`` among windows holding at
+      least ``burst_min`` fallbacks (earliest on ties). Its p-value is ``min(1, F * tail)`` (Bonferroni over
+      the F windows): under the null the card's fallbacks fall on its uses at random, whatever their
+      number; counted as the fallbacks in that window, each marked. ``burst_min <= 0`` turns it off.
+    - fallback_amount: of the card's ``F`` fallback uses among its ``n`` card-present uses after the first chip
+      use, ``k`` are among its ``F`` largest amounts (ties ranked against the fallbacks; missing amounts
+      smallest); p-value ``P(Hyper(n, F, F) >= k)``: under the null a fallback is as large as any other use of
+      the card. Counted as ``k`` (when >= 1), those uses marked.
 
     Parameters
     ----------
@@ -54,23 +92,33 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         Entry-mode codes of graph.projection.
     atc : int64[n]; atc_ok : bool[n]
         ATC values and the rows whose ATC is meaningful (present, chip-generated, not a void/completion).
+    amount : float64[n]
+        Transaction amounts (NaN when missing).
     max_speed_kmh, min_distance_km, parallel_km, fallback_far_km : float
-    parallel_window_s, parallel_min_switches : int
+    slack_s, parallel_window_s, parallel_min_switches, offline_delay_s, burst_window_s, burst_min : int
 
     Returns
     -------
-    counts : int64[n_cards, 6]
-        Events per reason (columns in ``REASONS`` order), then the far fallback count.
-    first : int64[n_cards, 5]
+    counts : int64[n_cards, 8]
+        Events per reason (columns in ``REASONS`` order).
+    first : int64[n_cards, 8]
         Time of the first evidence per reason, ``NO_TIME`` when none.
     evidence : uint8[n]
         Bit ``r`` set when the transaction is evidence of reason ``r``.
+    travel_km, travel_s : float64[n_cards], int64[n_cards]
+        Distance and elapsed seconds of each card's worst impossible pair (NaN and -1 when none).
+    burst_p, amount_p : float64[n_cards]
+        The fallback_burst and fallback_amount p-values (1.0 when the card shows neither).
     """
     n_cards = card_indptr.shape[0] - 1
     n = ts.shape[0]
-    counts = np.zeros((n_cards, 6), dtype=np.int64)
-    first = np.full((n_cards, 5), NO_TIME, dtype=np.int64)
+    counts = np.zeros((n_cards, 8), dtype=np.int64)
+    first = np.full((n_cards, 8), NO_TIME, dtype=np.int64)
+    burst_p = np.ones(n_cards)
+    amount_p = np.ones(n_cards)
     evidence = np.zeros(n, dtype=np.uint8)
+    travel_km = np.full(n_cards, np.nan)
+    travel_s = np.full(n_cards, -1, dtype=np.int64)
     for c in range(n_cards):
         lo, hi = card_indptr[c], card_indptr[c + 1]
         sw_t = np.empty(hi - lo, dtype=np.int64)
@@ -80,6 +128,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         vals = np.empty(hi - lo, dtype=np.int64)
         # travel: consecutive located transactions
         prev, nsw = -1, 0
+        worst = -1.0
         for i in range(lo, hi):
             if not located[i]:
                 continue
@@ -87,9 +136,14 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 d = haversine_km(lat[prev], lon[prev], lat[i], lon[i])
                 if d >= min_distance_km:
                     dt = ts[i] - ts[prev]
-                    if dt <= 0 or d * 3600.0 > max_speed_kmh * dt:
+                    allowed = max_speed_kmh * (dt + slack_s) / 3600.0
+                    if d > allowed:
                         _note(c, IMPOSSIBLE_TRAVEL, ts[i], i, counts, first, evidence)
                         evidence[prev] |= np.uint8(1 << IMPOSSIBLE_TRAVEL)
+                        ratio = d / max(dt + slack_s, 1)
+                        if ratio > worst:
+                            worst = ratio
+                            travel_km[c], travel_s[c] = d, dt
                 if d >= parallel_km:
                     sw_t[nsw], sw_a[nsw], sw_b[nsw] = ts[i], prev, i
                     nsw += 1
@@ -104,23 +158,76 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                     _note(c, PARALLEL_USE, sw_t[k], sw_b[s], counts, first, evidence)
                     evidence[sw_a[s]] |= np.uint8(1 << PARALLEL_USE)
                 marked = k
-        # fallback after chip
+        # fallback after chip, near or far from the latest located chip use
         chip_seen = False
         t_chip = NO_TIME
         last_chip = -1
         for i in range(lo, hi):
             e = entry[i]
             if (e == _MAGSTRIPE or e == _FALLBACK) and chip_seen and ts[i] > t_chip:
-                _note(c, FALLBACK_AFTER_CHIP, ts[i], i, counts, first, evidence)
                 if located[i] and last_chip >= 0 and haversine_km(lat[last_chip], lon[last_chip], lat[i],
                                                                   lon[i]) >= fallback_far_km:
-                    counts[c, FALLBACK_FAR] += 1
+                    _note(c, FALLBACK_FAR, ts[i], i, counts, first, evidence)
+                else:
+                    _note(c, FALLBACK_AFTER_CHIP, ts[i], i, counts, first, evidence)
             elif e == _CHIP or e == _CONTACTLESS:
                 if not chip_seen:
                     chip_seen, t_chip = True, ts[i]
                 if located[i]:
                     last_chip = i
-        # ATC: replay (same value again) and regression (below an earlier time's value)
+        # fallback burst: card-present uses after the first chip use, fallbacks clustered in time
+        if chip_seen:
+            n_use, n_fb = 0, 0
+            for i in range(lo, hi):
+                if ts[i] > t_chip and 0 <= entry[i] <= _FALLBACK:
+                    rows[n_use] = i
+                    n_use += 1
+                    if entry[i] == _MAGSTRIPE or entry[i] == _FALLBACK:
+                        n_fb += 1
+            best, best_a, best_b = 2.0, -1, -1
+            if burst_min > 0 and n_fb >= burst_min:
+                b = 0
+                for a in range(n_use):
+                    ea = entry[rows[a]]
+                    if not (ea == _MAGSTRIPE or ea == _FALLBACK):
+                        continue
+                    if b < a:
+                        b = a
+                    while b + 1 < n_use and ts[rows[b + 1]] < ts[rows[a]] + burst_window_s:
+                        b += 1
+                    k = 0
+                    for j in range(a, b + 1):
+                        if entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK:
+                            k += 1
+                    if k >= burst_min:
+                        tail = hypergeom_tail(k, n_use, n_fb, b - a + 1)
+                        if tail < best:
+                            best, best_a, best_b = tail, a, b
+            if best_a >= 0:
+                burst_p[c] = min(1.0, n_fb * best)
+                for j in range(best_a, best_b + 1):
+                    if entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK:
+                        _note(c, FALLBACK_BURST, ts[rows[j]], rows[j], counts, first, evidence)
+            # fallback amounts among the card's largest (ties: the other uses first; missing: smallest)
+            if n_fb >= 1 and n_use > n_fb:
+                key = np.empty(n_use, dtype=np.float64)
+                for j in range(n_use):
+                    amt = amount[rows[j]]
+                    key[j] = -amt if amt == amt else np.inf
+                fb = np.empty(n_use, dtype=np.int64)
+                for j in range(n_use):
+                    fb[j] = 1 if (entry[rows[j]] == _MAGSTRIPE or entry[rows[j]] == _FALLBACK) else 0
+                pre = np.concatenate((np.flatnonzero(fb == 0), np.flatnonzero(fb == 1)))  # ties: others first
+                top = pre[np.argsort(key[pre], kind="mergesort")[:n_fb]]
+                k = 0
+                for j in top:
+                    k += fb[j]
+                if k >= 1:
+                    amount_p[c] = hypergeom_tail(k, n_use, n_fb, n_fb)
+                    for j in top:
+                        if fb[j] == 1:
+                            _note(c, FALLBACK_AMOUNT, ts[rows[j]], rows[j], counts, first, evidence)
+        # ATC: replay (a value used before) and regression (below a value used more than the delay earlier)
         m = 0
         for i in range(lo, hi):
             if atc_ok[i]:
@@ -130,6 +237,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         if m < 2:
             continue
         order = np.argsort(vals[:m], kind="mergesort")  # stable: equal ATCs stay in time order
+        replay = np.zeros(m, dtype=np.bool_)
         g = 0
         while g < m:
             h = g + 1
@@ -137,22 +245,19 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 h += 1
             if h - g >= 2:
                 for s in range(g + 1, h):
+                    replay[order[s]] = True
                     _note(c, ATC_REPLAY, ts[rows[order[s]]], rows[order[s]], counts, first, evidence)
                 evidence[rows[order[g]]] |= np.uint8(1 << ATC_REPLAY)
             g = h
-        best_before = np.int64(-1)
-        g = 0
-        while g < m:
-            h = g
-            group_max = best_before
-            while h < m and ts[rows[h]] == ts[rows[g]]:
-                if vals[h] < best_before:
-                    _note(c, ATC_REGRESSION, ts[rows[h]], rows[h], counts, first, evidence)
-                group_max = max(group_max, vals[h])
-                h += 1
-            best_before = group_max
-            g = h
-    return counts, first, evidence
+        best_before = np.int64(-1)  # highest ATC among rows more than the delay before the current one
+        k = 0
+        for j in range(m):
+            while k < m and ts[rows[k]] < ts[rows[j]] - offline_delay_s:
+                best_before = max(best_before, vals[k])
+                k += 1
+            if not replay[j] and vals[j] < best_before:
+                _note(c, ATC_REGRESSION, ts[rows[j]], rows[j], counts, first, evidence)
+    return counts, first, evidence, travel_km, travel_s, burst_p, amount_p
 
 
 @njit(cache=True)

@@ -1,70 +1,209 @@
-"""ClonedCardDetector on hand-built frames: clones found without reports, ordinary travel left alone."""
+"""ClonedCardDetector on hand-built runs: reasons weighed by how rare they are among the run's cards, physics
+for travel, offline ATC spared, typed output even when nothing is reported."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from graph.detectors.cloned import CARD_COLUMNS, ClonedCardDetector
+from graph.detectors.cloned import CARD_COLUMNS, EVIDENCE_COLUMNS, ClonedCardDetector, binom_tail_small_k
+from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
+from graph.scoring import ScoreResult, write_outputs
 
-from tests.graph.conftest import make_txns
+from tests.graph import naive
+from tests.graph.conftest import T0, make_txns
 
 SH, BJ, GZ = dict(lat=31.23, lon=121.47), dict(lat=39.90, lon=116.41), dict(lat=23.13, lon=113.26)
+SH_GZ_KM = naive.haversine_km(SH["lat"], SH["lon"], GZ["lat"], GZ["lon"])  # 1,213 km
 
 
-def _fit(rows, **params):
-    return ClonedCardDetector(**params).fit(Projection.from_frames(make_txns(rows))).cards_
+def population(n_cards: int = 2000, per_card: int = 8, seed: int = 0) -> pd.DataFrame:
+    """Ordinary cards at home in Shanghai: chip uses every ~2 days, ATC +1 each time."""
+    rng = np.random.default_rng(seed)
+    card = np.repeat(np.arange(n_cards), per_card)
+    k = np.tile(np.arange(per_card), n_cards)
+    hours = k * 48.0 + rng.uniform(0, 12, len(card))
+    frame = pd.DataFrame({
+        "txn_id": [f"p{i:07d}" for i in range(len(card))], "ts": T0 + pd.to_timedelta(hours, unit="h"),
+        "card_token": [f"pop{c:05d}" for c in card], "terminal_id": "T0", "merchant_id": "M0", "amount": 10.0,
+        "txn_type": "purchase", "entry_mode": "chip", "response_code": "00",
+        "atc": pd.array(100 + k, dtype="Int64"), "stan": pd.array([None] * len(card), dtype="Int64"), "mcc": "5411",
+        "lat": SH["lat"] + rng.uniform(-0.05, 0.05, len(card)), "lon": SH["lon"] + rng.uniform(-0.05, 0.05, len(card))})
+    return frame
 
 
-def test_traveller_not_flagged_clone_flagged():
-    rows = [
-        # an ordinary traveller: Shanghai, a 2.5 h flight to Beijing, a week there, back
-        dict(card_token="traveller", hours=0, atc=1, **SH),
-        dict(card_token="traveller", hours=2.5, atc=2, **BJ),
-        dict(card_token="traveller", hours=30, atc=3, **BJ),
-        dict(card_token="traveller", hours=170, atc=4, **SH),
-        # a clone: chip at home, 40 minutes later magstripe in Guangzhou, ATC replayed
-        dict(card_token="victim", hours=0, atc=7, **SH),
-        dict(card_token="victim", hours=0.66, entry_mode="magstripe", **GZ),
-        dict(card_token="victim", hours=5, atc=8, **SH),
-        dict(card_token="victim", hours=6, atc=8, **SH),
-    ]
-    cards = _fit(rows)
+def _run(rows, pop=None, terminals=None, **params) -> ClonedCardDetector:
+    pop = population() if pop is None else pop
+    tx = pd.concat([pop, make_txns(rows)], ignore_index=True) if rows else pop
+    return ClonedCardDetector(**params).fit(Projection.from_frames(tx, terminals))
+
+
+def _card(rows, token):
+    return [dict(card_token=token, **r) for r in rows]
+
+
+def test_impossible_flight_flagged_possible_flight_not():
+    rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)], "flier")
+            + _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)],
+                    "clone"))
+    det = _run(rows)
+    cards = det.cards_
     assert list(cards.columns) == CARD_COLUMNS
-    assert cards["card_token"].tolist() == ["victim"]
+    assert cards["card_token"].tolist() == ["clone"]  # 1,213 km in 3 h is a flight; in 20 min it is not
     row = cards.iloc[0]
-    assert set(row["reasons"].split(";")) == {"impossible_travel", "fallback_after_chip", "atc_replay"}
-    assert 0.9 < row["score"] < 1.0 and row["rank"] == 1
-    assert row["first_evidence_at"] == pd.Timestamp("2026-03-01T00:39:36Z")
-    assert row["evidence_txn_ids"] == ["x000004", "x000005", "x000006", "x000007"]
+    assert row["reasons"] == "impossible_travel:strong"
+    assert row["q_value"] <= REPORT_Q and row["p_value"] <= row["q_value"]
+    assert row["score"] == pytest.approx(min(1.0, -np.log10(row["q_value"]) / 10))
+    assert row["travel_km"] == pytest.approx(SH_GZ_KM, rel=1e-6) and row["travel_hours"] == pytest.approx(1 / 3)
+    assert row["travel_kmh"] == pytest.approx(3 * SH_GZ_KM, rel=1e-6)
+    assert row["travel"] == f"{SH_GZ_KM:,.0f} km in 20 min ({3 * SH_GZ_KM:,.0f} km/h)"
+    assert row["first_evidence_at"] == T0 + pd.Timedelta(minutes=20)
+    assert len(row["evidence_txn_ids"]) == 2 and all(isinstance(t, str) for t in row["evidence_txn_ids"])
+    assert det.n_scored_ == 2002
+
+
+def test_a_clone_with_several_reasons_ranks_first_with_named_strengths():
+    rows = (_card([dict(hours=0, atc=7, **SH), dict(hours=0.66, entry_mode="magstripe", **GZ),
+                   dict(hours=5, atc=8, **SH), dict(hours=100, atc=8, **SH)], "victim")
+            + _card([dict(hours=0, atc=1, **SH), dict(hours=0.25, atc=2, **BJ)], "one_hop"))
+    rows += _card([dict(hours=0, atc=3, **SH), dict(hours=1, entry_mode="fallback", **BJ),
+                   dict(hours=2, entry_mode="fallback", **BJ)], "two_far_swipes")
+    cards = _run(rows).cards_
+    # one_hop's only reason is one event that another card of the run (victim) shows too: not enough alone
+    assert cards["card_token"].tolist() == ["victim", "two_far_swipes"]
+    assert cards["q_value"].is_monotonic_increasing and cards["score"].is_monotonic_decreasing
+    assert cards["rank"].tolist() == [1, 2] and cards["reasons"].iloc[1] == "fallback_far:strong"
+    reasons = dict(r.split(":") for r in cards["reasons"].iloc[0].split(";"))
+    assert reasons == {"impossible_travel": "strong", "fallback_far": "strong", "atc_replay": "strong"}
+    assert cards["first_evidence_at"].iloc[0] == T0 + pd.Timedelta(hours=0.66)
+
+
+@pytest.mark.parametrize("reason", ["fallback_after_chip", "impossible_travel"])
+def test_a_reason_thirty_percent_of_cards_show_is_weak_alone(reason):
+    pop = population(1000)
+    noisy_cards = [c for c in range(1000) if c % 10 < 3]  # 30% of the cards
+    last = np.array([c * 8 + 7 for c in noisy_cards])  # each one's last transaction: one event per noisy card
+    if reason == "fallback_after_chip":
+        pop.loc[last, "entry_mode"] = "magstripe"
+        pop.loc[last, "atc"] = pd.NA
+    else:  # a terminal geocoded 1,000 km away, 30 minutes after the card's previous use
+        pop.loc[last, "lat"], pop.loc[last, "lon"] = BJ["lat"], BJ["lon"]
+        pop.loc[last, "ts"] = pop.loc[last - 1, "ts"].to_numpy() + pd.Timedelta(minutes=30)
+    det = ClonedCardDetector().fit(Projection.from_frames(pop))
+    assert det.evidence_[f"n_{reason}"].gt(0).sum() == 300  # 30% of the cards show it
+    assert det.cards_.empty
+    assert det.rates_[reason] > 0.01
+
+
+def test_no_clone_gives_an_empty_typed_frame_that_writes(tmp_path):
+    det = _run([])
+    cards = det.cards_
+    assert cards.empty and list(cards.columns) == CARD_COLUMNS
+    assert str(cards["first_evidence_at"].dtype) == "datetime64[us, UTC]"
+    assert cards["reasons"].dtype == object and cards["evidence_txn_ids"].dtype == object
+    assert cards["p_value"].dtype == np.float64 and cards["rank"].dtype == np.int64
+    path = write_outputs(ScoreResult(frames={"cloned_cards": cards}), tmp_path)["cloned_cards"]
+    schema = pq.read_schema(path)
+    assert schema.field("evidence_txn_ids").type == pa.list_(pa.string())
+    assert schema.field("reasons").type == pa.string()
+    assert schema.field("first_evidence_at").type == pa.timestamp("us", tz="UTC")
+    assert pq.read_table(path).num_rows == 0
+
+
+def test_offline_transactions_arriving_late_are_not_atc_evidence():
+    rows = (_card([dict(hours=0, atc=10, **SH), dict(hours=1, atc=12, **SH), dict(hours=2, atc=13, **SH),
+                   dict(hours=6, atc=11, **SH), dict(hours=30, atc=14, **SH)], "offline")
+            + _card([dict(hours=0, atc=10, **SH), dict(hours=100, atc=11, **SH), dict(hours=200, atc=12, **SH),
+                     dict(hours=300, atc=11, **SH)], "replayed")
+            + _card([dict(hours=0, atc=50, **SH), dict(hours=100, atc=51, **SH), dict(hours=300, atc=40, **SH),
+                     dict(hours=310, atc=41, **SH)], "regressed"))
+    det = _run(rows)
+    assert "offline" not in set(det.evidence_["card_token"])  # no evidence of any kind
+    assert sorted(det.cards_["card_token"]) == ["regressed", "replayed"]
+    assert det.cards_.set_index("card_token").loc["replayed", "reasons"] == "atc_replay:strong"
+
+
+def test_swipes_that_are_the_cards_largest_purchases():
+    # a card swiped now and then at home (like many cards of this run) vs one whose swipes are its largest uses
+    pop = population()
+    habit = pop.index[(pop.index % 8 == 5) & (pop.index // 8 % 3 == 0)]  # a third of the cards swipe once
+    pop.loc[habit, "entry_mode"], pop.loc[habit, "atc"] = "magstripe", pd.NA
+    home = [dict(hours=48 * d, atc=d + 1, amount=20.0 + d, **SH) for d in range(12)]
+    swipes = [dict(hours=48 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 900.0), (6, 750.0),
+                                                                                            (9, 820.0))]
+    cheap = [dict(hours=48 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 9.0), (6, 7.5),
+                                                                                         (9, 8.0))]
+    det = _run(_card(home + swipes, "counterfeit") + _card(home + cheap, "worn_chip"), pop=pop)
+    assert det.cards_["card_token"].tolist() == ["counterfeit"]
+    row = det.cards_.iloc[0]
+    assert row["n_fallback_amount"] == 3 and row["fallback_amount_p"] == pytest.approx(
+        float(naive.hypergeom_sf(3, 14, 3, 3)))  # 14 uses after the first chip use, 3 swipes, all 3 the largest
+    # both cards swiped three times, which no other card did; only the amounts tell them apart
+    assert row["reasons"] == "fallback_after_chip:strong;fallback_amount:medium"
+    assert "fallback_burst" not in row["reasons"]  # off by default
+    on = _run(_card(home + swipes[:1] + [dict(hours=48 * 4 + 6 + k, entry_mode="fallback", amount=900.0, **SH)
+                                         for k in range(3)], "burst"), pop=pop, burst_min=3)
+    assert on.evidence_.set_index("card_token").loc["burst", "n_fallback_burst"] == 4
 
 
 def test_parallel_use_without_impossible_hops():
     # alternating Shanghai / Guangzhou every 8 h (each hop plausible by plane), for three days
-    rows = [dict(card_token="c", hours=8 * k, **(SH if k % 2 == 0 else GZ)) for k in range(9)]
-    cards = _fit(rows)
-    assert cards["reasons"].tolist() == ["parallel_use"]
-    assert cards["n_parallel_use"].iloc[0] == 8
+    cards = _run([dict(card_token="c", hours=8 * k, **(SH if k % 2 == 0 else GZ)) for k in range(9)]).cards_
+    assert cards["reasons"].tolist() == ["parallel_use:strong"]
+    assert cards["n_parallel_use"].iloc[0] == 8 and cards["travel"].iloc[0] == ""
 
 
 def test_terminal_position_fallback_and_manual():
-    terminals = pd.DataFrame({"terminal_id": ["TS", "TB"], "merchant_id": ["M0", "M0"],
-                              "lat": [SH["lat"], BJ["lat"]], "lon": [SH["lon"], BJ["lon"]]})
-    tx = make_txns([dict(card_token="c", terminal_id="TS", hours=0, lat=None, lon=None),
-                    dict(card_token="c", terminal_id="TB", hours=0.5, lat=None, lon=None)])
-    p = Projection.from_frames(tx, terminals)
-    assert ClonedCardDetector().fit(p).cards_["reasons"].tolist() == ["impossible_travel"]
-    assert ClonedCardDetector(use_terminal_position=False).fit(p).cards_.empty
-    manual = make_txns([dict(card_token="c", hours=0, **SH), dict(card_token="c", hours=0.5, entry_mode="manual", **BJ)])
-    assert ClonedCardDetector().fit(Projection.from_frames(manual)).cards_.empty
+    terminals = pd.DataFrame({"terminal_id": ["T0", "TS", "TB"], "merchant_id": ["M0"] * 3,
+                              "lat": [SH["lat"], SH["lat"], BJ["lat"]], "lon": [SH["lon"], SH["lon"], BJ["lon"]]})
+    rows = [dict(card_token="c", terminal_id="TS", hours=0, lat=None, lon=None),
+            dict(card_token="c", terminal_id="TB", hours=0.25, lat=None, lon=None)]
+    assert _run(rows, terminals=terminals).cards_["reasons"].tolist() == ["impossible_travel:strong"]
+    assert _run(rows, terminals=terminals, use_terminal_position=False).cards_.empty
+    manual = [dict(card_token="c", hours=0, **SH), dict(card_token="c", hours=0.25, entry_mode="manual", **BJ)]
+    assert _run(manual).cards_.empty
+
+
+def test_decide_on_bucket_evidence_equals_fit():
+    rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=0.2, atc=2, **GZ)], "a")
+            + _card([dict(hours=0, atc=5, **SH), dict(hours=100, atc=5, **SH)], "b")
+            + _card([dict(hours=0, atc=5, **SH), dict(hours=1, entry_mode="fallback", **BJ),
+                     dict(hours=2, entry_mode="fallback", **BJ)], "c"))
+    tx = pd.concat([population(), make_txns(rows)], ignore_index=True)
+    whole = ClonedCardDetector().fit(Projection.from_frames(tx)).cards_
+    det = ClonedCardDetector()
+    odd = tx["card_token"].map(lambda t: sum(map(ord, t))) % 3  # three buckets of cards, any split
+    parts = [det.evidence(Projection.from_frames(tx[odd == b])) for b in range(3)]
+    assert all(list(p.columns) == EVIDENCE_COLUMNS for p in parts)
+    assert sum(int(p["card_token"].isna().sum()) for p in parts) == 3  # one summary row per bucket
+    decided = det.decide(pd.concat(parts[::-1], ignore_index=True))
+    pd.testing.assert_frame_equal(decided, whole)
+    assert len(whole) == 3
+
+
+def test_binomial_tail_matches_the_exact_reference():
+    n = np.array([0, 1, 2, 5, 40, 120])
+    for k in (1, 2, 3):
+        for rho in (1e-7, 1e-3, 0.05, 0.4):
+            got = binom_tail_small_k(k, n, rho)
+            want = [float(naive.binom_sf(k, int(m), rho)) for m in n]
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
 
 
 def test_empty_and_bad_params():
     empty = Projection.from_frames(make_txns([]))
-    cards = ClonedCardDetector().fit(empty).cards_
-    assert cards.empty and list(cards.columns) == CARD_COLUMNS
-    with pytest.raises(ValueError, match="unknown reason"):
-        ClonedCardDetector(weights={"teleport": 0.5}).fit(empty)
+    det = ClonedCardDetector().fit(empty)
+    assert det.cards_.empty and list(det.cards_.columns) == CARD_COLUMNS and det.n_scored_ == 0
+    assert list(det.evidence(empty).columns) == EVIDENCE_COLUMNS
     with pytest.raises(ValueError):
         ClonedCardDetector(max_speed_kmh=0).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(prior=0).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(offline_delay_hours=-1).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(burst_min=1).fit(empty)
