@@ -116,7 +116,7 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
     from waitress.server import create_server
 
     from app import users
-    from app.server import create_app
+    from app.explorer import create_app
 
     added = _pad_alerts(db, alerts)
     db.run("CALL db.awaitIndexes(300)")
