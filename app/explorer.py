@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash
+import flask
 
 from app import context, frame
 from app.pages import PAGES
@@ -14,6 +15,14 @@ from app.server import create_server
 __all__ = ["create_app", "ASSETS"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def _cache_code(response):
+    """Let the browser keep the JavaScript and CSS bundles for an hour (they hold no data; Dash fingerprints
+    most of them, not the lazily loaded chunks such as plotly.js)."""
+    if flask.request.path.startswith(("/_dash-component-suites/", "/assets/")) and response.status_code == 200:
+        response.headers.setdefault("Cache-Control", "private, max-age=3600")
+    return response
 
 
 def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0,
@@ -39,6 +48,7 @@ def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0
     context.install(server, db, token_key)
     app = dash.Dash("posguard", server=server, title="posguard", use_pages=True, pages_folder="",
                     assets_folder=str(ASSETS), suppress_callback_exceptions=True, update_title=None)
+    server.after_request(_cache_code)
     for page in PAGES:
         page.register(app)
     frame.register(app)

@@ -208,7 +208,9 @@ def open_group(group_id: str, elements: list[dict], cap: int = GRAPH_CAP) -> tup
                               parent=group_id))
     data = dict(group["data"], opened=True, members=[])
     data["label"] += f" ({len(shown)} shown)" if left_out else ""
-    elements[elements.index(group)] = dict(group, data=data, classes=group["classes"] + " open")
+    classes = group.get("classes") or ("group reported" if group["data"]["reported"] else "group")
+    classes = " ".join(classes) if isinstance(classes, list) else classes
+    elements[elements.index(group)] = dict(group, data=data, classes=classes + " open")
     return elements, left_out
 
 

@@ -209,22 +209,15 @@ def register_entity_sections(app, prefix: str, entity_type: str) -> None:
 
         app.callback(Output(f"{prefix}-{name}-box", "children"), Input(f"{prefix}-key", "data"))(guarded()(fill))
 
-    @app.callback(Output(f"{prefix}-graph", "elements", allow_duplicate=True),
-                  Output(f"{prefix}-graph-note", "children", allow_duplicate=True),
-                  Input(f"{prefix}-key", "data"), prevent_initial_call="initial_duplicate")
+    @app.callback(Output(f"{prefix}-graph", "elements"), Output(f"{prefix}-graph-note", "children"),
+                  Input(f"{prefix}-key", "data"), Input(f"{prefix}-graph", "tapNodeData"),
+                  State(f"{prefix}-graph", "elements"))
     @guarded()
-    def draw(entity_id):
+    def graph(entity_id, node, elements):
+        if ctx.triggered_id == f"{prefix}-graph":  # a click on a node: expand it (or open a group)
+            if not node:
+                raise PreventUpdate
+            return expand_graph(database(), node, elements or [])
         if not entity_id:
             raise PreventUpdate
         return first_graph(database(), entity_type, entity_id)
-
-    @app.callback(Output(f"{prefix}-graph", "elements"), Output(f"{prefix}-graph-note", "children"),
-                  Input(f"{prefix}-graph", "tapNodeData"), State(f"{prefix}-graph", "elements"),
-                  prevent_initial_call=True)
-    @guarded()
-    def expand(node, elements):
-        if not node or ctx.triggered_id != f"{prefix}-graph":
-            raise PreventUpdate
-        return expand_graph(database(), node, elements or [])
-
-

@@ -34,6 +34,9 @@ def layout(**_):
         if len(merchants) else []
     for row in merchant_rows:
         row["href"] = f"/merchant/{quote(str(row['merchant_id']))}"
+    if len(agents):
+        agents = agents.assign(growth=(agents["recent"] - agents["previous"]) / agents["previous"].where(
+            agents["previous"] > 0))
     agent_rows = agents.round(2).astype(object).where(agents.notna(), None).to_dict("records") if len(agents) else []
     money_cols = [{"field": "volume", **_MONEY}, {"field": "recent", "headerName": f"last {DAYS} days", **_MONEY},
                   {"field": "previous", "headerName": f"{DAYS} days before", **_MONEY},
@@ -50,7 +53,7 @@ def layout(**_):
              + [{"field": "flagged", **_COUNT}], page_size=10),
         dmc.Title("Per merchant", order=4, mt="md"),
         grid("portfolio-merchants", merchant_rows,
-             [link_column("merchant_id", "merchant", "href"), {"field": "name", "minWidth": 160},
+             [link_column("merchant_id", "merchant", "href", minWidth=110), {"field": "name", "minWidth": 160},
               {"field": "mcc", "width": 80}, {"field": "agent_id", "headerName": "agent"},
               {"field": "terminals", **_COUNT}, {"field": "txns", **_COUNT}] + money_cols
              + [{"field": "flag", "width": 80}], page_size=20, rowClassRules=_FLAGGED),

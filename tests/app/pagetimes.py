@@ -29,12 +29,12 @@ __all__ = ["VISIBLE_JS", "open_browser", "sign_in", "time_page", "main"]
 VISIBLE_JS = """
 const root = document.querySelector('#_pages_content') || document.querySelector('#page');
 if (!root || !root.querySelector('h1, h2, h3, h4')) return false;
-if (document.querySelector('[data-dash-is-loading="true"], ._dash-loading-callback, .dash-spinner')) return false;
+if (document.querySelector('[data-dash-is-loading="true"], .dash-spinner, .dash-loading')) return false;
+for (const box of root.querySelectorAll('[id$="-box"]')) { if (!box.firstElementChild) return false; }
 for (const p of root.querySelectorAll('.js-plotly-plot')) { if (!p.querySelector('.main-svg')) return false; }
-for (const g of root.querySelectorAll('[id$="graph"]')) {
-  if (g._cyreg && g._cyreg.cy.nodes().length === 0) return false;
-}
-if (root.dataset.expectGraph === 'yes' && !root.querySelector('[id$="graph"]')) return false;
+const graphs = root.querySelectorAll('[id$="graph"]');
+for (const g of graphs) { if (!g._cyreg || g._cyreg.cy.nodes().length === 0) return false; }
+if (root.querySelector('[data-expect-graph="yes"]') && graphs.length === 0) return false;
 return true;
 """
 
