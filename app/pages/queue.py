@@ -25,14 +25,15 @@ _SEVERITY_NAMES = "['critical', 'high', 'medium', 'low'][params.value]"
 COLUMNS = [
     {"field": "severity_rank", "headerName": "severity", "width": 105, "valueFormatter": {"function": _SEVERITY_NAMES},
      "cellClassRules": {"pg-flagged": "params.value === 0"}},
-    {"field": "kind", "width": 150},
+    {"field": "kind", "headerName": "kind", "width": 150},
     link_column("entity", "entity", "href", minWidth=170),
-    {"field": "impact", "headerName": "impact (cards)", "width": 125, "type": "numericColumn"},
-    {"field": "score", "width": 90, "type": "numericColumn"},
-    {"field": "status", "width": 110},
-    {"field": "assignee", "width": 110},
+    {"field": "impact", "headerName": "cards at risk", "headerTooltip": "impact: cards seen in a skimming point's "
+     "window, members of a ring, 1 for a cloned card", "width": 130, "minWidth": 120, "type": "numericColumn"},
+    {"field": "score", "headerName": "score", "width": 90, "type": "numericColumn"},
+    {"field": "status", "headerName": "status", "width": 110},
+    {"field": "assignee", "headerName": "assignee", "width": 110},
     {"field": "evidence", "headerName": "evidence date", "width": 170},
-    {"field": "summary", "minWidth": 380, "flex": 1, "tooltipField": "summary"},
+    {"field": "summary", "headerName": "summary", "minWidth": 380, "flex": 1, "tooltipField": "summary"},
 ]
 
 
@@ -102,7 +103,7 @@ def layout(**query):
         dcc.Loading(summary_view(queries.queue_summary(db, user.name), user.name), type="dot"),
         dmc.Group([dropdown("kind", options["kinds"], "kind"), dropdown("severity", queries.SEVERITIES, "severity"),
                    dropdown("status", queries.STATUSES, "status"),
-                   dropdown("assignee", options["assignees"], "assignee"),
+                   dropdown("assignee", sorted(set(options["assignees"]) | {user.name}), "assignee"),
                    dcc.DatePickerRange(id="queue-dates", start_date=filters["since"], end_date=filters["until"],
                                        start_date_placeholder_text="raised from", end_date_placeholder_text="until"),
                    dcc.Checklist(id="queue-new", options=[{"label": " new since the last scoring run",

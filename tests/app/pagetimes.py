@@ -1,7 +1,8 @@
 """Time until a page's content is visible in headless Chromium (1440x900), and screenshots of pages.
 
-"Visible" means: the routed page has a heading, every Plotly figure on it has drawn its SVG, the
-neighbourhood graph (if any) has nodes, nothing is still loading, and the browser's main thread answers
+"Visible" means: the routed page has a heading, every section it loads is filled, every Plotly figure on it
+has drawn its SVG (a map: its land outlines), the neighbourhood graph (if any) has nodes, nothing is still
+loading, and the browser's main thread answers
 (the check is a script the page runs, so a page frozen while drawing counts as not visible yet).
 
 Usage (a running explorer, a user of it)::
@@ -32,6 +33,7 @@ if (!root || !root.querySelector('h1, h2, h3, h4')) return false;
 if (document.querySelector('[data-dash-is-loading="true"], .dash-spinner, .dash-loading')) return false;
 for (const box of root.querySelectorAll('[id$="-box"]')) { if (!box.firstElementChild) return false; }
 for (const p of root.querySelectorAll('.js-plotly-plot')) { if (!p.querySelector('.main-svg')) return false; }
+for (const g of root.querySelectorAll('g.geo')) { if (!g.querySelector('.layer.land path')) return false; }
 const graphs = root.querySelectorAll('[id$="graph"]');
 for (const g of graphs) { if (!g._cyreg || g._cyreg.cy.nodes().length === 0) return false; }
 if (root.querySelector('[data-expect-graph="yes"]') && graphs.length === 0) return false;
