@@ -14,8 +14,8 @@ from app.pages.common import SEVERITY_COLORS, format_value, grid
 
 __all__ = ["register", "layout", "save_decision", "audit_grid"]
 
-AUDIT_COLUMNS = [{"field": c, "minWidth": 90} for c in ("at", "user", "action", "before", "after")] + [
-    {"field": "comment", "flex": 2, "minWidth": 200}]
+AUDIT_COLUMNS = [{"field": c, "headerName": c, "minWidth": 90} for c in ("at", "user", "action", "before", "after")] + [
+    {"field": "comment", "headerName": "comment", "flex": 2, "minWidth": 200}]
 
 
 def audit_grid(trail: list[dict]):

@@ -16,9 +16,11 @@ from app.pages.common import format_value, grid, link_column
 __all__ = ["register", "layout", "audit_rows", "until_exclusive", "AUDIT_LIMIT"]
 
 AUDIT_LIMIT = 1_000
-COLUMNS = [{"field": "at", "width": 160}, {"field": "user", "width": 100}, {"field": "action", "width": 100},
-           link_column("alert", "alert", "href", width=200), {"field": "before", "width": 110},
-           {"field": "after", "width": 110}, {"field": "comment", "flex": 1, "minWidth": 200}]
+COLUMNS = [{"field": "at", "headerName": "at", "width": 160}, {"field": "user", "headerName": "user", "width": 100},
+           {"field": "action", "headerName": "action", "width": 100}, link_column("alert", "alert", "href", width=200),
+           {"field": "before", "headerName": "before", "width": 110},
+           {"field": "after", "headerName": "after", "width": 110},
+           {"field": "comment", "headerName": "comment", "flex": 1, "minWidth": 200}]
 
 
 def audit_rows(events: list[dict]) -> list[dict]:
@@ -38,8 +40,9 @@ def layout(**_):
         dmc.Title("Audit log", order=3),
         dmc.Text("Every decision, comment and assignment on every alert, newest first.", size="sm"),
         dmc.Group([dropdown("user", options["users"]), dropdown("action", options["actions"]),
-                   dcc.DatePickerRange(id="audit-dates", start_date_placeholder_text="from",
-                                       end_date_placeholder_text="until (included)")], gap="sm", mt="sm"),
+                   html.Div(dcc.DatePickerRange(id="audit-dates", start_date_placeholder_text="from",
+                                                end_date_placeholder_text="until (included)"),
+                            style={"width": "20em"})], gap="sm", mt="sm"),
         dmc.Text(id="audit-total", size="sm", my="xs"),
         dcc.Loading(grid("audit-grid", [], COLUMNS, page_size=25), type="dot", delay_show=150),
     ])

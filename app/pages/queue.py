@@ -30,9 +30,9 @@ COLUMNS = [
     {"field": "impact", "headerName": "cards at risk", "headerTooltip": "impact: cards seen in a skimming point's "
      "window, members of a ring, 1 for a cloned card", "width": 130, "minWidth": 120, "type": "numericColumn"},
     {"field": "score", "headerName": "score", "width": 90, "type": "numericColumn"},
-    {"field": "status", "headerName": "status", "width": 110},
+    {"field": "status", "headerName": "status", "width": 120, "minWidth": 115},
     {"field": "assignee", "headerName": "assignee", "width": 110},
-    {"field": "evidence", "headerName": "evidence date", "width": 170},
+    {"field": "evidence", "headerName": "evidence date", "width": 190, "minWidth": 185},
     {"field": "summary", "headerName": "summary", "minWidth": 380, "flex": 1, "tooltipField": "summary"},
 ]
 
@@ -104,8 +104,9 @@ def layout(**query):
         dmc.Group([dropdown("kind", options["kinds"], "kind"), dropdown("severity", queries.SEVERITIES, "severity"),
                    dropdown("status", queries.STATUSES, "status"),
                    dropdown("assignee", sorted(set(options["assignees"]) | {user.name}), "assignee"),
-                   dcc.DatePickerRange(id="queue-dates", start_date=filters["since"], end_date=filters["until"],
-                                       start_date_placeholder_text="raised from", end_date_placeholder_text="until"),
+                   html.Div(dcc.DatePickerRange(id="queue-dates", start_date=filters["since"],
+                                                end_date=filters["until"], start_date_placeholder_text="raised from",
+                                                end_date_placeholder_text="until"), style={"width": "20em"}),
                    dcc.Checklist(id="queue-new", options=[{"label": " new since the last scoring run",
                                                           "value": "new"}],
                                  value=["new"] if filters["new"] else [])], gap="sm", mt="md"),
