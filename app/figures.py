@@ -13,6 +13,7 @@ __all__ = ["timeline_figure", "map_figure", "graph_elements", "open_group", "nod
 GRAPH_CAP = 150  # elements (nodes + edges) the neighbourhood graph draws at most
 GROUP_OVER = 8  # a node's cards are grouped (reported / other) when more than this many would be drawn
 SVG_POINTS = 3_000  # up to this many points a chart is drawn as SVG (WebGL is slow in software rendering)
+GEO_RESOLUTION = 110  # Natural Earth 1:110m outlines (136 kB; 1:50m is 1.1 MB and slow to draw in the browser)
 MAP_CONFIG = {"topojsonURL": "/assets/", "displaylogo": False}  # base maps served by the explorer itself
 _COLORS = {"Card": "#1f77b4", "Terminal": "#ff7f0e", "Merchant": "#2ca02c", "Ring": "#d62728", "Alert": "#9467bd",
            "Owner": "#8c564b", "Phone": "#8c564b", "BankAccount": "#8c564b", "Agent": "#7f7f7f",
@@ -63,7 +64,7 @@ def timeline_figure(txns: pd.DataFrame, title: str, window: tuple | None = None)
 
 def map_figure(registered: tuple | None, seen: list, title: str, later: list | None = None) -> go.Figure:
     """Registered position against observed ones (and, for skimming points, where victims were used later),
-    on a base map of land, coasts and borders (Natural Earth 1:50m).
+    on a base map of land, coasts and borders (Natural Earth, 1:``GEO_RESOLUTION``m).
 
     The outlines come from the explorer's own ``/assets/`` (pass ``MAP_CONFIG`` as the graph's config):
     nothing is fetched from a third party.
@@ -78,7 +79,7 @@ def map_figure(registered: tuple | None, seen: list, title: str, later: list | N
     if registered and registered[0] is not None:
         fig.add_trace(go.Scattergeo(lat=[registered[0]], lon=[registered[1]], mode="markers", name="registered",
                                     marker={"size": 14, "symbol": "star", "color": "#ff7f0e"}))
-    fig.update_geos(resolution=50, projection_type="mercator", showland=True, landcolor="#f2efe9",
+    fig.update_geos(resolution=GEO_RESOLUTION, projection_type="mercator", showland=True, landcolor="#f2efe9",
                     showocean=True, oceancolor="#dbe8f3", showcountries=True, countrycolor="#9a9a9a",
                     showcoastlines=True, coastlinecolor="#7a8fa3", showlakes=True, lakecolor="#dbe8f3",
                     fitbounds="locations" if (seen or later or registered) else False)

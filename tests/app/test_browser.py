@@ -11,6 +11,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from app.figures import GEO_RESOLUTION
 from tests.app.conftest import PASSWORDS, WAIT
 from tests.helpers import posguard
 
@@ -146,7 +147,7 @@ def test_investigator_works_an_alert_end_to_end(browser, live_url, app_env, app_
     _wait(browser, ec.text_to_be_present_in_element((By.ID, "terminal-map"), "victims"))
     _wait(browser, lambda d: d.execute_script(
         "const p = document.querySelector('#terminal-map g.layer.land path');"
-        "return p ? (p.getAttribute('d') || '').length : 0;") > 1000)  # land outlines drawn
+        "return p ? (p.getAttribute('d') || '').length : 0;") > 500)  # land outlines drawn
     browser.find_element(By.ID, "terminal-map").screenshot(str(tmp_path / "6-skimming-map.png"))
     drawn = _cy_elements(browser, "terminal-graph")
     assert 1 < drawn <= 150
@@ -165,7 +166,7 @@ def test_investigator_works_an_alert_end_to_end(browser, live_url, app_env, app_
 
     # Nothing the browser fetched in this whole walk left the machine; the base map came from the explorer.
     urls = _requested_urls(browser)
-    assert any(urlsplit(u).path == "/assets/world_50m.json" for u in urls)
+    assert any(urlsplit(u).path == f"/assets/world_{GEO_RESOLUTION}m.json" for u in urls)
     assert len([u for u in urls if urlsplit(u).hostname == "127.0.0.1"]) > 20
     assert not _off_loopback(urls), _off_loopback(urls)
     assert _off_loopback(["https://cdn.plot.ly/un/world_50m.json", "http://127.0.0.1:1/x", "data:,x"]) == [
