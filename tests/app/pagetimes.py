@@ -52,6 +52,9 @@ def open_browser(width: int = 1440, height: int = 900, profile: str | None = Non
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(120)
+    # The page itself (not the window around it) is width x height: screenshots come out at that size.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
     return driver
 
 
