@@ -68,8 +68,8 @@ def _samples(db, entity_type: str, n: int) -> list[str]:
     return [r["id"] for r in rows]
 
 
-_SECTIONS = {"card": ("timeline", "map"), "terminal": ("timeline", "map"), "merchant": ("timeline", "map"),
-             "ring": ("members",)}
+_SECTIONS = {"card": (("timeline", "map"),), "terminal": (("timeline", "map"),), "merchant": (("timeline", "map"),),
+             "ring": (("members",),)}  # outputs of each section callback of an entity page
 
 
 def _callback_body(outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
@@ -91,8 +91,9 @@ def _page_bodies(path: str) -> list[bytes]:
     bodies = [_callback_body([("_pages_content", "children"), ("_pages_store", "data")],
                              [("_pages_location", "pathname", path), ("_pages_location", "search", "")])]
     prefix, _, key = path.strip("/").partition("/")
-    for name in _SECTIONS.get(prefix, ()):
-        bodies.append(_callback_body([(f"{prefix}-{name}-box", "children")], [(f"{prefix}-key", "data", key)]))
+    for names in _SECTIONS.get(prefix, ()):
+        bodies.append(_callback_body([(f"{prefix}-{name}-box", "children") for name in names],
+                                     [(f"{prefix}-key", "data", key)]))
     if prefix in _SECTIONS:
         bodies.append(_callback_body([(f"{prefix}-graph", "elements"), (f"{prefix}-graph-note", "children")],
                                      [(f"{prefix}-key", "data", key), (f"{prefix}-graph", "tapNodeData", None)],

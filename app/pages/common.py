@@ -16,7 +16,7 @@ from app import figures, queries
 from app.context import database, guarded
 
 __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
-           "entity_layout", "register_entity_sections", "timeline_section", "map_section", "graph_note",
+           "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
            "expand_graph", "SEVERITY_COLORS"]
 
 SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "gray"}
@@ -132,21 +132,16 @@ def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
     return html.Div(parts, **{"data-expect-graph": "yes"})
 
 
-def timeline_section(db, entity_type: str, entity_id: str, prefix: str):
+def activity_sections(db, entity_type: str, entity_id: str, prefix: str):
+    """The transactions chart and the map of a card, terminal or merchant (one read of its transactions); a
+    skimming point's map also shows where its window's reported cards were used afterwards."""
     props = queries.entity(db, entity_type, entity_id)["props"]
     txns = queries.timeline(db, entity_type, entity_id)
     window = (props.get("skim_window_start"), props.get("skim_window_end"))
     title = f"{len(txns):,} transactions" + (" (first 5,000)" if len(txns) >= 5_000 else "")
-    return dcc.Graph(id=f"{prefix}-timeline", figure=figures.timeline_figure(txns, title,
-                                                                           window if window[0] else None),
-                     config={"displaylogo": False})
-
-
-def map_section(db, entity_type: str, entity_id: str, prefix: str):
-    """The map of a card, terminal or merchant; a skimming point's also shows where its window's reported
-    cards were used afterwards."""
+    timeline = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
+                         figure=figures.timeline_figure(txns, title, window if window[0] else None))
     if entity_type == "terminal":
-        props = queries.entity(db, entity_type, entity_id)["props"]
         pos = queries.positions(db, entity_id)
         later = []
         if props.get("skim_window_start"):
@@ -156,10 +151,9 @@ def map_section(db, entity_type: str, entity_id: str, prefix: str):
             "; red: where the window's reported cards were used afterwards" if later else "")
         figure = figures.map_figure((pos["reg_lat"], pos["reg_lon"]), pos["seen"], title, later)
     else:
-        txns = queries.timeline(db, entity_type, entity_id)
         seen = [[a, b, None] for a, b in zip(txns.get("lat", []), txns.get("lon", [])) if a == a and b == b]
         figure = figures.map_figure(None, seen, "transaction positions")
-    return dcc.Graph(id=f"{prefix}-map", figure=figure, config=figures.MAP_CONFIG)
+    return timeline, dcc.Graph(id=f"{prefix}-map", figure=figure, config=figures.MAP_CONFIG)
 
 
 def graph_note(n_elements: int, left_out: int, total: int, where: str = "the first node") -> str:
@@ -196,18 +190,16 @@ def expand_graph(db, node: dict, elements: list[dict]) -> tuple[list[dict], str]
 
 def register_entity_sections(app, prefix: str, entity_type: str) -> None:
     """The callbacks that fill an entity page's sections and expand its graph (ids prefixed ``prefix``)."""
-    for name in _SECTIONS[entity_type]:
-        if name == "members":
-            continue  # the ring page wires its own
+    if "timeline" in _SECTIONS[entity_type]:
 
-        def fill(entity_id, _name=name):
+        @app.callback(Output(f"{prefix}-timeline-box", "children"), Output(f"{prefix}-map-box", "children"),
+                      Input(f"{prefix}-key", "data"))
+        @guarded()
+        def activity(entity_id):
             db = database()
             if not entity_id or queries.entity(db, entity_type, entity_id) is None:
                 raise PreventUpdate
-            maker = timeline_section if _name == "timeline" else map_section
-            return maker(db, entity_type, entity_id, prefix)
-
-        app.callback(Output(f"{prefix}-{name}-box", "children"), Input(f"{prefix}-key", "data"))(guarded()(fill))
+            return activity_sections(db, entity_type, entity_id, prefix)
 
     @app.callback(Output(f"{prefix}-graph", "elements"), Output(f"{prefix}-graph-note", "children"),
                   Input(f"{prefix}-key", "data"), Input(f"{prefix}-graph", "tapNodeData"),

@@ -22,9 +22,9 @@ QUEUE_INPUTS = [("queue-kind", "value", None), ("queue-severity", "value", None)
                 ("queue-assign-message", "children", None)]
 QUEUE_OUTPUTS = [("queue-grid", "rowData"), ("queue-total", "children"), ("queue-query", "data")]
 ROUTE_OUTPUTS = [("_pages_content", "children"), ("_pages_store", "data")]
-# The sections an entity page fills after it is shown (app.pages.common._SECTIONS), by page prefix.
-SECTIONS = {"card": ("timeline", "map"), "terminal": ("timeline", "map"), "merchant": ("timeline", "map"),
-            "ring": ("members",)}
+# The callbacks that fill an entity page's sections after it is shown (outputs), by page prefix.
+SECTIONS = {"card": (("timeline", "map"),), "terminal": (("timeline", "map"),), "merchant": (("timeline", "map"),),
+            "ring": (("members",),)}
 
 
 def _route(client, path, search=""):
@@ -38,9 +38,10 @@ def _page(client, path, search=""):
     assert status == 200
     parts = [json.dumps(out["_pages_content.children"])]
     prefix, _, key = path.strip("/").partition("/")
-    for name in SECTIONS.get(prefix, ()):
-        status, sec = call(client, [(f"{prefix}-{name}-box", "children")], [(f"{prefix}-key", "data", key)])
-        assert status == 200, (path, name)
+    for names in SECTIONS.get(prefix, ()):
+        status, sec = call(client, [(f"{prefix}-{name}-box", "children") for name in names],
+                           [(f"{prefix}-key", "data", key)])
+        assert status == 200 and sec, (path, names)
         parts.append(json.dumps(sec))
     if prefix in SECTIONS:
         status, graph = _draw(client, prefix, key)
