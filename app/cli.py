@@ -51,7 +51,7 @@ def cmd_users(args: argparse.Namespace, settings) -> int:
 
 def cmd_app(args: argparse.Namespace, settings) -> int:
     """Serve the explorer until interrupted."""
-    from app.server import create_app
+    from app.explorer import create_app
     from graph.db import connect
 
     db = connect(settings)

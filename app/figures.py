@@ -7,84 +7,169 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["timeline_figure", "map_figure", "graph_elements", "GRAPH_CAP", "ring_figures", "CYTO_STYLE"]
+__all__ = ["timeline_figure", "map_figure", "graph_elements", "open_group", "node_label", "GRAPH_CAP",
+           "GROUP_OVER", "MAP_CONFIG", "LEGEND", "ring_figures", "CYTO_STYLE"]
 
-GRAPH_CAP = 300  # elements (nodes + edges) the neighbourhood graph draws at most
+GRAPH_CAP = 150  # elements (nodes + edges) the neighbourhood graph draws at most
+GROUP_OVER = 8  # a node's cards are grouped (reported / other) when more than this many would be drawn
+SVG_POINTS = 3_000  # up to this many points a chart is drawn as SVG (WebGL is slow in software rendering)
+GEO_RESOLUTION = 110  # Natural Earth 1:110m outlines (136 kB; 1:50m is 1.1 MB and slow to draw in the browser)
+MAP_CONFIG = {"topojsonURL": "/assets/", "displaylogo": False}  # base maps served by the explorer itself
 _COLORS = {"Card": "#1f77b4", "Terminal": "#ff7f0e", "Merchant": "#2ca02c", "Ring": "#d62728", "Alert": "#9467bd",
            "Owner": "#8c564b", "Phone": "#8c564b", "BankAccount": "#8c564b", "Agent": "#7f7f7f",
-           "Firmware": "#bcbd22"}
-CYTO_STYLE = [{"selector": "node", "style": {"label": "data(label)", "font-size": 8, "width": 14, "height": 14,
-                                             "background-color": "data(color)"}},
-              {"selector": "edge", "style": {"width": 1, "line-color": "#bbb", "curve-style": "bezier",
-                                             "target-arrow-shape": "triangle", "target-arrow-color": "#bbb"}},
-              {"selector": ".root", "style": {"width": 24, "height": 24, "border-width": 2}}]
+           "Firmware": "#bcbd22", "City": "#17becf", "Group": "#dfe7f2"}
+LEGEND = [("Card", "card (reported: red ring)"), ("Terminal", "terminal"), ("Merchant", "merchant"),
+          ("Ring", "ring"), ("Alert", "alert"), ("Owner", "owner, phone, account"), ("Agent", "agent"),
+          ("Firmware", "firmware"), ("Group", "group of cards (click to open)")]
+CYTO_STYLE = [{"selector": "node", "style": {"label": "data(label)", "font-size": 9, "width": 14, "height": 14,
+                                             "background-color": "data(color)", "text-valign": "bottom",
+                                             "text-margin-y": 2, "min-zoomed-font-size": 6}},
+              {"selector": "edge", "style": {"width": 1, "line-color": "#bbb", "curve-style": "straight",
+                                             "target-arrow-shape": "triangle", "target-arrow-color": "#bbb",
+                                             "arrow-scale": 0.6}},
+              {"selector": ".root", "style": {"width": 26, "height": 26, "border-width": 3,
+                                              "border-color": "#333", "font-weight": "bold"}},
+              {"selector": ".reported", "style": {"border-width": 3, "border-color": "#d62728"}},
+              {"selector": ".group", "style": {"shape": "round-rectangle", "width": 46, "height": 26,
+                                               "border-width": 1, "border-color": "#6b7c93",
+                                               "text-valign": "center", "text-margin-y": 0}},
+              {"selector": ".group.reported", "style": {"border-color": "#d62728", "border-width": 2}},
+              {"selector": ":parent", "style": {"background-opacity": 0.25, "text-valign": "top",
+                                                "shape": "round-rectangle", "padding": 8}}]
+
+
+def _scatter(n: int):
+    return go.Scatter if n <= SVG_POINTS else go.Scattergl
 
 
 def timeline_figure(txns: pd.DataFrame, title: str, window: tuple | None = None) -> go.Figure:
     """Transactions over time (amount against time, one colour per entry mode; reported cards marked)."""
     fig = go.Figure()
     if len(txns):
+        trace = _scatter(len(txns))
         for mode, part in txns.groupby("entry_mode", dropna=False):
-            fig.add_trace(go.Scattergl(x=part["ts"], y=part["amount"], mode="markers", name=str(mode),
-                                       marker={"size": 5}, text=part["txn_id"]))
+            fig.add_trace(trace(x=part["ts"], y=part["amount"], mode="markers", name=str(mode),
+                                marker={"size": 5}, text=part["txn_id"]))
         if "reported" in txns.columns and txns["reported"].any():
             rep = txns[txns["reported"].fillna(False)]
-            fig.add_trace(go.Scattergl(x=rep["ts"], y=rep["amount"], mode="markers", name="card later reported",
-                                       marker={"size": 9, "symbol": "x", "color": "#d62728"}))
+            fig.add_trace(trace(x=rep["ts"], y=rep["amount"], mode="markers", name="card later reported",
+                                marker={"size": 9, "symbol": "x", "color": "#d62728"}))
     if window and window[0] and window[1]:
         fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#d62728", opacity=0.12, line_width=0,
                       annotation_text="estimated compromise window", annotation_position="top left")
     fig.update_layout(title=title, height=320, margin={"l": 40, "r": 10, "t": 40, "b": 30},
-                      xaxis_title="time (UTC)", yaxis_title="amount")
+                      xaxis_title="time (UTC)", yaxis_title="amount", template="plotly_white")
     return fig
 
 
 def map_figure(registered: tuple | None, seen: list, title: str, later: list | None = None) -> go.Figure:
-    """Registered position against observed ones (and, for skimming points, where victims were used later).
+    """Registered position against observed ones (and, for skimming points, where victims were used later),
+    on a base map of land, coasts and borders (Natural Earth, 1:``GEO_RESOLUTION``m).
 
-    Drawn on plain longitude/latitude axes (aspect corrected for latitude), with no base map: a base map
-    would make the investigator's browser fetch tiles or outlines from a third party.
+    The outlines come from the explorer's own ``/assets/`` (pass ``MAP_CONFIG`` as the graph's config):
+    nothing is fetched from a third party.
     """
     fig = go.Figure()
     if seen:
-        fig.add_trace(go.Scatter(y=[s[0] for s in seen], x=[s[1] for s in seen], mode="markers",
-                                 name="transactions", marker={"size": 5, "color": "#1f77b4", "opacity": 0.5}))
+        fig.add_trace(go.Scattergeo(lat=[s[0] for s in seen], lon=[s[1] for s in seen], mode="markers",
+                                    name="transactions", marker={"size": 5, "color": "#1f77b4", "opacity": 0.5}))
     if later:
-        fig.add_trace(go.Scatter(y=[s[0] for s in later], x=[s[1] for s in later], mode="markers",
-                                 name="victims' later use", marker={"size": 7, "color": "#d62728"}))
+        fig.add_trace(go.Scattergeo(lat=[s[0] for s in later], lon=[s[1] for s in later], mode="markers",
+                                    name="victims' later use", marker={"size": 7, "color": "#d62728"}))
     if registered and registered[0] is not None:
-        fig.add_trace(go.Scatter(y=[registered[0]], x=[registered[1]], mode="markers", name="registered",
-                                 marker={"size": 14, "symbol": "star", "color": "#ff7f0e"}))
-    lats = [s[0] for s in (seen or []) + (later or [])] + ([registered[0]] if registered and registered[0] else [])
-    mid = sum(lats) / len(lats) if lats else 0.0
-    fig.update_layout(title=title, height=360, margin={"l": 50, "r": 10, "t": 40, "b": 40},
-                      xaxis={"title": "longitude"},
-                      yaxis={"title": "latitude", "scaleanchor": "x",
-                             "scaleratio": 1 / max(math.cos(math.radians(mid)), 0.2)})
+        fig.add_trace(go.Scattergeo(lat=[registered[0]], lon=[registered[1]], mode="markers", name="registered",
+                                    marker={"size": 14, "symbol": "star", "color": "#ff7f0e"}))
+    fig.update_geos(resolution=GEO_RESOLUTION, projection_type="mercator", showland=True, landcolor="#f2efe9",
+                    showocean=True, oceancolor="#dbe8f3", showcountries=True, countrycolor="#9a9a9a",
+                    showcoastlines=True, coastlinecolor="#7a8fa3", showlakes=True, lakecolor="#dbe8f3",
+                    fitbounds="locations" if (seen or later or registered) else False)
+    fig.update_layout(title=title, height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
 
-def _node(label: str, node_id: str, caption, root: bool = False) -> dict:
-    text = f"{label} {caption}" if caption else f"{label} {str(node_id)[:10]}"
-    return {"data": {"id": f"{label}:{node_id}", "label": text, "kind": label, "key": node_id,
-                     "color": _COLORS.get(label, "#999")}, "classes": "root" if root else ""}
+def _position(x: float, y: float) -> dict:
+    return {"x": round(float(x), 1), "y": round(float(y), 1)}
+
+
+def _ring(center: dict, n: int, radius: float, start: float = 0.0) -> list[dict]:
+    """``n`` positions evenly on a circle around ``center`` (radius grown so that nodes do not overlap)."""
+    radius = max(radius, 30.0 * n / (2 * math.pi))
+    return [_position(center["x"] + radius * math.cos(start + 2 * math.pi * i / max(n, 1)),
+                      center["y"] + radius * math.sin(start + 2 * math.pi * i / max(n, 1))) for i in range(n)]
+
+
+def node_label(label: str, node_id, caption) -> str:
+    """What a node shows: its id (terminal, merchant, agent, ring), the last four digits of a card, an
+    alert's kind, or the kind and a short id of anything else."""
+    if label == "Card":
+        return f"*{caption}" if caption else f"card {str(node_id)[:6]}"
+    if label in ("Terminal", "Merchant", "Agent"):
+        return str(node_id)
+    if label == "Ring":
+        return str(node_id)[:18]
+    if label == "Alert":
+        return str(caption or "alert")
+    return f"{label.lower()} {str(node_id)[:6]}"
+
+
+def _node(label: str, node_id: str, caption, position: dict, root: bool = False, reported: bool = False,
+          parent: str | None = None) -> dict:
+    data = {"id": f"{label}:{node_id}", "label": node_label(label, node_id, caption), "kind": label,
+            "key": node_id, "color": _COLORS.get(label, "#999")}
+    if parent:
+        data["parent"] = parent
+    classes = " ".join(c for c, on in (("root", root), ("reported", reported)) if on)
+    return {"data": data, "classes": classes, "position": position}
+
+
+def _group(root: str, reported: bool, members: list[dict], position: dict) -> dict:
+    gid = f"Group:{root}:{'reported' if reported else 'other'}"
+    what = "reported cards" if reported else "other cards"
+    return {"data": {"id": gid, "label": f"{len(members)} {what}", "kind": "Group", "key": gid,
+                     "color": _COLORS["Group"], "members": members, "reported": reported},
+            "classes": "group reported" if reported else "group", "position": position}
 
 
 def graph_elements(label: str, node_id: str, caption, neighbours: list[dict], existing: list | None = None,
                    cap: int = GRAPH_CAP) -> tuple[list[dict], int]:
     """Cytoscape elements for a node and its neighbours, added to ``existing`` up to ``cap`` elements.
 
-    Returns the elements and how many neighbours were left out by the cap. Card nodes show only the last
-    four digits of their PAN.
+    Every node carries its position (draw with the ``preset`` layout): the first node sits at the centre,
+    its neighbours on a circle around it, and an expanded node's new neighbours on a circle around that
+    node, so nothing already drawn moves. When more than ``GROUP_OVER`` new cards would be drawn around a
+    node they become two group nodes (reported cards / other cards) that ``open_group`` opens on click.
+    Card nodes show only the last four digits of their PAN.
+
+    Returns the elements and how many neighbours were left out by the cap.
     """
     elements = list(existing or [])
-    ids = {e["data"]["id"] for e in elements}
+    ids = {e["data"]["id"]: e for e in elements}
     root = f"{label}:{node_id}"
     if root not in ids:
-        elements.append(_node(label, node_id, caption, root=not existing))
-        ids.add(root)
+        elements.append(_node(label, node_id, caption, _position(0, 0), root=not existing))
+        ids[root] = elements[-1]
+    center = ids[root].get("position") or _position(0, 0)
+    new_cards = [n for n in neighbours if n["label"] == "Card" and f"Card:{n['id']}" not in ids]
+    grouped = len(new_cards) > GROUP_OVER
+    drawn = [n for n in neighbours if not (grouped and n["label"] == "Card" and f"Card:{n['id']}" not in ids)]
+    groups = []
+    if grouped:
+        for reported in (True, False):
+            members = [{"id": n["id"], "caption": n["caption"], "rel": n["rel"], "times": n["times"],
+                        "outgoing": n["outgoing"]} for n in new_cards if bool(n.get("reported")) == reported]
+            if members:
+                groups.append((reported, members))
+    slots = _ring(center, len(drawn) + len(groups), 140 if not existing else 90, start=0.3)
     left_out = 0
-    for n in neighbours:
+    for (reported, members), position in zip(groups, slots[len(drawn):]):
+        gid = f"Group:{root}:{'reported' if reported else 'other'}"
+        if gid in ids or len(elements) + 2 > cap:
+            left_out += len(members) if gid not in ids else 0
+            continue
+        elements.append(_group(root, reported, members, position))
+        elements.append({"data": {"id": f"{root}->{gid}", "source": root, "target": gid, "label": "TXN"}})
+        ids[gid] = elements[-2]
+    for n, position in zip(drawn, slots):
         other = f"{n['label']}:{n['id']}"
         edge = f"{root}->{other}:{n['rel']}" if n["outgoing"] else f"{other}->{root}:{n['rel']}"
         need = (other not in ids) + (edge not in ids)
@@ -92,14 +177,41 @@ def graph_elements(label: str, node_id: str, caption, neighbours: list[dict], ex
             left_out += 1
             continue
         if other not in ids:
-            caption_n = ("*" + n["caption"]) if n["label"] == "Card" and n["caption"] else n["caption"]
-            elements.append(_node(n["label"], n["id"], caption_n))
-            ids.add(other)
+            elements.append(_node(n["label"], n["id"], n["caption"], position, reported=bool(n.get("reported"))))
+            ids[other] = elements[-1]
         if edge not in ids:
             source, target = (root, other) if n["outgoing"] else (other, root)
             elements.append({"data": {"id": edge, "source": source, "target": target,
                                       "label": f"{n['rel']} x{n['times']}"}})
-            ids.add(edge)
+            ids[edge] = elements[-1]
+    return elements, left_out
+
+
+def open_group(group_id: str, elements: list[dict], cap: int = GRAPH_CAP) -> tuple[list[dict], int]:
+    """Open a group node: its cards are drawn inside it (a compound node), as many as the cap allows.
+
+    Returns the elements and how many of the group's cards were left out by the cap.
+    """
+    elements = list(elements)
+    group = next((e for e in elements if e["data"]["id"] == group_id), None)
+    if group is None or group["data"].get("opened"):
+        return elements, 0
+    ids = {e["data"]["id"] for e in elements}
+    members = [m for m in group["data"]["members"] if f"Card:{m['id']}" not in ids]
+    room = max(0, cap - len(elements))
+    shown, left_out = members[:room], max(0, len(members) - room)
+    center = group.get("position") or _position(0, 0)
+    side = max(1, math.ceil(math.sqrt(len(shown))))
+    for i, m in enumerate(shown):
+        position = _position(center["x"] + 34 * (i % side - (side - 1) / 2),
+                             center["y"] + 30 * (i // side - (side - 1) / 2))
+        elements.append(_node("Card", m["id"], m["caption"], position, reported=group["data"]["reported"],
+                              parent=group_id))
+    data = dict(group["data"], opened=True, members=[])
+    data["label"] += f" ({len(shown)} shown)" if left_out else ""
+    classes = group.get("classes") or ("group reported" if group["data"]["reported"] else "group")
+    classes = " ".join(classes) if isinstance(classes, list) else classes
+    elements[elements.index(group)] = dict(group, data=data, classes=classes + " open")
     return elements, left_out
 
 
@@ -110,6 +222,8 @@ def ring_figures(txns: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
         ts = pd.to_datetime(txns["ts"], utc=True, format="ISO8601")
         amounts.add_trace(go.Histogram(x=txns["amount"], nbinsx=60, name="amount"))
         hours.add_trace(go.Histogram(x=(ts.dt.hour + 8) % 24, nbinsx=24, name="local hour"))
-    amounts.update_layout(title="amounts inside the ring", height=280, margin={"t": 40, "b": 30})
-    hours.update_layout(title="local hour (UTC+8) of the ring's trades", height=280, margin={"t": 40, "b": 30})
+    amounts.update_layout(title="amounts inside the ring", height=280, margin={"t": 40, "b": 30},
+                          template="plotly_white")
+    hours.update_layout(title="local hour (UTC+8) of the ring's trades", height=280, margin={"t": 40, "b": 30},
+                        template="plotly_white")
     return amounts, hours

@@ -12,9 +12,10 @@ import pandas as pd
 
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
 
-__all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "alert", "entity",
+__all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "queue_summary", "last_run",
+           "audit_log", "audit_options", "alert", "alert_evidence", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
-           "portfolio", "ring_members", "skimming_victims"]
+           "portfolio", "latest_transaction", "ring_members", "skimming_victims"]
 
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -26,16 +27,46 @@ MATCH (a:Alert)
 WHERE ($kind IS NULL OR a.kind = $kind) AND ($severity IS NULL OR a.severity = $severity)
   AND ($status IS NULL OR a.status = $status) AND ($assignee IS NULL OR a.assignee = $assignee)
   AND ($since IS NULL OR a.created_at >= $since) AND ($until IS NULL OR a.created_at < $until)
+  AND ($new_since IS NULL OR a.first_raised_at >= $new_since)
   AND ($active_only = false OR a.active)
 """
+# The queue's default order: severity first, then impact (how many cards are at risk: the cards seen in a
+# skimming point's window, the members of a ring, the one card of a cloned-card alert; 0 for a terminal
+# finding), then score. The evidence date is the first cloning evidence of a card or the start of a
+# skimming point's window; alerts without one show the time they were first raised.
+_IMPACT = """
+OPTIONAL MATCH (a)-[:ABOUT]->(e)
+WITH a, CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END AS severity_rank,
+     CASE WHEN e:Terminal AND a.kind = 'skimming_point' THEN coalesce(e.skim_cards_seen, 0)
+          WHEN e:Ring THEN coalesce(e.size, 0) WHEN e:Card THEN 1 ELSE 0 END AS impact,
+     coalesce(e.clone_first_evidence_at, CASE WHEN a.kind = 'skimming_point' THEN e.skim_window_start END)
+       AS evidence_at
+"""
 CYPHER = {
-    "queue": _FILTER + """
+    "queue": _FILTER + _IMPACT + """
 RETURN a.alert_id AS alert_id, a.severity AS severity, a.kind AS kind, a.entity_type AS entity_type,
        a.entity_id AS entity_id, a.score AS score, a.status AS status, a.assignee AS assignee,
-       toString(a.created_at) AS created_at, a.summary AS summary
-ORDER BY a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
+       toString(a.created_at) AS created_at, toString(evidence_at) AS evidence_at,
+       toString(a.first_raised_at) AS first_raised_at, impact, a.summary AS summary
+ORDER BY severity_rank, impact DESC, a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
     "queue_count": _FILTER + "RETURN count(a) AS n",
+    "alert_evidence": "MATCH (a:Alert {alert_id: $id})" + _IMPACT + "RETURN toString(evidence_at) AS evidence_at, impact",
     "options": "MATCH (a:Alert) RETURN collect(DISTINCT a.kind) AS kinds, collect(DISTINCT a.assignee) AS assignees",
+    "last_run": "MATCH (r:ScoreRun) RETURN r.run_id AS run_id, r.created_at AS at ORDER BY r.created_at DESC LIMIT 1",
+    "summary": """
+MATCH (a:Alert) WHERE a.active AND a.status IN ['open', 'in_progress']
+RETURN a.kind AS kind, a.severity AS severity, count(a) AS n,
+       count(CASE WHEN $new_since IS NOT NULL AND a.first_raised_at >= $new_since THEN 1 END) AS new,
+       count(CASE WHEN a.assignee = $user THEN 1 END) AS mine
+ORDER BY kind, severity""",
+    "audit_log": """
+MATCH (e:CaseEvent)-[:CONCERNS]->(a:Alert)
+WHERE ($user IS NULL OR e.user = $user) AND ($action IS NULL OR e.action = $action)
+  AND ($since IS NULL OR e.at >= $since) AND ($until IS NULL OR e.at < $until)
+RETURN toString(e.at) AS at, e.user AS user, e.action AS action, a.alert_id AS alert_id, a.kind AS kind,
+       e.before AS before, e.after AS after, e.comment AS comment
+ORDER BY e.at DESC, e.seq DESC LIMIT $limit""",
+    "audit_options": "MATCH (e:CaseEvent) RETURN collect(DISTINCT e.user) AS users, collect(DISTINCT e.action) AS actions",
     "alert": "MATCH (a:Alert {alert_id: $id}) RETURN properties(a) AS a",
     # {label} and {key} come from ENTITY_KEYS only (labels cannot be parameters); the id is a parameter.
     "entity": "MATCH (n:{label} {{{key}: $id}}) "
@@ -60,7 +91,7 @@ ORDER BY a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
                   "RETURN rel, outgoing, labels(m)[0] AS label, "
                   "coalesce(m.token, m.terminal_id, m.merchant_id, m.ring_id, m.alert_id, m.agent_id, m.hash, "
                   "m.run_id, m.case_id, m.name) AS id, "
-                  "coalesce(m.pan_last4, m.name, m.kind, m.model) AS caption, times "
+                  "coalesce(m.pan_last4, m.kind, m.name, m.model) AS caption, m:Reported AS reported, times "
                   "ORDER BY times DESC, id LIMIT $limit",
     "neighbour_count": "MATCH (n:{label} {{{key}: $id}}) RETURN COUNT {{ (n)--() }} AS n",
     "positions": "MATCH (t:Terminal {terminal_id: $id}) OPTIONAL MATCH (:Card)-[r:TXN]->(t) "
@@ -130,15 +161,19 @@ def _clean(props: dict) -> dict:
 
 
 def _since(value):
-    return pd.Timestamp(value, tz="UTC").to_pydatetime() if value else None
+    if not value:
+        return None
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
 
 
 def queue_page(db, *, page: int = 0, size: int = 25, kind=None, severity=None, status=None, assignee=None,
-               since=None, until=None, active_only: bool = True) -> tuple[list[dict], int]:
-    """One page of the alert queue by descending score, and how many alerts match the filters."""
+               since=None, until=None, new_since=None, active_only: bool = True) -> tuple[list[dict], int]:
+    """One page of the alert queue in its default order (severity, then impact, then score; see ``_IMPACT``)
+    and how many alerts match the filters. ``new_since``: only alerts first raised at or after it."""
     params = {"kind": kind or None, "severity": severity or None, "status": status or None,
               "assignee": assignee or None, "since": _since(since), "until": _since(until),
-              "active_only": active_only}
+              "new_since": _since(new_since), "active_only": active_only}
     rows = db.read(CYPHER["queue"], params, skip=int(page) * int(size), limit=int(size))
     total = db.read(CYPHER["queue_count"], params)[0]["n"]
     return rows, total
@@ -148,6 +183,42 @@ def queue_options(db) -> dict:
     """Distinct alert kinds and assignees, for the filters."""
     row = db.read(CYPHER["options"])[0]
     return {"kinds": sorted(row["kinds"]), "assignees": sorted(a for a in row["assignees"] if a)}
+
+
+def alert_evidence(db, alert_id: str) -> dict:
+    """An alert's evidence date (ISO text or None) and impact (cards at risk), as the queue orders them."""
+    rows = db.read(CYPHER["alert_evidence"], id=alert_id)
+    return rows[0] if rows else {"evidence_at": None, "impact": 0}
+
+
+def last_run(db) -> dict | None:
+    """The newest scoring run: ``run_id`` and ``at`` (ISO text), or None before any run."""
+    rows = db.read(CYPHER["last_run"])
+    return {"run_id": rows[0]["run_id"], "at": _iso(rows[0]["at"])} if rows else None
+
+
+def queue_summary(db, user_name: str | None) -> dict:
+    """The queue's first screen: open alerts (open or in progress, still raised) by kind and severity, how
+    many were first raised by the newest scoring run, and how many are assigned to ``user_name``.
+
+    Returns ``{"cells": [{kind, severity, n, new, mine}], "total", "new", "mine", "last_run"}``.
+    """
+    run = last_run(db)
+    cells = db.read(CYPHER["summary"], new_since=_since(run["at"]) if run else None, user=user_name)
+    return {"cells": cells, "total": sum(c["n"] for c in cells), "new": sum(c["new"] for c in cells),
+            "mine": sum(c["mine"] for c in cells), "last_run": run}
+
+
+def audit_log(db, *, user=None, action=None, since=None, until=None, limit: int = 1_000) -> list[dict]:
+    """Case events of every alert, newest first, filtered by user, action and date (``until`` excluded)."""
+    return db.read(CYPHER["audit_log"], user=user or None, action=action or None, since=_since(since),
+                   until=_since(until), limit=int(limit))
+
+
+def audit_options(db) -> dict:
+    """Users and actions that appear in the audit log, for its filters."""
+    row = db.read(CYPHER["audit_options"])[0]
+    return {"users": sorted(u for u in row["users"] if u), "actions": sorted(a for a in row["actions"] if a)}
 
 
 def alert(db, alert_id: str) -> dict | None:
@@ -238,6 +309,12 @@ def skimming_victims(db, terminal_id: str, start, end) -> list[dict]:
     for row in rows:
         row["later"] = [p for p in row["later"] if p[0] is not None and p[1] is not None]
     return rows
+
+
+def latest_transaction(db):
+    """Time of the newest transaction (ISO text), or None: the reference date of the portfolio."""
+    latest = db.read(CYPHER["latest_txn"])[0]["latest"]
+    return _iso(latest) if latest is not None else None
 
 
 def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,17 +1,18 @@
-"""The explorer's web server: login and sessions on Flask, every route and callback behind them, Dash on top."""
+"""The explorer's web server: login and sessions on Flask; every route and callback is behind them.
+
+``create_server`` builds this Flask layer; ``app.explorer.create_app`` puts the Dash pages on top.
+"""
 
 from __future__ import annotations
 
 import logging
-from functools import wraps
 
-import dash
 import flask
-from dash.exceptions import PreventUpdate
 
 from app import users
+from app.context import current_user, guarded
 
-__all__ = ["create_app", "guarded", "current_user", "SESSION_COOKIE"]
+__all__ = ["create_server", "guarded", "current_user", "SESSION_COOKIE"]
 
 log = logging.getLogger("posguard.app")
 SESSION_COOKIE = "posguard_session"
@@ -27,27 +28,6 @@ width:20em}}input{{width:100%;padding:.5em;margin:.3em 0 1em;box-sizing:border-b
 <label>User<input name="username" id="username" autocomplete="username" autofocus></label>
 <label>Password<input name="password" id="password" type="password" autocomplete="current-password"></label>
 <button type="submit" id="login-button">Sign in</button></form></body></html>"""
-
-
-def current_user() -> users.User | None:
-    """The signed-in user of the current request (set by the server's guard), or None."""
-    return getattr(flask.g, "user", None)
-
-
-def guarded(right: str = "read"):
-    """Decorate a Dash callback: it runs only for a signed-in user holding ``right`` (else no update)."""
-
-    def wrap(func):
-        @wraps(func)
-        def inner(*args, **kwargs):
-            user = current_user()
-            if user is None or not user.can(right):
-                raise PreventUpdate
-            return func(*args, **kwargs)
-
-        return inner
-
-    return wrap
 
 
 def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: bool) -> None:
@@ -94,30 +74,17 @@ def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: 
         return response
 
 
-def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0,
-               secure_cookie: bool = False) -> dash.Dash:
-    """The explorer as a Dash app over ``db`` (a ``graph.db.Database``).
+def create_server(db, *, session_hours: float = 8.0, secure_cookie: bool = False) -> flask.Flask:
+    """The Flask server of the explorer over ``db``: sign-in, sessions and the guard of every other route.
 
     Parameters
     ----------
     db : graph.db.Database
-    token_key : bytes, optional
-        ``POSGUARD_TOKEN_KEY``: lets the search box turn a typed PAN into its card token (server side).
     session_hours : float
         Session lifetime.
     secure_cookie : bool
         Mark the session cookie Secure (behind HTTPS).
-
-    Example
-    -------
-    >>> create_app(db, token_key=b"...").run(host="127.0.0.1", port=8050)  # doctest: +SKIP
     """
-    from app.pages import layout, register_callbacks
-
     server = flask.Flask("posguard")
     _install_auth(server, db, session_hours, secure_cookie)
-    app = dash.Dash("posguard", server=server, title="posguard", suppress_callback_exceptions=True,
-                    update_title=None)
-    app.layout = layout
-    register_callbacks(app, db, token_key)
-    return app
+    return server

@@ -8,8 +8,10 @@ __all__ = ["call"]
 
 
 def call(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
-         state: list[tuple[str, str, object]] = ()):
-    """POST a callback request; returns (status code, {"id.prop": value} of the response or None)."""
+         state: list[tuple[str, str, object]] = (), changed: str | None = None):
+    """POST a callback request; returns (status code, {"id.prop": value} of the response or None).
+
+    ``changed``: the "id.prop" that triggered the call (default: the first input)."""
     if len(outputs) == 1:
         output = f"{outputs[0][0]}.{outputs[0][1]}"
         outs = {"id": outputs[0][0], "property": outputs[0][1]}
@@ -18,7 +20,7 @@ def call(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, ob
         outs = [{"id": i, "property": p} for i, p in outputs]
     body = {"output": output, "outputs": outs,
             "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
-            "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"] if inputs else [],
+            "changedPropIds": [changed] if changed else [f"{inputs[0][0]}.{inputs[0][1]}"] if inputs else [],
             "state": [{"id": i, "property": p, "value": v} for i, p, v in state]}
     response = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
     if response.status_code != 200:

@@ -39,7 +39,7 @@ def app_db(app_env, scored_db):
 
 @pytest.fixture(scope="session")
 def dash_app(app_db, app_settings):
-    from app.server import create_app
+    from app.explorer import create_app
 
     return create_app(app_db, token_key=app_settings.token_key)
 
@@ -86,6 +86,7 @@ def browser(tmp_path):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})  # requests, errors
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(WAIT)
     yield driver

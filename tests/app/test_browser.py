@@ -1,12 +1,17 @@
-"""The explorer in a real headless Chromium: sign in, work an alert, expand the graph, decide, re-score, search."""
+"""The explorer in a real headless Chromium: sign in, work an alert, expand the graph, decide, re-score, search,
+the audit log, and nothing fetched from anywhere but the explorer itself."""
 
 from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from app.figures import GEO_RESOLUTION
 from tests.app.conftest import PASSWORDS, WAIT
 from tests.helpers import posguard
 
@@ -23,9 +28,31 @@ def _sign_in(driver, url, name, password):
     driver.find_element(By.ID, "login-button").click()
 
 
-def _cy_nodes(driver) -> int:
-    return driver.execute_script("const g = document.querySelector('#graph');"
+def _cy_nodes(driver, graph_id: str) -> int:
+    return driver.execute_script(f"const g = document.querySelector('#{graph_id}');"
                                  "return g && g._cyreg ? g._cyreg.cy.nodes().length : -1;")
+
+
+def _cy_elements(driver, graph_id: str) -> int:
+    return driver.execute_script(f"const g = document.querySelector('#{graph_id}');"
+                                 "return g && g._cyreg ? g._cyreg.cy.elements().length : -1;")
+
+
+def _requested_urls(driver) -> list[str]:
+    """Every URL the browser requested since the last call (Chromium's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _off_loopback(urls: list[str]) -> list[str]:
+    """The URLs that went over the network to anywhere but this machine (the browser's own chrome:// pages,
+    data: and blob: URLs never do)."""
+    return [u for u in urls if urlsplit(u).scheme in ("http", "https", "ws", "wss", "ftp")
+            and urlsplit(u).hostname not in ("127.0.0.1", "localhost", "::1")]
 
 
 def _console_errors(driver) -> list[str]:
@@ -53,8 +80,8 @@ def test_wrong_password_is_refused_in_the_browser(browser, live_url):
 
 def test_investigator_works_an_alert_end_to_end(browser, live_url, app_env, app_db, raw_pans, tmp_path):
     _sign_in(browser, live_url, "ivy", PASSWORDS["ivy"][1])
-    # The queue, highest score first; open the top cloned-card alert through its link.
-    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#queue-table a[href^='/alert/']")))
+    # The queue (severity, impact, score); open the top cloned-card alert through its link.
+    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#queue-grid a[href^='/alert/']")))
     assert "ivy (investigator)" in browser.find_element(By.ID, "whoami").text
     top = app_db.read("MATCH (a:Alert {active: true, kind: 'cloned_card'}) RETURN a.alert_id AS id, "
                       "a.entity_id AS card ORDER BY a.score DESC LIMIT 1")[0]
@@ -65,24 +92,25 @@ def test_investigator_works_an_alert_end_to_end(browser, live_url, app_env, app_
 
     # The card's page: the neighbourhood graph grows when a node is clicked.
     link.click()
-    _wait(browser, lambda d: _cy_nodes(d) > 1)
-    before = _cy_nodes(browser)
+    _wait(browser, lambda d: _cy_nodes(d, "card-graph") > 1)
+    before = _cy_nodes(browser, "card-graph")
     browser.save_screenshot(str(tmp_path / "2-card.png"))
-    browser.execute_script("const cy = document.querySelector('#graph')._cyreg.cy;"
+    browser.execute_script("const cy = document.querySelector('#card-graph')._cyreg.cy;"
                            "cy.nodes().filter(n => n.data('kind') === 'Terminal')[0].emit('tap');")
-    _wait(browser, lambda d: _cy_nodes(d) > before)
-    assert "elements drawn" in browser.find_element(By.ID, "graph-note").text
-    browser.find_element(By.ID, "graph").screenshot(str(tmp_path / "3-expanded-graph.png"))
+    _wait(browser, lambda d: _cy_nodes(d, "card-graph") > before)
+    assert "elements drawn" in browser.find_element(By.ID, "card-graph-note").text
+    browser.find_element(By.ID, "card-graph").screenshot(str(tmp_path / "3-expanded-graph.png"))
     assert not _console_errors(browser)  # e.g. a map that fetches outlines from a CDN the machine cannot reach
 
     # Decide the case: confirmed, with a comment; the audit trail shows it.
     browser.get(f"{live_url}/alert/{top['id']}")
-    _wait(browser, ec.element_to_be_clickable((By.ID, "case-save")))
-    _choose(browser, "case-status", "confirmed")
-    browser.find_element(By.ID, "case-comment").send_keys("card reissued")
-    browser.find_element(By.ID, "case-save").click()
-    _wait(browser, ec.text_to_be_present_in_element((By.ID, "case-message"), "saved"))
-    assert "card reissued" in browser.find_element(By.ID, "case-audit").text
+    _wait(browser, ec.element_to_be_clickable((By.ID, "alert-save")))
+    _choose(browser, "alert-decision", "confirmed")
+    browser.find_element(By.ID, "alert-comment").send_keys("card reissued")
+    browser.find_element(By.ID, "alert-save").click()
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "alert-message"), "saved"))
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "alert-audit"), "card reissued"))
+    assert browser.find_element(By.ID, "alert-comment").get_attribute("value") == ""  # cleared once saved
     browser.save_screenshot(str(tmp_path / "4-decided.png"))
 
     # Re-score: the decision stays on the alert and in the audit trail.
@@ -91,35 +119,66 @@ def test_investigator_works_an_alert_end_to_end(browser, live_url, app_env, app_
     browser.refresh()
     status = _wait(browser, ec.presence_of_element_located((By.ID, "alert-status")))
     assert status.text == "confirmed"
-    assert "card reissued" in browser.find_element(By.ID, "case-audit").text
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "alert-audit"), "card reissued"))
 
     # Search by a raw PAN: the server tokenizes it, the page shows only the last four digits.
     pan = sorted(raw_pans)[0]
     box = browser.find_element(By.ID, "search")
     box.send_keys(pan, Keys.ENTER)
     _wait(browser, ec.url_contains("/card/"))
-    _wait(browser, lambda d: _cy_nodes(d) > 1)
-    assert f"**** {pan[-4:]}" in browser.find_element(By.ID, "page").text
+    _wait(browser, lambda d: _cy_nodes(d, "card-graph") > 1)
+    assert f"**** {pan[-4:]}" in browser.find_element(By.ID, "_pages_content").text
     assert browser.find_element(By.ID, "search").get_attribute("value") == ""
     assert pan not in browser.page_source
     browser.save_screenshot(str(tmp_path / "5-search.png"))
 
-    # A skimming point's page: window, victims' later use on the map, nothing fetched from elsewhere.
+    # A search that matches nothing: a "no match" page, and the previous card is no longer on screen.
+    browser.find_element(By.ID, "search").send_keys("T-no-such-terminal", Keys.ENTER)
+    _wait(browser, ec.url_contains("/no-match"))
+    _wait(browser, ec.presence_of_element_located((By.ID, "no-match")))
+    assert f"**** {pan[-4:]}" not in browser.find_element(By.ID, "_pages_content").text
+    assert not browser.find_elements(By.ID, "card-title")
+
+    # A skimming point's page: window, victims' later use on a base map, cards grouped; nothing from elsewhere.
     terminal = app_db.read("MATCH (t:Terminal) WHERE t.skim_window_start IS NOT NULL "
                            "RETURN t.terminal_id AS id ORDER BY t.skim_score DESC LIMIT 1")[0]["id"]
     browser.get(f"{live_url}/terminal/{terminal}")
-    _wait(browser, lambda d: _cy_nodes(d) > 1)
-    assert "victims" in browser.find_element(By.ID, "map").text
-    browser.find_element(By.ID, "map").screenshot(str(tmp_path / "6-skimming-map.png"))
+    _wait(browser, lambda d: _cy_nodes(d, "terminal-graph") > 1)
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "terminal-map"), "victims"))
+    _wait(browser, lambda d: d.execute_script(
+        "const p = document.querySelector('#terminal-map g.layer.land path');"
+        "return p ? (p.getAttribute('d') || '').length : 0;") > 500)  # land outlines drawn
+    browser.find_element(By.ID, "terminal-map").screenshot(str(tmp_path / "6-skimming-map.png"))
+    drawn = _cy_elements(browser, "terminal-graph")
+    assert 1 < drawn <= 150
+    browser.execute_script("const cy = document.querySelector('#terminal-graph')._cyreg.cy;"
+                           "cy.nodes().filter(n => n.data('kind') === 'Group')[0].emit('tap');")
+    _wait(browser, lambda d: _cy_elements(d, "terminal-graph") > drawn)
+    assert _cy_elements(browser, "terminal-graph") <= 150
+    assert browser.execute_script("return document.querySelector('#terminal-graph')._cyreg.cy"
+                                  ".nodes(':child').length") > 0
     assert not _console_errors(browser)
+
+    # The audit log of every alert shows the decision.
+    browser.get(f"{live_url}/audit")
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "audit-grid"), "card reissued"))
+    browser.save_screenshot(str(tmp_path / "7-audit.png"))
+
+    # Nothing the browser fetched in this whole walk left the machine; the base map came from the explorer.
+    urls = _requested_urls(browser)
+    assert any(urlsplit(u).path == f"/assets/world_{GEO_RESOLUTION}m.json" for u in urls)
+    assert len([u for u in urls if urlsplit(u).hostname == "127.0.0.1"]) > 20
+    assert not _off_loopback(urls), _off_loopback(urls)
+    assert _off_loopback(["https://cdn.plot.ly/un/world_50m.json", "http://127.0.0.1:1/x", "data:,x"]) == [
+        "https://cdn.plot.ly/un/world_50m.json"]
 
 
 def test_analyst_cannot_decide_in_the_browser(browser, live_url, app_db):
     _sign_in(browser, live_url, "ann", PASSWORDS["ann"][1])
-    _wait(browser, ec.presence_of_element_located((By.ID, "queue-table")))
+    _wait(browser, ec.presence_of_element_located((By.ID, "queue-grid")))
     alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.score DESC LIMIT 1")[0]["id"]
     browser.get(f"{live_url}/alert/{alert_id}")
-    save = _wait(browser, ec.presence_of_element_located((By.ID, "case-save")))
+    save = _wait(browser, ec.presence_of_element_located((By.ID, "alert-save")))
     assert not save.is_enabled()
     browser.find_element(By.ID, "logout").click()
     _wait(browser, ec.presence_of_element_located((By.ID, "login-form")))

@@ -5,93 +5,193 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app import queries
-from app.pages import search_target
+from app import figures, queries
+from app.frame import NO_MATCH_PATH, search_target
+from app.pages import queue as queue_page
+from app.pages.no_match import NO_MATCH_TEXT
 from tests.app.callbacks import call
 from tests.app.conftest import sign_in
 
-QUEUE_INPUTS = [("queue-table", "page_current", 0), ("queue-table", "page_size", 25), ("f-kind", "value", None),
-                ("f-severity", "value", None), ("f-status", "value", None), ("f-assignee", "value", None),
-                ("f-dates", "start_date", None), ("f-dates", "end_date", None), ("assign-message", "children", None)]
-QUEUE_OUTPUTS = [("queue-table", "data"), ("queue-table", "page_count"), ("queue-total", "children"),
-                 ("queue-ids", "data")]
+QUEUE_INPUTS = [("queue-kind", "value", None), ("queue-severity", "value", None), ("queue-status", "value", None),
+                ("queue-assignee", "value", None), ("queue-dates", "start_date", None),
+                ("queue-dates", "end_date", None), ("queue-new", "value", []),
+                ("queue-assign-message", "children", None)]
+QUEUE_OUTPUTS = [("queue-grid", "rowData"), ("queue-total", "children"), ("queue-query", "data")]
+ROUTE_OUTPUTS = [("_pages_content", "children"), ("_pages_store", "data")]
+# The callbacks that fill an entity page's sections after it is shown (outputs), by page prefix.
+SECTIONS = {"card": (("timeline", "map"),), "terminal": (("timeline", "map"),), "merchant": (("timeline", "map"),),
+            "ring": (("members",),)}
 
 
-def _page(client, path):
-    status, out = call(client, [("page", "children")], [("url", "pathname", path)])
+def _route(client, path, search=""):
+    return call(client, ROUTE_OUTPUTS, [("_pages_location", "pathname", path), ("_pages_location", "search", search)])
+
+
+def _page(client, path, search=""):
+    """What the browser receives for ``path``: the routed page and, on an entity page, every section it loads
+    and its first neighbourhood graph (as JSON text)."""
+    status, out = _route(client, path, search)
     assert status == 200
-    return json.dumps(out["page.children"])
+    parts = [json.dumps(out["_pages_content.children"])]
+    prefix, _, key = path.strip("/").partition("/")
+    for names in SECTIONS.get(prefix, ()):
+        status, sec = call(client, [(f"{prefix}-{name}-box", "children") for name in names],
+                           [(f"{prefix}-key", "data", key)])
+        assert status == 200 and sec, (path, names)
+        parts.append(json.dumps(sec))
+    if prefix in SECTIONS:
+        status, graph = _draw(client, prefix, key)
+        assert status == 200
+        parts.append(json.dumps(graph))
+    return "\n".join(parts)
+
+
+def _draw(client, prefix, key):
+    """The neighbourhood graph an entity page draws first."""
+    return call(client, [(f"{prefix}-graph", "elements"), (f"{prefix}-graph-note", "children")],
+                [(f"{prefix}-key", "data", key), (f"{prefix}-graph", "tapNodeData", None)],
+                [(f"{prefix}-graph", "elements", [])])
+
+
+def _tap(client, prefix, node, elements, key="x"):
+    """A click on ``node`` of the graph drawn as ``elements``."""
+    return call(client, [(f"{prefix}-graph", "elements"), (f"{prefix}-graph-note", "children")],
+                [(f"{prefix}-key", "data", key), (f"{prefix}-graph", "tapNodeData", node)],
+                [(f"{prefix}-graph", "elements", elements)], changed=f"{prefix}-graph.tapNodeData")
 
 
 def test_no_session_no_data(dash_app):
     anonymous = dash_app.server.test_client()
     assert anonymous.get("/").status_code == 302 and anonymous.get("/").location.endswith("/login")
     assert anonymous.get("/_dash-layout").status_code == 401
-    status, out = call(anonymous, [("page", "children")], [("url", "pathname", "/")])
+    status, out = _route(anonymous, "/")
     assert status == 401 and out is None
     forged = dash_app.server.test_client()
     forged.set_cookie("posguard_session", "not-a-session")
-    assert call(forged, [("page", "children")], [("url", "pathname", "/")])[0] == 401
+    assert _route(forged, "/")[0] == 401
 
 
 def test_wrong_password_refused(dash_app):
     c = dash_app.server.test_client()
     response = c.post("/login", data={"username": "ivy", "password": "not-her-password"})
     assert response.status_code == 401 and b"Wrong user name or password" in response.data
-    assert call(c, [("page", "children")], [("url", "pathname", "/")])[0] == 401
+    assert _route(c, "/")[0] == 401
 
 
-def test_queue_pages_filters_and_sorts_by_score(client, app_db):
+def test_queue_filters_and_default_order_severity_impact_score(client, app_db):
     status, out = call(client, QUEUE_OUTPUTS, QUEUE_INPUTS)
     assert status == 200
-    rows, total = out["queue-table.data"], int(out["queue-total.children"].split()[0].replace(",", ""))
-    assert 0 < len(rows) <= 25 and total == app_db.read("MATCH (a:Alert {active: true}) RETURN count(a) AS n")[0]["n"]
-    scores = [r["score"] for r in rows]
-    assert scores == sorted(scores, reverse=True)
-    assert out["queue-table.page_count"] == -(-total // 25)
-    inputs = [("f-severity", "value", "critical") if i == "f-severity" else (i, p, v) for i, p, v in QUEUE_INPUTS]
+    rows, total = out["queue-grid.rowData"], int(out["queue-total.children"].split()[0].replace(",", ""))
+    assert total == app_db.read("MATCH (a:Alert {active: true}) RETURN count(a) AS n")[0]["n"]
+    assert len(rows) == min(total, queue_page.QUEUE_ROWS) and out["queue-query.data"] == ""
+    # The documented default order: severity, then impact (cards at risk), then score.
+    keys = [(r["severity_rank"], -r["impact"], -r["score"]) for r in rows]
+    assert keys == sorted(keys)
+    skimming = app_db.read("MATCH (a:Alert {active: true, kind: 'skimming_point'})-[:ABOUT]->(t:Terminal) "
+                           "RETURN a.alert_id AS id, a.severity AS severity, t.skim_cards_seen AS seen "
+                           "ORDER BY seen DESC LIMIT 1")[0]
+    mine = next(r for r in rows if r["alert_id"] == skimming["id"])
+    assert mine["impact"] == skimming["seen"] > 1
+    assert all(r["impact"] <= mine["impact"] for r in rows if r["severity"] == skimming["severity"])
+    # The evidence date, not the scoring time: a cloned card shows its first cloning evidence.
+    clone = next(r for r in rows if r["kind"] == "cloned_card")
+    first = app_db.read("MATCH (a:Alert {alert_id: $id})-[:ABOUT]->(c:Card) RETURN toString(c.clone_first_evidence_at)"
+                        " AS at", id=clone["alert_id"])[0]["at"]
+    assert clone["evidence"] == first[:10]
+    inputs = [("queue-severity", "value", "critical") if i == "queue-severity" else (i, p, v)
+              for i, p, v in QUEUE_INPUTS]
     _, critical = call(client, QUEUE_OUTPUTS, inputs)
-    assert {r["severity"] for r in critical["queue-table.data"]} <= {"critical"}
-    page2 = [("queue-table", "page_current", 1) if i == "queue-table" and p == "page_current" else (i, p, v)
-             for i, p, v in QUEUE_INPUTS]
-    _, second = call(client, QUEUE_OUTPUTS, page2)
-    assert not set(second["queue-ids.data"]) & set(out["queue-ids.data"])
+    assert {r["severity"] for r in critical["queue-grid.rowData"]} == {"critical"}
+    assert critical["queue-query.data"] == "?severity=critical"
+    # Paging of the query itself: a second page shares no alert with the first.
+    first_page, _ = queries.queue_page(app_db, page=0, size=25)
+    second_page, _ = queries.queue_page(app_db, page=1, size=25)
+    assert first_page and not {r["alert_id"] for r in second_page} & {r["alert_id"] for r in first_page}
+    assert [r["alert_id"] for r in first_page] == [r["alert_id"] for r in rows[:25]]
+
+
+def test_queue_filters_live_in_the_url(client):
+    filters = {"kind": "cloned_card", "severity": "high", "status": None, "assignee": "ivy", "since": "2026-01-01",
+               "until": None, "new": True}
+    qs = queue_page.query_string(filters)
+    assert qs.startswith("?") and "kind=cloned_card" in qs and "new=1" in qs and "status" not in qs
+    assert queue_page.parse_filters(dict(p.split("=") for p in qs[1:].split("&"))) == filters
+    # A URL with filters opens the queue with them set.
+    page = _page(client, "/", "?kind=cloned_card&severity=high")
+    layout = json.loads(page.split("\n")[0])
+    values = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            props = node.get("props", {})
+            if str(props.get("id", "")).startswith("queue-") and "value" in props:
+                values[props["id"]] = props["value"]
+            for v in props.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(layout)
+    assert values["queue-kind"] == "cloned_card" and values["queue-severity"] == "high"
+    assert values["queue-status"] is None
+
+
+def test_queue_summary_counts_open_alerts_new_and_mine(client, app_db):
+    summary = queries.queue_summary(app_db, "nobody-has-this-name")
+    expected = app_db.read("MATCH (a:Alert) WHERE a.active AND a.status IN ['open', 'in_progress'] "
+                           "RETURN a.kind AS kind, a.severity AS severity, count(a) AS n")
+    assert {(c["kind"], c["severity"]): c["n"] for c in summary["cells"]} == {
+        (e["kind"], e["severity"]): e["n"] for e in expected}
+    assert summary["mine"] == 0 and summary["last_run"]["run_id"]
+    new = app_db.read("MATCH (r:ScoreRun) WITH max(r.created_at) AS last MATCH (a:Alert) WHERE a.active AND "
+                      "a.status IN ['open', 'in_progress'] AND a.first_raised_at >= last RETURN count(a) AS n")[0]["n"]
+    assert summary["new"] == new
+    mine = app_db.read("MATCH (a:Alert) WHERE a.active AND a.status IN ['open', 'in_progress'] AND a.assignee = 'ivy' "
+                       "RETURN count(a) AS n")[0]["n"]
+    assert queries.queue_summary(app_db, "ivy")["mine"] == mine
+    page = _page(client, "/")
+    assert "queue-summary" in page and "Assigned to me" in page
 
 
 def test_bulk_assign_by_investigator_not_by_analyst(client, dash_app, app_db):
     _, out = call(client, QUEUE_OUTPUTS, QUEUE_INPUTS)
-    ids = out["queue-ids.data"]
-    status, res = call(client, [("assign-message", "children")], [("assign-button", "n_clicks", 1)],
-                       [("queue-table", "selected_rows", [1, 2]), ("queue-ids", "data", ids),
-                        ("assign-to", "value", "ivy")])
-    assert status == 200 and res["assign-message.children"] == "2 alerts assigned to ivy"
+    rows = out["queue-grid.rowData"]
+    ids = [r["alert_id"] for r in rows]
+    status, res = call(client, [("queue-assign-message", "children")], [("queue-assign-button", "n_clicks", 1)],
+                       [("queue-grid", "selectedRows", rows[1:3]), ("queue-assign-to", "value", "ivy")])
+    assert status == 200 and res["queue-assign-message.children"] == "2 alerts assigned to ivy"
     assert {r["assignee"] for r in app_db.read("MATCH (a:Alert) WHERE a.alert_id IN $ids RETURN a.assignee AS "
                                                "assignee", ids=ids[1:3])} == {"ivy"}
     analyst = dash_app.server.test_client()
     sign_in(analyst, "ann")
-    _, res = call(analyst, [("assign-message", "children")], [("assign-button", "n_clicks", 1)],
-                  [("queue-table", "selected_rows", [3]), ("queue-ids", "data", ids), ("assign-to", "value", "ann")])
-    assert res["assign-message.children"] == "only investigators assign cases"
+    _, res = call(analyst, [("queue-assign-message", "children")], [("queue-assign-button", "n_clicks", 1)],
+                  [("queue-grid", "selectedRows", rows[3:4]), ("queue-assign-to", "value", "ann")])
+    assert res["queue-assign-message.children"] == "only investigators assign cases"
+    assert app_db.read("MATCH (a:Alert {alert_id: $id}) RETURN a.assignee AS a", id=ids[3])[0]["a"] != "ann"
 
 
 def test_case_decision_is_audited_and_analysts_cannot_decide(client, dash_app, app_db):
     alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.score DESC LIMIT 1")[0]["id"]
-    outputs = [("case-message", "children"), ("case-audit", "children"), ("alert-status", "children")]
-    state = [("case-alert-id", "data", alert_id), ("case-status", "value", "in_progress"),
-             ("case-comment", "value", "looking at it")]
-    status, out = call(client, outputs, [("case-save", "n_clicks", 1)], state)
-    assert status == 200 and out["case-message.children"] == "saved"
+    outputs = [("alert-message", "children"), ("alert-audit", "children"), ("alert-status", "children"),
+               ("alert-comment", "value")]
+    state = [("alert-id", "data", alert_id), ("alert-decision", "value", "in_progress"),
+             ("alert-comment", "value", "looking at it")]
+    status, out = call(client, outputs, [("alert-save", "n_clicks", 1)], state)
+    assert status == 200 and out["alert-message.children"] == "saved"
     trail = queries.audit_trail(app_db, alert_id)
     assert [(e["user"], e["action"], e["after"], e["comment"]) for e in trail][-1] == ("ivy", "status",
                                                                                        "in_progress", "looking at it")
+    assert "looking at it" in json.dumps(out["alert-audit.children"])
     analyst = dash_app.server.test_client()
     sign_in(analyst, "ann")
-    state[1] = ("case-status", "value", "dismissed")
-    status, out = call(analyst, outputs, [("case-save", "n_clicks", 1)], state)
-    assert status == 204 or out is None or "case-message.children" not in out  # PreventUpdate: nothing changes
+    state[1] = ("alert-decision", "value", "dismissed")
+    status, out = call(analyst, outputs, [("alert-save", "n_clicks", 1)], state)
+    assert status == 204 or out is None or "alert-message.children" not in out  # PreventUpdate: nothing changes
     assert queries.alert(app_db, alert_id)["status"] == "in_progress"
 
 
@@ -101,34 +201,75 @@ def test_pages_render_for_every_entity_type(client, app_db):
         rows = app_db.read(f"MATCH (n:{label}) RETURN n.{key} AS id ORDER BY COUNT {{ (n)--() }} DESC LIMIT 1")
         assert rows, entity_type
         page = _page(client, f"/{entity_type}/{rows[0]['id']}")
-        assert '"id": "graph"' in page and "Neighbourhood" in page
+        assert f'"id": "{entity_type}-graph"' in page and "Neighbourhood" in page
+        status, graph = _draw(client, entity_type, rows[0]["id"])
+        assert len(graph[f"{entity_type}-graph.elements"]) > 1
     assert "Merchant portfolio" in _page(client, "/portfolio")
     assert "Not found" in _page(client, "/nowhere/x")
+    assert "Not found" not in _page(client, "/audit")
+
+
+def _positions(elements):
+    return {e["data"]["id"]: e["position"] for e in elements if "position" in e}
 
 
 def test_graph_expands_on_click_and_caps_what_it_draws(client, app_db):
-    from app.figures import graph_elements
-
     terminal = app_db.read("MATCH (t:Terminal)<-[r:TXN]-() WITH t, count(r) AS n ORDER BY n DESC LIMIT 1 "
                            "RETURN t.terminal_id AS id")[0]["id"]
     neighbours, _ = queries.neighbourhood(app_db, "terminal", terminal)
     card = next(n for n in neighbours if n["label"] == "Card")
     # Terminal -> one of its cards, then card -> one of its other terminals: each click adds nodes.
-    start, _ = graph_elements("Terminal", terminal, None, neighbours)
-    status, out = call(client, [("graph", "elements"), ("graph-note", "children")],
-                       [("graph", "tapNodeData", {"kind": "Card", "key": card["id"], "label": "x"})],
-                       [("graph", "elements", start)])
-    assert status == 200 and len(out["graph.elements"]) > len(start)
+    start, _ = figures.graph_elements("Terminal", terminal, None, neighbours)
+    status, out = _tap(client, "terminal", {"kind": "Card", "key": card["id"], "label": "x"}, start)
+    assert status == 200 and len(out["terminal-graph.elements"]) > len(start)
+    # Positions are kept: every node drawn before the click is where it was.
+    before = _positions(start)
+    assert {k: v for k, v in _positions(out["terminal-graph.elements"]).items() if k in before} == before
     card_neighbours, _ = queries.neighbourhood(app_db, "card", card["id"])
     other = next(n for n in card_neighbours if n["label"] == "Terminal" and n["id"] != terminal)
-    start, _ = graph_elements("Card", card["id"], None, card_neighbours)
-    status, out = call(client, [("graph", "elements"), ("graph-note", "children")],
-                       [("graph", "tapNodeData", {"kind": "Terminal", "key": other["id"], "label": "x"})],
-                       [("graph", "elements", start)])
-    assert status == 200 and len(out["graph.elements"]) > len(start)
-    assert " 0 relationships" not in out["graph-note.children"]
-    small, left_out = graph_elements("Terminal", terminal, None, neighbours, cap=5)
-    assert len(small) <= 5 and left_out == len(neighbours) - 2
+    start, _ = figures.graph_elements("Card", card["id"], None, card_neighbours)
+    status, out = _tap(client, "card", {"kind": "Terminal", "key": other["id"], "label": "x"}, start)
+    assert status == 200 and len(out["card-graph.elements"]) > len(start)
+    assert " 0 relationships" not in out["card-graph-note.children"]
+    # A cap of 5 draws at most 5 elements; every neighbour is drawn, in a drawn group, or counted as left out.
+    small, left_out = figures.graph_elements("Terminal", terminal, None, neighbours, cap=5)
+    assert len(small) <= 5 and left_out > 0
+    drawn = {e["data"]["key"] for e in small if "source" not in e["data"]}
+    grouped = {m["id"] for e in small for m in e["data"].get("members", [])}
+    assert sum(1 for n in neighbours if n["id"] in drawn or n["id"] in grouped) + left_out == len(neighbours)
+
+
+def test_graph_groups_cards_opens_groups_and_never_draws_more_than_the_cap(client, app_db):
+    terminal = app_db.read("MATCH (t:Terminal)<-[r:TXN]-() WITH t, count(DISTINCT startNode(r)) AS n "
+                           "ORDER BY n DESC LIMIT 1 RETURN t.terminal_id AS id, n")[0]
+    assert terminal["n"] > figures.GROUP_OVER
+    status, out = _draw(client, "terminal", terminal["id"])
+    elements = out["terminal-graph.elements"]
+    groups = [e for e in elements if e["data"].get("kind") == "Group"]
+    reported = {r["token"] for r in app_db.read("MATCH (c:Card:Reported)-[:TXN]->(:Terminal {terminal_id: $id}) "
+                                                "RETURN DISTINCT c.token AS token", id=terminal["id"])}
+    assert groups and not [e for e in elements if e["data"].get("kind") == "Card"]  # cards only in groups
+    for g in groups:  # reported / other, as the database says
+        assert {m["id"] in reported for m in g["data"]["members"]} == {g["data"]["reported"]}
+    assert sum(len(g["data"]["members"]) for g in groups) == terminal["n"]
+    assert all(e["data"]["label"] == e["data"]["key"] for e in elements
+               if e["data"].get("kind") in ("Terminal", "Merchant"))  # labelled by id
+    # Opening the biggest group draws its cards inside it, within the cap; positions kept.
+    big = max(groups, key=lambda g: len(g["data"]["members"]))
+    status, out = _tap(client, "terminal", dict(big["data"]), elements)
+    opened = out["terminal-graph.elements"]
+    children = [e for e in opened if e["data"].get("parent") == big["data"]["id"]]
+    assert children and len(opened) <= figures.GRAPH_CAP
+    assert len(children) == min(len(big["data"]["members"]), figures.GRAPH_CAP - len(elements))
+    before = _positions(elements)
+    assert {k: v for k, v in _positions(opened).items() if k in before} == before
+    # Keep clicking every node: the drawing never passes the cap.
+    current = opened
+    for node in [e["data"] for e in opened if e["data"].get("kind") in ("Card", "Merchant", "Group")][:12]:
+        status, out = _tap(client, "terminal", node, current)
+        if status == 200 and out:
+            current = out["terminal-graph.elements"]
+        assert len(current) <= figures.GRAPH_CAP
 
 
 def test_search_tokenizes_a_typed_pan_and_shows_only_last4(client, app_db, app_settings, raw_pans):
@@ -141,6 +282,18 @@ def test_search_tokenizes_a_typed_pan_and_shows_only_last4(client, app_db, app_s
     assert status == 200 and out["url.pathname"] == path and out["search.value"] == ""
     page = _page(client, path)
     assert pan not in page and f"**** {pan[-4:]}" in page
+
+
+def test_search_without_a_match_leaves_the_previous_page_for_a_no_match_page(client, app_db, raw_pans):
+    unknown_pan = "4000" + "0" * 11 + "9"
+    assert unknown_pan not in raw_pans
+    for text in ("T-no-such-terminal", unknown_pan):
+        status, out = call(client, [("url", "pathname"), ("search", "value"), ("search-message", "children")],
+                           [("search", "value", text)])
+        assert status == 200 and out["url.pathname"] == NO_MATCH_PATH and out["search.value"] == ""
+        assert out["search-message.children"] == "nothing found" and unknown_pan not in json.dumps(out)
+    page = _page(client, NO_MATCH_PATH)
+    assert NO_MATCH_TEXT in page and "card-title" not in page and "Not found" not in page
 
 
 def test_skimming_victims_are_the_windows_reported_cards_with_their_later_use(client, app_db):
@@ -182,3 +335,57 @@ def test_no_raw_pan_in_anything_the_app_serves(client, app_db, raw_pans):
     assert len(text) > 100_000
     leaked = [pan for pan in raw_pans if pan in text]
     assert not leaked, f"{len(leaked)} raw PANs served"
+
+
+def test_comment_box_is_cleared_after_saving_and_a_second_click_adds_nothing(client, app_db):
+    alert_id = app_db.read("MATCH (a:Alert {kind: 'cloned_card'}) RETURN a.alert_id AS id ORDER BY a.score "
+                           "LIMIT 1")[0]["id"]
+    status_now = queries.alert(app_db, alert_id)["status"]
+    outputs = [("alert-message", "children"), ("alert-audit", "children"), ("alert-status", "children"),
+               ("alert-comment", "value")]
+    state = [("alert-id", "data", alert_id), ("alert-decision", "value", status_now),
+             ("alert-comment", "value", "called the cardholder")]
+    before = len(queries.audit_trail(app_db, alert_id))
+    status, out = call(client, outputs, [("alert-save", "n_clicks", 1)], state)
+    assert status == 200 and out["alert-message.children"] == "saved" and out["alert-comment.value"] == ""
+    # The browser now holds the cleared box: a second click saves nothing and duplicates nothing.
+    state[2] = ("alert-comment", "value", out["alert-comment.value"])
+    status, out = call(client, outputs, [("alert-save", "n_clicks", 2)], state)
+    assert out["alert-message.children"] == "nothing to save"
+    trail = queries.audit_trail(app_db, alert_id)
+    assert len(trail) == before + 1 and trail[-1]["comment"] == "called the cardholder"
+
+
+def test_audit_log_page_filters_by_user_action_and_date(client, dash_app, app_db):
+    alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.alert_id LIMIT 1")[0]["id"]
+    adm = dash_app.server.test_client()
+    sign_in(adm, "adm")
+    outputs = [("alert-message", "children"), ("alert-audit", "children"), ("alert-status", "children"),
+               ("alert-comment", "value")]
+    status_now = queries.alert(app_db, alert_id)["status"]
+    for who, comment in ((client, "ivy was here"), (adm, "adm was here")):
+        assert call(who, outputs, [("alert-save", "n_clicks", 1)],
+                    [("alert-id", "data", alert_id), ("alert-decision", "value", status_now),
+                     ("alert-comment", "value", comment)])[1]["alert-message.children"] == "saved"
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    audit_outputs = [("audit-grid", "rowData"), ("audit-total", "children")]
+
+    def events(user=None, action=None, since=None, until=None):
+        status, out = call(client, audit_outputs, [("audit-user", "value", user), ("audit-action", "value", action),
+                                                   ("audit-dates", "start_date", since),
+                                                   ("audit-dates", "end_date", until)])
+        assert status == 200
+        return out["audit-grid.rowData"]
+
+    everything = events()
+    assert {"ivy was here", "adm was here"} <= {e["comment"] for e in everything}
+    assert len(everything) == app_db.read("MATCH (e:CaseEvent)-[:CONCERNS]->(:Alert) RETURN count(e) AS n")[0]["n"]
+    by_adm = events(user="adm")
+    assert by_adm and {e["user"] for e in by_adm} == {"adm"} and "ivy was here" not in {e["comment"] for e in by_adm}
+    comments = events(action="comment")
+    assert comments and {e["action"] for e in comments} == {"comment"}
+    assert len(events(since=today, until=today)) == len(everything)  # "until" is the last day shown
+    assert events(until=yesterday) == []
+    assert all(e["href"].startswith("/alert/") for e in everything)
+    assert "Audit log" in _page(client, "/audit")

@@ -1,0 +1,215 @@
+"""Pieces shared by the explorer's pages: grids, property and alert tables, and the entity pages' sections
+(timeline, map, neighbourhood graph) that load after the page is shown, each behind a loading indicator."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import quote
+
+import dash_ag_grid as dag
+import dash_cytoscape as cyto
+import dash_mantine_components as dmc
+from dash import Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+
+from app import figures, queries
+from app.context import database, guarded
+
+__all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
+           "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
+           "expand_graph", "SEVERITY_COLORS"]
+
+SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "gray"}
+_HIDDEN_PROPS = {"clone_evidence_txn_ids"}
+# The sections an entity page loads after it is shown (prefix-<name>-box), per entity type.
+_SECTIONS = {"card": ("timeline", "map"), "terminal": ("timeline", "map"), "merchant": ("timeline", "map"),
+             "ring": ("members",)}
+
+
+def grid(id_: str, rows: list[dict], columns: list[dict], *, page_size: int | None = None, height: str | None = None,
+         selectable: bool = False, **kwargs) -> dag.AgGrid:
+    """An AG Grid with sortable, resizable columns; paginated when ``page_size``; auto height when small."""
+    options = {"animateRows": False, "suppressCellFocus": True, "enableCellTextSelection": True}
+    if page_size:
+        options.update(pagination=True, paginationPageSize=page_size, paginationPageSizeSelector=False)
+    if selectable:
+        options.update(rowSelection={"mode": "multiRow", "enableClickSelection": False})
+    style = {"height": height} if height else {}
+    if not height:
+        options["domLayout"] = "autoHeight"
+    return dag.AgGrid(id=id_, rowData=rows, columnDefs=columns, dashGridOptions=options, style=style,
+                      defaultColDef={"sortable": True, "resizable": True, "filter": False, "minWidth": 70},
+                      columnSize="responsiveSizeToFit", **kwargs)
+
+
+def link_column(field: str, header: str, href_field: str, **extra) -> dict:
+    """A column whose cells link to ``row[href_field]`` inside the app (no page reload)."""
+    return {"field": field, "headerName": header, "cellRenderer": "PageLink",
+            "cellRendererParams": {"hrefField": href_field}, **extra}
+
+
+def format_value(value) -> str:
+    """A property value as an investigator reads it: dates to the minute in UTC, few digits, lists joined."""
+    if isinstance(value, list):
+        return ", ".join(format_value(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e7):
+            return f"{value:.2e}"
+        return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    text = str(value)
+    if len(text) >= 19 and text[4] == "-" and text[10] == "T":
+        try:
+            stamp = datetime.fromisoformat(text[:19])
+        except ValueError:
+            return text
+        return stamp.strftime("%Y-%m-%d %H:%M") + " UTC"
+    return text
+
+
+def property_rows(props: dict) -> list[tuple[str, str]]:
+    """(name, shown value) of an entity's properties, underscores as spaces."""
+    return [(k.replace("_", " "), format_value(v)) for k, v in props.items() if k not in _HIDDEN_PROPS]
+
+
+def props_table(props: dict, id_: str) -> dmc.Table:
+    rows = [html.Tr([html.Td(k, style={"color": "#555", "whiteSpace": "nowrap"}),
+                     html.Td(v, style={"wordBreak": "break-all"})])
+            for k, v in property_rows(props)]
+    return dmc.Table(html.Tbody(rows), id=id_, striped=True, withTableBorder=True, fz="sm",
+                     style={"maxWidth": "60em"}, verticalSpacing=4)
+
+
+def alerts_table(alerts: list[dict], id_: str):
+    if not alerts:
+        return dmc.Text("No alert about it.", c="dimmed", size="sm", id=id_)
+    rows = [html.Tr([html.Td(dcc.Link(a["kind"], href=f"/alert/{quote(a['alert_id'])}")),
+                     html.Td(dmc.Badge(a["severity"], color=SEVERITY_COLORS.get(a["severity"], "gray"),
+                                       variant="light"), style={"minWidth": "90px"}),
+                     html.Td(f"{a['score'] or 0:.3f}"), html.Td(a["status"]), html.Td(a["summary"])])
+            for a in alerts]
+    head = html.Thead(html.Tr([html.Th(c) for c in ("alert", "severity", "score", "status", "summary")]))
+    return dmc.Table([head, html.Tbody(rows)], id=id_, withTableBorder=True, fz="sm", highlightOnHover=True)
+
+
+def section(title: str, child, id_: str | None = None) -> html.Div:
+    """A titled part of a page behind a loading indicator."""
+    return html.Div([dmc.Title(title, order=4), dcc.Loading(child, type="dot", delay_show=150)],
+                    className="pg-section", id=id_ or "")
+
+
+def _legend():
+    return html.Div([html.Span([html.Span(className="dot", style={"background": figures._COLORS[kind]}), text])
+                     for kind, text in figures.LEGEND], className="pg-legend", style={"fontSize": "12px"})
+
+
+def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
+    """A card, terminal, merchant or ring page: title, properties and alerts at once; the rest
+    (timeline, map or members, neighbourhood graph) loads behind loading indicators."""
+    ent = queries.entity(database(), entity_type, entity_id) if entity_id else None
+    if ent is None:
+        return html.Div([dmc.Title(f"No {entity_type} {entity_id or ''}", order=3, id=f"{prefix}-title")])
+    props = ent["props"]
+    title = f"card **** {props.get('pan_last4', '????')}" if entity_type == "card" else f"{entity_type} {entity_id}"
+    titles = {"timeline": "Transactions", "map": "Where", "members": "Members"}
+    parts = [dmc.Title(title, order=3, id=f"{prefix}-title"),
+             dmc.SimpleGrid([html.Div([dmc.Title("Properties", order=4), props_table(props, f"{prefix}-props")]),
+                             html.Div([dmc.Title("Alerts", order=4), alerts_table(ent["alerts"],
+                                                                                  f"{prefix}-alerts")])],
+                            cols={"base": 1, "lg": 2}, spacing="lg"),
+             dcc.Store(id=f"{prefix}-key", data=entity_id)]
+    parts += [section(titles[name], html.Div(id=f"{prefix}-{name}-box", style={"minHeight": "60px"}))
+              for name in _SECTIONS[entity_type]]
+    parts.append(section("Neighbourhood (click a node to expand it, a group to open it)", html.Div([
+        html.Div(id=f"{prefix}-graph-note", style={"fontSize": "13px", "margin": ".3em 0"}),
+        _legend(),
+        cyto.Cytoscape(id=f"{prefix}-graph", elements=[], layout={"name": "preset", "fit": True, "padding": 20},
+                       stylesheet=figures.CYTO_STYLE, minZoom=0.2, maxZoom=3,
+                       style={"width": "100%", "height": "520px", "border": "1px solid #ddd"})])))
+    return html.Div(parts, **{"data-expect-graph": "yes"})
+
+
+def activity_sections(db, entity_type: str, entity_id: str, prefix: str):
+    """The transactions chart and the map of a card, terminal or merchant (one read of its transactions); a
+    skimming point's map also shows where its window's reported cards were used afterwards."""
+    props = queries.entity(db, entity_type, entity_id)["props"]
+    txns = queries.timeline(db, entity_type, entity_id)
+    window = (props.get("skim_window_start"), props.get("skim_window_end"))
+    title = f"{len(txns):,} transactions" + (" (first 5,000)" if len(txns) >= 5_000 else "")
+    timeline = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
+                         figure=figures.timeline_figure(txns, title, window if window[0] else None))
+    if entity_type == "terminal":
+        pos = queries.positions(db, entity_id)
+        later = []
+        if props.get("skim_window_start"):
+            victims = queries.skimming_victims(db, entity_id, props["skim_window_start"], props["skim_window_end"])
+            later = [p for v in victims for p in v["later"]]
+        title = "registered position (star) and transaction positions" + (
+            "; red: where the window's reported cards were used afterwards" if later else "")
+        figure = figures.map_figure((pos["reg_lat"], pos["reg_lon"]), pos["seen"], title, later)
+    else:
+        seen = [[a, b, None] for a, b in zip(txns.get("lat", []), txns.get("lon", [])) if a == a and b == b]
+        figure = figures.map_figure(None, seen, "transaction positions")
+    return timeline, dcc.Graph(id=f"{prefix}-map", figure=figure, config=figures.MAP_CONFIG)
+
+
+def graph_note(n_elements: int, left_out: int, total: int, where: str = "the first node") -> str:
+    note = f"{n_elements} elements drawn"
+    if left_out:
+        note += f"; {left_out} neighbours left out (at most {figures.GRAPH_CAP} elements are drawn)"
+    return note + f"; {total:,} relationships on {where}"
+
+
+def first_graph(db, entity_type: str, entity_id: str) -> tuple[list[dict], str]:
+    """The neighbourhood graph of a page's entity, and its note."""
+    ent = queries.entity(db, entity_type, entity_id)
+    props = ent["props"] if ent else {}
+    caption = props.get("pan_last4") or props.get("kind") or props.get("name")
+    label = queries.ENTITY_KEYS[entity_type][0]
+    neighbours, total = queries.neighbourhood(db, entity_type, entity_id)
+    elements, left_out = figures.graph_elements(label, entity_id, caption, neighbours)
+    return elements, graph_note(len(elements), left_out, total)
+
+
+def expand_graph(db, node: dict, elements: list[dict]) -> tuple[list[dict], str]:
+    """The graph after a click on ``node``: a group opens; another node's neighbours are added around it."""
+    if node.get("kind") == "Group":
+        merged, left_out = figures.open_group(node["id"], elements)
+        note = f"{len(merged)} elements drawn" + (f"; {left_out} cards of the group left out (at most "
+                                                  f"{figures.GRAPH_CAP} elements are drawn)" if left_out else "")
+        return merged, note
+    if not queries.can_expand(node.get("kind")):
+        raise PreventUpdate
+    neighbours, total = queries.neighbourhood(db, node["kind"], node["key"])
+    merged, left_out = figures.graph_elements(node["kind"], node["key"], None, neighbours, elements)
+    return merged, graph_note(len(merged), left_out, total, node.get("label") or node["key"])
+
+
+def register_entity_sections(app, prefix: str, entity_type: str) -> None:
+    """The callbacks that fill an entity page's sections and expand its graph (ids prefixed ``prefix``)."""
+    if "timeline" in _SECTIONS[entity_type]:
+
+        @app.callback(Output(f"{prefix}-timeline-box", "children"), Output(f"{prefix}-map-box", "children"),
+                      Input(f"{prefix}-key", "data"))
+        @guarded()
+        def activity(entity_id):
+            db = database()
+            if not entity_id or queries.entity(db, entity_type, entity_id) is None:
+                raise PreventUpdate
+            return activity_sections(db, entity_type, entity_id, prefix)
+
+    @app.callback(Output(f"{prefix}-graph", "elements"), Output(f"{prefix}-graph-note", "children"),
+                  Input(f"{prefix}-key", "data"), Input(f"{prefix}-graph", "tapNodeData"),
+                  State(f"{prefix}-graph", "elements"))
+    @guarded()
+    def graph(entity_id, node, elements):
+        if ctx.triggered_id == f"{prefix}-graph":  # a click on a node: expand it (or open a group)
+            if not node:
+                raise PreventUpdate
+            return expand_graph(database(), node, elements or [])
+        if not entity_id:
+            raise PreventUpdate
+        return first_graph(database(), entity_type, entity_id)
