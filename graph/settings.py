@@ -117,13 +117,16 @@ class Settings:
         ``POSGUARD_MAX_FIELD_BYTES``: a field longer than this (UTF-8 bytes) is rejected ``field_too_large``
         (default 131072).
     login_free_failures : int
-        ``POSGUARD_LOGIN_FREE_FAILURES``: wrong passwords (per user, per address) answered without delay
+        ``POSGUARD_LOGIN_FREE_FAILURES``: wrong passwords in a row for one user answered without delay
         (default 3).
     login_delay_seconds : float
         ``POSGUARD_LOGIN_DELAY_SECONDS``: the wait imposed after the first failure beyond the free ones,
         doubled after each further failure (default 1).
     login_lockout_failures : int
         ``POSGUARD_LOGIN_LOCKOUT_FAILURES``: failures in a row that lock a user out (default 10).
+    login_address_free_failures : int
+        ``POSGUARD_LOGIN_ADDRESS_FREE_FAILURES``: wrong passwords from one client address (any user) answered
+        without delay (default 10; an office behind one NAT shares an address).
     login_address_lockout_failures : int
         ``POSGUARD_LOGIN_ADDRESS_LOCKOUT_FAILURES``: failures in a row that lock an address out (default 30).
     login_lockout_minutes : float
@@ -164,6 +167,7 @@ class Settings:
     login_free_failures: int = 3
     login_delay_seconds: float = 1.0
     login_lockout_failures: int = 10
+    login_address_free_failures: int = 10
     login_address_lockout_failures: int = 30
     login_lockout_minutes: float = 15.0
     secure_cookie: bool = False
@@ -200,6 +204,7 @@ class Settings:
             login_free_failures=_number(env, "POSGUARD_LOGIN_FREE_FAILURES", 3, int),
             login_delay_seconds=_number(env, "POSGUARD_LOGIN_DELAY_SECONDS", 1.0),
             login_lockout_failures=_number(env, "POSGUARD_LOGIN_LOCKOUT_FAILURES", 10, int, 1),
+            login_address_free_failures=_number(env, "POSGUARD_LOGIN_ADDRESS_FREE_FAILURES", 10, int),
             login_address_lockout_failures=_number(env, "POSGUARD_LOGIN_ADDRESS_LOCKOUT_FAILURES", 30, int, 1),
             login_lockout_minutes=_number(env, "POSGUARD_LOGIN_LOCKOUT_MINUTES", 15.0),
             secure_cookie=_flag(env, "POSGUARD_SECURE_COOKIE"),
