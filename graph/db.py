@@ -36,7 +36,7 @@ def lost_connection(exc: BaseException) -> bool:
 
 def _lost(uri: str, exc: Exception) -> DatabaseError:
     return DatabaseError(f"lost the connection to Neo4j at {uri} ({type(exc).__name__}): is the server running? "
-                         "Nothing half-written stays visible; run the same command again once it is back")
+                         "Run the same command again once it is back (loads are idempotent)")
 
 
 def _driver(uri: str, auth: tuple[str, str]) -> neo4j.Driver:

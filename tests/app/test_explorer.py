@@ -182,3 +182,55 @@ def test_no_raw_pan_in_anything_the_app_serves(client, app_db, raw_pans):
     assert len(text) > 100_000
     leaked = [pan for pan in raw_pans if pan in text]
     assert not leaked, f"{len(leaked)} raw PANs served"
+
+
+# ------------------------------------------------------------------ issue 14: 404 for unknown alerts, Origin
+CASE_OUTPUTS = [("case-message", "children"), ("case-audit", "children"), ("alert-status", "children")]
+
+
+def test_save_and_export_of_an_unknown_alert_are_404_not_500(client, app_db):
+    """Both answered 500 before (a None alert's .get, and case_bundle's LookupError)."""
+    state = [("case-alert-id", "data", "no-such-alert"), ("case-status", "value", "confirmed"),
+             ("case-comment", "value", "x")]
+    assert call(client, CASE_OUTPUTS, [("case-save", "n_clicks", 1)], state)[0] == 404
+    assert call(client, [("case-download", "data")], [("case-export", "n_clicks", 1)],
+                [("case-alert-id", "data", "no-such-alert")])[0] == 404
+    assert app_db.read("MATCH (a:Alert {alert_id: 'no-such-alert'}) RETURN count(a) AS n")[0]["n"] == 0
+    real = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id LIMIT 1")[0]["id"]
+    status, out = call(client, [("case-download", "data")], [("case-export", "n_clicks", 1)],
+                       [("case-alert-id", "data", real)])
+    assert status == 200 and out["case-download.data"]["filename"] == f"case-{real}.zip"
+
+
+def _update(client, headers):
+    body = {"output": "page.children", "outputs": {"id": "page", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "changedPropIds": ["url.pathname"],
+            "state": []}
+    return client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
+                       headers=headers)
+
+
+def test_state_changing_requests_from_another_origin_are_refused(client, dash_app):
+    """SameSite=Strict was the only CSRF defence: callbacks and the login form now check Origin/Referer."""
+    assert _update(client, {"Origin": "http://localhost"}).status_code == 200  # the explorer's own page
+    assert _update(client, {}).status_code == 200  # no Origin, no Referer: not a browser
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Referer": "https://evil.example/page"}, {"Origin": "http://localhost.evil.example"}):
+        response = _update(client, headers)
+        assert response.status_code == 403 and b"cross-site" in response.data, headers
+    anonymous = dash_app.server.test_client()
+    forged = anonymous.post("/login", data={"username": "ivy", "password": "ivy-password-1"},
+                            headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and "posguard_session" not in forged.headers.get("Set-Cookie", "")
+    assert anonymous.get("/login", headers={"Origin": "https://evil.example"}).status_code == 200  # reads are fine
+
+
+def test_an_allowed_origin_behind_a_proxy_is_accepted(app_db, app_settings):
+    from app.server import create_app
+    from tests.app.conftest import sign_in
+
+    app = create_app(app_db, token_key=app_settings.token_key, allowed_origins=("https://posguard.example.org/",))
+    c = app.server.test_client()
+    assert sign_in(c, "ivy").status_code == 302
+    assert _update(c, {"Origin": "https://posguard.example.org"}).status_code == 200
+    assert _update(c, {"Origin": "https://other.example.org"}).status_code == 403

@@ -126,11 +126,13 @@ def test_a_corrupt_gzip_file_fails_the_run_naming_it(tmp_path):
 def test_files_matching_no_kind_are_named_in_the_manifest_and_on_stderr(tmp_path, caplog):
     drop = make_drop(tmp_path / "drop", [good(1)])
     (drop / "交易 transactions.csv").write_text(_lines(good(2)))
+    (drop / "transactions-交易.csv").write_text(_lines(good(3)))  # starts with its kind: read
     (drop / "notes.txt").write_text("hello")
     (drop / "truth").mkdir()
     home = settings(tmp_path / "home")
     with caplog.at_level(logging.WARNING, logger="posguard.etl"):
         first = run_drop(drop, home)
+    assert first.counts["transactions"]["loaded"] == 2
     ignored = json.loads((first.run_path / "manifest.json").read_text())["ignored"]
     assert {i["name"] for i in ignored} == {"交易 transactions.csv", "notes.txt", "truth"}
     assert all(i["reason"] for i in ignored)
