@@ -16,8 +16,8 @@ from etl.tokenize import token
 
 __all__ = ["PAN_LIKE", "luhn_ok", "redact_pans", "redact_values"]
 
-# 13-19 digits, single spaces or dashes between them, not inside a longer digit run
-PAN_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+# a run of digit groups separated by single spaces or dashes; PANs are looked for inside it (13-19 digits)
+PAN_LIKE = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
 _TOKEN = re.compile(r"token:[0-9a-f]{32}")
 
 
@@ -39,12 +39,33 @@ def luhn_ok(digits: str) -> bool:
 
 
 def _pan_runs(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, digits) of the PAN-like runs of ``text``; a longer run is tried in every 13-19 window."""
+    """(start, end, digits) of the PAN-like spans of ``text``, left to right.
+
+    Inside a run of digit groups (``T1 4111 1111 1111 1111``: the groups 1, 4111, ...), every span of whole
+    groups holding 13-19 digits is a candidate; the longest Luhn-valid one starting at the leftmost group
+    wins, and the search goes on after it.
+    """
     found = []
     for m in PAN_LIKE.finditer(text):
-        digits = re.sub(r"[ -]", "", m.group())
-        if luhn_ok(digits):
-            found.append((m.start(), m.end(), digits))
+        groups = [(g.start(), g.end()) for g in re.finditer(r"[0-9]+", m.group())]
+        i = 0
+        while i < len(groups):
+            best = None
+            digits = 0
+            for j in range(i, len(groups)):
+                digits += groups[j][1] - groups[j][0]
+                if digits > 19:
+                    break
+                if digits >= 13:
+                    span = re.sub(r"[ -]", "", m.group()[groups[i][0]:groups[j][1]])
+                    if luhn_ok(span):
+                        best = (j, span)
+            if best is None:
+                i += 1
+                continue
+            j, span = best
+            found.append((m.start() + groups[i][0], m.start() + groups[j][1], span))
+            i = j + 1
     return found
 
 
@@ -56,6 +77,8 @@ def redact_pans(text: str, key: bytes | None) -> str:
     -------
     >>> redact_pans("T1 4111 1111 1111 1111 x", b"k") == "T1 token:" + token("4111111111111111", "pan", b"k") + " x"
     True
+    >>> redact_pans("4111111111111111", None), redact_pans("order 12345", b"k")
+    ('[PAN removed]', 'order 12345')
     """
     if not isinstance(text, str) or not text:
         return text

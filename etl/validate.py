@@ -140,6 +140,8 @@ def _parse(col: Column, raw: pd.Series, source_tz: str, limits: Limits = _NO_LIM
             implausible |= parsed.notna() & (parsed < limits.earliest)
         if limits.latest is not None:
             implausible |= parsed.notna() & (parsed > limits.latest)
+        if not implausible.any():
+            return parsed, unparsable, "bad_timestamp"
         reason = pd.Series(np.where(unparsable, "bad_timestamp", "implausible_timestamp"), index=raw.index)
         return parsed, unparsable | implausible, reason
     if col.type in ("decimal", "lat", "lon", "int"):
@@ -224,7 +226,7 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
                                                                            dtype=object)
         raw, unsafe, unsafe_why = _unsafe(raw, limits.max_field_bytes)
         parsed, bad, why = _parse(col, raw, source_tz, limits)
-        if unsafe.any():  # too large or NUL: rejected as such, whatever else the value is
+        if unsafe is not None:  # too large or NUL: rejected as such, whatever else the value is
             why = pd.Series(why, index=frame.index) if not isinstance(why, pd.Series) else why.copy()
             why[unsafe] = unsafe_why[unsafe]
             bad = bad | unsafe
@@ -259,21 +261,38 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
     return Validated(valid=valid.reset_index(drop=True), rejects=rejects[REJECT_COLUMNS])
 
 
-def _unsafe(raw: pd.Series, max_bytes: int | None) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(values to parse, mask of values too large or holding NUL, their reason); checked in Arrow."""
-    none = pd.Series(False, index=raw.index)
-    if raw.dtype != _STR and not (raw.dtype == object and raw.map(lambda v: isinstance(v, str)).any()):
-        return raw, none, pd.Series(None, index=raw.index, dtype=object)
-    array = pa.array(raw.astype(_STR).array)
-    big = none.copy()
-    if max_bytes is not None:
-        big = pd.Series(pc.fill_null(pc.greater(pc.binary_length(array), max_bytes), False).to_numpy(
-            zero_copy_only=False), index=raw.index)
-    nul = pd.Series(pc.fill_null(pc.match_substring(array, "\x00"), False).to_numpy(zero_copy_only=False),
-                    index=raw.index)
-    unsafe = big | nul
+def _has_nul(array) -> bool:
+    """Whether any string of an Arrow (chunked) string array holds a NUL: one scan of its data buffers."""
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    for chunk in chunks:
+        data = chunk.buffers()[2] if len(chunk.buffers()) > 2 else None
+        if data is not None and data.size and not np.frombuffer(data, dtype=np.uint8).all():
+            return True
+    return False
+
+
+def _unsafe(raw: pd.Series, max_bytes: int | None) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
+    """(values to parse, mask of values too large or holding NUL, their reason); (raw, None, None) when none
+    is. Two cheap whole-column tests (the longest value, a NUL anywhere in the buffers) first."""
+    if raw.dtype != _STR and not (raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in (
+            "string", "mixed", "mixed-integer")):
+        return raw, None, None
+    array = pa.array((raw if raw.dtype == _STR else raw.astype(_STR)).array)
+    lengths = pc.binary_length(array)
+    longest = pc.max(lengths).as_py() or 0
+    big_any = max_bytes is not None and longest > max_bytes
+    nul_any = _has_nul(array)
+    if not big_any and not nul_any:
+        return raw, None, None
+    big = np.zeros(len(raw), dtype=bool)
+    if big_any:
+        big = pc.fill_null(pc.greater(lengths, max_bytes), False).to_numpy(zero_copy_only=False)
+    nul = np.zeros(len(raw), dtype=bool)
+    if nul_any:
+        nul = pc.fill_null(pc.match_substring(array, "\x00"), False).to_numpy(zero_copy_only=False)
+    unsafe = pd.Series(big | nul, index=raw.index)
     reason = pd.Series(np.where(big, "field_too_large", np.where(nul, "nul_byte", None)), index=raw.index)
-    return (raw.mask(unsafe) if unsafe.any() else raw), unsafe, reason
+    return raw.mask(unsafe), unsafe, reason
 
 
 def _reject_values(frame: pd.DataFrame, column: pd.Series, reason: pd.Series, rejected: np.ndarray,

@@ -251,3 +251,24 @@ def test_rejects_csv_is_valid_csv_with_commas_quotes_and_newlines_in_values(tmp_
     assert reject["value"] == 'T,"9' and reject["reason"] == "unknown_terminal"
     with open(tmp_path / "home" / "runs" / os.listdir(tmp_path / "home" / "runs")[0] / "rejects.csv") as fh:
         assert len(list(csv.reader(fh))) == 2
+
+
+@pytest.mark.parametrize("text,kept", [
+    (LUHN_PAN, ""), ("4270 2064 5709 3894", ""), ("4270-2064-5709-3894", ""), (f"T{LUHN_PAN}x", "Tx"),
+    ("T1 4270 2064 5709 3894 7", "T1  7"),  # a digit group before and after: the PAN inside is still found
+    (f"{LUHN_PAN},{LUHN_PAN}", ","),
+])
+def test_pan_like_numbers_are_found_inside_any_text(text, kept):
+    from etl.redact import redact_pans
+
+    out = redact_pans(text, KEY)
+    assert LUHN_PAN not in out.replace(" ", "").replace("-", "")
+    assert out.replace("token:" + token(LUHN_PAN, "pan", KEY), "") == kept
+
+
+@pytest.mark.parametrize("text", ["2026-03-01 10:00:00", "12.50", "6212345678901234", "1234567890123",
+                                  "20 digits 12345678901234567890"])
+def test_numbers_that_are_not_pans_stay(text):
+    from etl.redact import redact_pans
+
+    assert redact_pans(text, KEY) == text
