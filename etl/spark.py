@@ -180,6 +180,9 @@ def _validate_chunk(task: dict, key: bytes, source_tz: str, known_terminals, kno
     """One chunk through the local engine's parser and validator: a frame in the ``chunk_schema`` columns."""
     kind = task["kind"]
     frame, lines, bad = _read_chunk(task)
+    if not len(frame) and not bad:  # a chunk inside one long record (a field larger than the chunk): no rows
+        columns = [f.name for f in STAGED_SCHEMAS[kind] if f.name != "run_id"] + ["_fidx", "_line"] + _REJ
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     name = shown_name(task["path"])
     checked = validate(kind, frame, lines, name, key=key, source_tz=source_tz,
                        known_terminals=known_terminals if kind != "terminals" else None,
