@@ -10,6 +10,7 @@ import pytest
 
 from app import queries
 from app.pages import search_target
+from app.server import create_app
 from tests.app.callbacks import call
 from tests.app.conftest import sign_in
 
@@ -226,9 +227,6 @@ def test_state_changing_requests_from_another_origin_are_refused(client, dash_ap
 
 
 def test_an_allowed_origin_behind_a_proxy_is_accepted(app_db, app_settings):
-    from app.server import create_app
-    from tests.app.conftest import sign_in
-
     app = create_app(app_db, token_key=app_settings.token_key, allowed_origins=("https://posguard.example.org/",))
     c = app.server.test_client()
     assert sign_in(c, "ivy").status_code == 302

@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 
 from tests.app.conftest import PASSWORDS
-from tests.helpers import REPO
+from tests.helpers import REPO, posguard
 
 
 def _free_port() -> int:
@@ -77,8 +77,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_sign_in_is_throttled_locked_out_and_unlocked_and_the_cookie_can_be_secure(app_env, app_db):
     """The real server process: 200 wrong passwords were all answered 401 at a steady pace before, and the
     right one worked at once after; the session cookie could not be marked Secure."""
-    from tests.helpers import posguard
-
     env = {**app_env, "POSGUARD_LOGIN_FREE_FAILURES": "1", "POSGUARD_LOGIN_DELAY_SECONDS": "2",
            "POSGUARD_LOGIN_LOCKOUT_FAILURES": "3", "POSGUARD_LOGIN_LOCKOUT_MINUTES": "10"}
     added = posguard("users", "add", "thr", "--role", "analyst", "--password-stdin", env=env,

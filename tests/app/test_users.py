@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app import users
@@ -86,8 +88,6 @@ def _until(db, key):
 
 def test_wrong_passwords_get_growing_delays_then_a_lockout_that_an_admin_ends(db):
     """200 wrong passwords in a row were all answered 401 at a steady pace, and the right one then worked."""
-    import time
-
     users.add_user(db, "ida", "investigator", "ida-password-1")
     first = users.login(db, "ida", "guess-1", "10.0.0.1", FAST)
     assert first.user is None and not first.throttled and first.retry_after == 0  # the free failure

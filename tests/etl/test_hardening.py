@@ -12,18 +12,21 @@ import json
 import logging
 import os
 import stat
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from etl import validate as validate_module
 from etl.errors import DropError
 from etl.pipeline import run_all, run_drop
-from etl.redact import luhn_ok
+from etl.redact import luhn_ok, redact_pans
 from etl.stage import read_staged
 from etl.tokenize import token
 from graph.settings import Settings
+from tests.helpers import REPO
 from tests.etl.test_pipeline import HEADER, KEY, PAN, good, make_drop, rejects_of, settings
 
 LUHN_PAN = "4270206457093894"  # the number of the issue: a valid Luhn check digit, unlike PAN
@@ -183,8 +186,6 @@ def test_the_plausible_time_range_is_a_setting(tmp_path):
 
 
 def test_a_timestamp_more_than_the_allowed_future_is_rejected(tmp_path):
-    from datetime import datetime, timedelta, timezone
-
     soon = (datetime.now(timezone.utc) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     later = (datetime.now(timezone.utc) + timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = [good(1), good(2).replace("2026-03-01T10:00:02+08:00", soon),
@@ -237,12 +238,9 @@ def test_nul_bytes_are_rejected_and_shown_escaped(tmp_path):
 
 def test_every_reason_of_the_readme_is_in_the_validators_list():
     """The documented list of reasons (README) holds every reason validation can give."""
-    from etl import validate as v
-    from tests.helpers import REPO
-
     readme = (REPO / "README.md").read_text()
     for reason in ("non_finite_number", "implausible_timestamp", "nul_byte", "field_too_large"):
-        assert reason in v.__doc__ and f"`{reason}`" in readme, reason
+        assert reason in validate_module.__doc__ and f"`{reason}`" in readme, reason
 
 
 def test_rejects_csv_is_valid_csv_with_commas_quotes_and_newlines_in_values(tmp_path):
@@ -259,8 +257,6 @@ def test_rejects_csv_is_valid_csv_with_commas_quotes_and_newlines_in_values(tmp_
     (f"{LUHN_PAN},{LUHN_PAN}", ","),
 ])
 def test_pan_like_numbers_are_found_inside_any_text(text, kept):
-    from etl.redact import redact_pans
-
     out = redact_pans(text, KEY)
     assert LUHN_PAN not in out.replace(" ", "").replace("-", "")
     assert out.replace("token:" + token(LUHN_PAN, "pan", KEY), "") == kept
@@ -269,6 +265,4 @@ def test_pan_like_numbers_are_found_inside_any_text(text, kept):
 @pytest.mark.parametrize("text", ["2026-03-01 10:00:00", "12.50", "6212345678901234", "1234567890123",
                                   "20 digits 12345678901234567890"])
 def test_numbers_that_are_not_pans_stay(text):
-    from etl.redact import redact_pans
-
     assert redact_pans(text, KEY) == text
