@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import sys
+from datetime import datetime, timezone
 
 __all__ = ["add_parsers", "cmd_app", "cmd_users"]
 
@@ -22,7 +23,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace, settings) -> int:
-    """users add NAME --role R | list | disable NAME | enable NAME | reset NAME."""
+    """users add NAME --role R | list | disable NAME | enable NAME | reset NAME | unlock NAME."""
     from app import users
     from graph.db import connect
 
@@ -31,8 +32,15 @@ def cmd_users(args: argparse.Namespace, settings) -> int:
         try:
             if args.action == "list":
                 for u in users.list_users(db):
+                    locked = "" if u["locked_until"] is None else " locked until " + datetime.fromtimestamp(
+                        u["locked_until"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                     print(f"{u['name']:20s} {u['role']:13s} {'disabled' if u['disabled'] else 'active':9s} "
-                          f"last login {u['last_login'] or '-'}")
+                          f"last login {u['last_login'] or '-'}{locked}")
+                return 0
+            if args.action == "unlock" and args.address and not args.name:
+                if not users.unlock(db, address=args.address, by="cli"):
+                    log.info("address %s was not locked out", args.address)
+                print(f"address {args.address}: unlock done")
                 return 0
             if not args.name:
                 raise users.UserError(f"`users {args.action}` needs a user NAME")
@@ -42,6 +50,9 @@ def cmd_users(args: argparse.Namespace, settings) -> int:
                 users.set_disabled(db, args.name, args.action == "disable")
             elif args.action == "reset":
                 users.reset_password(db, args.name, _password(args))
+            elif args.action == "unlock":
+                if not users.unlock(db, args.name, by="cli"):
+                    log.info("user %s was not locked out", args.name)
         except (users.UserError, ValueError) as exc:
             print(f"posguard: error: {exc}", file=sys.stderr)
             return 2
@@ -51,14 +62,20 @@ def cmd_users(args: argparse.Namespace, settings) -> int:
 
 def cmd_app(args: argparse.Namespace, settings) -> int:
     """Serve the explorer until interrupted."""
+    from app import users
     from app.explorer import create_app
     from graph.db import connect
 
     db = connect(settings)
     db.ensure_schema()
-    app = create_app(db, token_key=settings.token_key)
+    secure = settings.secure_cookie or args.secure_cookie
+    app = create_app(db, token_key=settings.token_key, secure_cookie=secure,
+                     login_policy=users.LoginPolicy.from_settings(settings), allowed_origins=settings.allowed_origins)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("the explorer listens on %s: reachable from other machines; put it behind HTTPS", args.host)
+        if not secure:
+            log.warning("the session cookie is not marked Secure: behind HTTPS pass --secure-cookie "
+                        "(or POSGUARD_SECURE_COOKIE=1)")
     print(f"posguard explorer on http://{args.host}:{args.port}/ (sign in with a user from `posguard users add`)",
           flush=True)
     from waitress import serve
@@ -76,11 +93,15 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050)
     p.add_argument("--threads", type=int, default=8, help="requests served at once (default 8)")
+    p.add_argument("--secure-cookie", action="store_true",
+                   help="mark the session cookie Secure (sent over HTTPS only): for use behind a TLS proxy "
+                        "(also POSGUARD_SECURE_COOKIE=1)")
     p.set_defaults(func=cmd_app, needs_settings=True)
 
     p = sub.add_parser("users", parents=[common], help="manage the explorer's users")
-    p.add_argument("action", choices=["add", "list", "disable", "enable", "reset"])
+    p.add_argument("action", choices=["add", "list", "disable", "enable", "reset", "unlock"])
     p.add_argument("name", nargs="?")
     p.add_argument("--role", choices=["analyst", "investigator", "admin"], default="analyst")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--address", default=None, help="with unlock and no NAME: end the lockout of this client address")
     p.set_defaults(func=cmd_users, needs_settings=True)

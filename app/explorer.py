@@ -8,7 +8,7 @@ from pathlib import Path
 import dash
 import flask
 
-from app import context, frame
+from app import context, frame, users
 from app.pages import PAGES
 from app.server import create_server
 
@@ -26,7 +26,8 @@ def _cache_code(response):
 
 
 def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0,
-               secure_cookie: bool = False) -> dash.Dash:
+               secure_cookie: bool = False, login_policy: users.LoginPolicy | None = None,
+               allowed_origins: tuple = ()) -> dash.Dash:
     """The explorer over ``db`` (a ``graph.db.Database``).
 
     Parameters
@@ -39,12 +40,17 @@ def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0
         Session lifetime.
     secure_cookie : bool
         Mark the session cookie Secure (behind HTTPS).
+    login_policy : app.users.LoginPolicy, optional
+        Sign-in throttling and lockout (default: ``LoginPolicy()``; the CLI builds it from the settings).
+    allowed_origins : tuple of str
+        Origins allowed to send state-changing requests besides the explorer's own host.
 
     Example
     -------
     >>> create_app(db, token_key=b"...").run(host="127.0.0.1", port=8050)  # doctest: +SKIP
     """
-    server = create_server(db, session_hours=session_hours, secure_cookie=secure_cookie)
+    server = create_server(db, session_hours=session_hours, secure_cookie=secure_cookie, login_policy=login_policy,
+                           allowed_origins=allowed_origins)
     context.install(server, db, token_key)
     app = dash.Dash("posguard", server=server, title="posguard", use_pages=True, pages_folder="",
                     assets_folder=str(ASSETS), suppress_callback_exceptions=True, update_title=None)

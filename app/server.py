@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from urllib.parse import urlsplit
 
 import flask
 
-from app import users
+from app import queries, users
 from app.context import current_user, guarded
 
 __all__ = ["create_server", "guarded", "current_user", "SESSION_COOKIE"]
@@ -30,7 +32,59 @@ width:20em}}input{{width:100%;padding:.5em;margin:.3em 0 1em;box-sizing:border-b
 <button type="submit" id="login-button">Sign in</button></form></body></html>"""
 
 
-def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: bool) -> None:
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _json_error(message: str, status: int) -> flask.Response:
+    return flask.Response(json.dumps({"error": message}), status=status, mimetype="application/json")
+
+
+def _cross_origin(request: flask.Request, allowed: tuple) -> str | None:
+    """Why a state-changing request comes from another site, or None when it does not.
+
+    A browser sends ``Origin`` with every cross-site POST (and same-site fetches); a request without
+    ``Origin`` and ``Referer`` is not a browser's and cannot carry the victim's cookie to us.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        referer = request.headers.get("Referer")
+        if not referer:
+            return None
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}"
+    if origin == "null":
+        return "Origin null"
+    if origin.rstrip("/") in allowed or urlsplit(origin).netloc == request.host:
+        return None
+    return f"Origin {origin[:100]!r}"
+
+
+def _unknown_alert(db, request: flask.Request) -> str | None:
+    """The alert id of a callback request (a component id ending in ``alert-id``) that names no alert."""
+    try:
+        body = json.loads(request.get_data(cache=True) or b"{}")
+    except ValueError:
+        return None
+    items = [i for key in ("inputs", "state") for i in (body.get(key) or []) if isinstance(i, dict)]
+    for item in items:
+        if str(item.get("id", "")).endswith("alert-id") and isinstance(item.get("value"), str) and item["value"]:
+            if queries.alert(db, item["value"]) is None:
+                return item["value"]
+    return None
+
+
+def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: bool,
+                  policy: users.LoginPolicy, allowed_origins: tuple) -> None:
+    @server.before_request
+    def same_origin_only():
+        if flask.request.method in _SAFE_METHODS:
+            return None
+        why = _cross_origin(flask.request, allowed_origins)
+        if why is None:
+            return None
+        log.warning("refused a %s %s from another site (%s)", flask.request.method, flask.request.path, why)
+        return _json_error("cross-site request refused", 403)
+
     @server.before_request
     def require_session():
         path = flask.request.path
@@ -38,6 +92,8 @@ def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: 
             return None
         flask.g.user = users.session_user(db, flask.request.cookies.get(SESSION_COOKIE))
         if flask.g.user is not None:
+            if path == "/_dash-update-component" and (missing := _unknown_alert(db, flask.request)) is not None:
+                return _json_error(f"no alert {missing[:100]}", 404)
             return None
         if path.startswith("/_dash-") or flask.request.method != "GET":
             return flask.Response('{"error": "sign in first"}', status=401, mimetype="application/json")
@@ -48,11 +104,19 @@ def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: 
         if flask.request.method == "GET":
             return _LOGIN_PAGE.format(error="")
         name = flask.request.form.get("username", "")
-        user = users.authenticate(db, name, flask.request.form.get("password", ""))
+        address = flask.request.remote_addr or "unknown"
+        outcome = users.login(db, name, flask.request.form.get("password", ""), address, policy)
+        user = outcome.user
         if user is None:
-            log.info("refused sign-in for %r from %s", name, flask.request.remote_addr)
-            page = _LOGIN_PAGE.format(error='<p class="err" id="login-error">Wrong user name or password.</p>')
-            return flask.Response(page, status=401)
+            log.info("refused sign-in for %r from %s%s", name[:64], address,
+                     f" (throttled, {outcome.retry_after}s)" if outcome.throttled else "")
+            text = (f"Too many failed sign-ins for this user or from this address: try again in "
+                    f"{outcome.retry_after} s." if outcome.throttled else "Wrong user name or password.")
+            page = _LOGIN_PAGE.format(error=f'<p class="err" id="login-error">{text}</p>')
+            response = flask.Response(page, status=429 if outcome.throttled else 401)
+            if outcome.retry_after:
+                response.headers["Retry-After"] = str(outcome.retry_after)
+            return response
         response = flask.redirect("/")
         response.set_cookie(SESSION_COOKIE, users.open_session(db, user, hours=session_hours), httponly=True,
                             samesite="Strict", secure=secure_cookie, max_age=int(session_hours * 3600))
@@ -66,6 +130,12 @@ def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: 
         response.delete_cookie(SESSION_COOKIE)
         return response
 
+    @server.errorhandler(LookupError)
+    def not_found(exc):
+        if type(exc) is not LookupError:  # a KeyError or IndexError is a bug, not a missing record
+            raise exc
+        return _json_error(str(exc)[:200], 404)
+
     @server.after_request
     def no_store(response):
         response.headers.setdefault("Cache-Control", "no-store")
@@ -74,7 +144,8 @@ def _install_auth(server: flask.Flask, db, session_hours: float, secure_cookie: 
         return response
 
 
-def create_server(db, *, session_hours: float = 8.0, secure_cookie: bool = False) -> flask.Flask:
+def create_server(db, *, session_hours: float = 8.0, secure_cookie: bool = False,
+                  login_policy: users.LoginPolicy | None = None, allowed_origins: tuple = ()) -> flask.Flask:
     """The Flask server of the explorer over ``db``: sign-in, sessions and the guard of every other route.
 
     Parameters
@@ -84,7 +155,12 @@ def create_server(db, *, session_hours: float = 8.0, secure_cookie: bool = False
         Session lifetime.
     secure_cookie : bool
         Mark the session cookie Secure (behind HTTPS).
+    login_policy : app.users.LoginPolicy, optional
+        Sign-in throttling and lockout (default: ``LoginPolicy()``; the CLI builds it from the settings).
+    allowed_origins : tuple of str
+        Origins allowed to send state-changing requests besides the explorer's own host.
     """
     server = flask.Flask("posguard")
-    _install_auth(server, db, session_hours, secure_cookie)
+    _install_auth(server, db, session_hours, secure_cookie, login_policy or users.LoginPolicy(),
+                  tuple(o.rstrip("/") for o in allowed_origins))
     return server

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -11,7 +13,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = ["ROLES", "User", "UserError", "add_user", "list_users", "set_disabled", "reset_password",
-           "authenticate", "open_session", "session_user", "close_session", "can"]
+           "authenticate", "open_session", "session_user", "close_session", "can", "LoginPolicy", "LoginOutcome",
+           "login", "unlock", "auth_events"]
 
 ROLES = ("analyst", "investigator", "admin")
 # what each role may do beyond reading: investigators decide cases, admins also manage users
@@ -36,7 +39,23 @@ CYPHER = {
                "MATCH (u:User {name: s.user}) WHERE NOT u.disabled RETURN u.name AS name, u.role AS role",
     "close": "MATCH (s:Session {id_hash: $id_hash}) DELETE s",
     "expire": "MATCH (s:Session) WHERE s.expires_at <= datetime() DELETE s",
+    # login throttling: one node per user name and per client address, failures in a row and the time
+    # (epoch seconds) before which the next attempt is refused unchecked
+    "throttles": "MATCH (t:LoginThrottle) WHERE t.key IN $keys AND t.until > $now RETURN t.key AS key, "
+                 "t.until AS until",
+    "fail": "MERGE (t:LoginThrottle {key: $key}) WITH t, CASE WHEN t.last IS NULL OR t.last < $stale THEN 0 "
+            "ELSE coalesce(t.failures, 0) END AS before SET t.failures = before + 1, t.last = $now "
+            "RETURN t.failures AS failures",
+    "hold": "MATCH (t:LoginThrottle {key: $key}) SET t.until = $until",
+    "forget": "MATCH (t:LoginThrottle {key: $key}) DELETE t RETURN count(t) AS n",
+    "event": "CREATE (:AuthEvent {at: datetime(), user: $name, address: $address, action: $action, "
+             "failures: $failures, until: $until})",
+    "events": "MATCH (e:AuthEvent {user: $name}) RETURN toString(e.at) AS at, e.user AS user, e.address AS address, "
+              "e.action AS action, e.failures AS failures, e.until AS until ORDER BY e.at",
+    "locked": "MATCH (t:LoginThrottle) WHERE t.key STARTS WITH 'user:' AND t.until > $now "
+              "RETURN substring(t.key, 5) AS name, t.until AS until",
 }
+_FORGET_AFTER = 24 * 3600.0  # failures older than a day no longer count
 
 
 class UserError(ValueError):
@@ -77,8 +96,9 @@ def add_user(db, name: str, role: str, password: str) -> None:
 
 
 def list_users(db) -> list[dict]:
-    """Every user: name, role, disabled, created_at, last_login (never hashes)."""
-    return db.read(CYPHER["list"])
+    """Every user: name, role, disabled, created_at, last_login, locked_until (epoch s or None; never hashes)."""
+    locked = {r["name"]: r["until"] for r in db.read(CYPHER["locked"], now=time.time())}
+    return [{**u, "locked_until": locked.get(u["name"])} for u in db.read(CYPHER["list"])]
 
 
 def set_disabled(db, name: str, disabled: bool = True) -> None:
@@ -138,3 +158,121 @@ def close_session(db, session_id: str | None) -> None:
     """End a session (logout)."""
     if session_id:
         db.run(CYPHER["close"], id_hash=_id_hash(session_id))
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """Throttling of sign-ins, per user name and per client address (``graph.settings.Settings.login_*``).
+
+    The first ``free_failures`` wrong passwords in a row for a user name are answered at once; after each
+    further one the next attempt is refused unchecked (429, Retry-After) for ``delay_seconds``, doubled at
+    every failure; at ``lockout_failures`` failures the wait is ``lockout_minutes``. An address (many users
+    behind one NAT) has its own, larger counts: ``address_free_failures``, ``address_lockout_failures``.
+    A right password resets the user's count (not the address's); ``posguard users unlock NAME`` (or
+    ``--address``) ends a lockout. Failures older than a day are forgotten.
+    """
+
+    free_failures: int = 3
+    delay_seconds: float = 1.0
+    lockout_failures: int = 10
+    address_free_failures: int = 10
+    address_lockout_failures: int = 30
+    lockout_minutes: float = 15.0
+
+    @classmethod
+    def from_settings(cls, settings) -> "LoginPolicy":
+        return cls(settings.login_free_failures, settings.login_delay_seconds, settings.login_lockout_failures,
+                   settings.login_address_free_failures, settings.login_address_lockout_failures,
+                   settings.login_lockout_minutes)
+
+    def wait(self, failures: int, free: int, lockout_at: int) -> float:
+        """Seconds before the next attempt after ``failures`` failures in a row (``free`` of them without a
+        wait, a lockout at ``lockout_at``).
+
+        Example
+        -------
+        >>> [LoginPolicy().wait(n, 3, 10) for n in (3, 4, 5, 6, 10)]
+        [0.0, 1.0, 2.0, 4.0, 900.0]
+        """
+        lockout = self.lockout_minutes * 60.0
+        if failures >= lockout_at:
+            return lockout
+        if failures <= free:
+            return 0.0
+        return min(self.delay_seconds * 2.0 ** (failures - free - 1), lockout)
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """What a sign-in attempt gave: the user, or why not and how long to wait (seconds, rounded up)."""
+
+    user: User | None
+    throttled: bool = False
+    retry_after: int = 0
+
+
+def _keys(name: str, address: str) -> tuple[str, str]:
+    return "user:" + name, "addr:" + (address or "unknown")
+
+
+def login(db, name: str, password: str, address: str, policy: LoginPolicy | None = None) -> LoginOutcome:
+    """A sign-in attempt from ``address``, throttled per user name and per address, audited.
+
+    While the user or the address must wait, the password is not even checked (throttled, with the wait).
+    Unknown user names are throttled like known ones (no user-name oracle). Failures, lockouts and
+    sign-ins are recorded as ``(:AuthEvent)`` nodes (:func:`auth_events`).
+    """
+    policy = policy or LoginPolicy()
+    now = time.time()
+    user_key, addr_key = _keys(name, address)
+    held = db.read(CYPHER["throttles"], keys=[user_key, addr_key], now=now)
+    if held:
+        return LoginOutcome(None, throttled=True, retry_after=math.ceil(max(r["until"] for r in held) - now))
+    user = authenticate(db, name, password)
+    if user is not None:
+        db.run(CYPHER["forget"], key=user_key)
+        db.run(CYPHER["event"], name=name, address=address, action="login", failures=0, until=None)
+        return LoginOutcome(user)
+    wait, now = 0.0, time.time()  # the wait runs from the refusal
+    for key, free, lockout_at in ((user_key, policy.free_failures, policy.lockout_failures),
+                                  (addr_key, policy.address_free_failures, policy.address_lockout_failures)):
+        failures = db.run(CYPHER["fail"], key=key, now=now, stale=now - _FORGET_AFTER)[0]["failures"]
+        pause = policy.wait(failures, free, lockout_at)
+        if pause > 0:
+            db.run(CYPHER["hold"], key=key, until=now + pause)
+        if failures == lockout_at:
+            db.run(CYPHER["event"], name=name, address=address, failures=failures, until=now + pause,
+                   action="locked_out_user" if key == user_key else "locked_out_address")
+        if key == user_key:
+            db.run(CYPHER["event"], name=name, address=address, action="login_failed", failures=failures,
+                   until=now + pause if pause else None)
+        wait = max(wait, pause)
+    return LoginOutcome(None, retry_after=math.ceil(wait))
+
+
+def unlock(db, name: str | None = None, *, address: str | None = None, by: str = "cli") -> bool:
+    """End the throttling or lockout of a user (``name``) or of a client ``address`` (admin); returns whether
+    one was in force. Audited (``unlocked`` event; ``address`` is who unlocked, or the address unlocked).
+
+    Raises
+    ------
+    UserError
+        No such user, or neither a name nor an address.
+    """
+    if name:
+        if not db.read(CYPHER["get"], name=name):
+            raise UserError(f"no user {name!r}")
+        key = _keys(name, "")[0]
+    elif address:
+        key = _keys("", address)[1]
+    else:
+        raise UserError("unlock needs a user NAME or --address")
+    held = bool(db.read(CYPHER["throttles"], keys=[key], now=time.time()))
+    db.run(CYPHER["forget"], key=key)
+    db.run(CYPHER["event"], name=name or "", address=address or by, action="unlocked", failures=0, until=None)
+    return held
+
+
+def auth_events(db, name: str) -> list[dict]:
+    """The sign-in audit trail of a user name, oldest first: at, user, address, action, failures, until."""
+    return db.read(CYPHER["events"], name=name)

@@ -306,12 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("posguard: interrupted", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # the last line of defence: a clear message, exit 1
-        from graph.db import DatabaseError
+        from graph.db import DatabaseError, lost_connection
         from graph.server import ServerError
 
         from etl.lock import LockedError
 
-        if isinstance(exc, (ServerError, DatabaseError, LockedError)):
+        if isinstance(exc, (ServerError, DatabaseError, LockedError)) or lost_connection(exc):
             print(f"posguard: error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         if getattr(exc, "exit_code", None) == EXIT_BAD_INPUT:

@@ -80,11 +80,11 @@ def kind_of_file(name: str) -> str | None:
 
     Example
     -------
-    >>> kind_of_file("Transactions-2026-03-01.csv"), kind_of_file("notes.txt")
+    >>> kind_of_file("Transactions-2026-03-01.csv.gz"), kind_of_file("notes.txt")
     ('transactions', None)
     """
     lower = name.lower()
-    if not lower.endswith((".csv", ".parquet")):
+    if not lower.endswith((".csv", ".csv.gz", ".csv.zst", ".parquet")):  # CSV may be gzip/zstd-compressed
         return None
     # longest kind first, so that "terminal_events" is not taken for "terminals"
     for kind in sorted(KINDS, key=len, reverse=True):

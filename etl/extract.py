@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +19,14 @@ import pyarrow.parquet as pq
 from etl.contract import KINDS, kind_of_file
 from etl.errors import DropError
 
-__all__ = ["RawFile", "find_files", "read_file", "sha256_of", "csv_header", "parse_csv_body", "parquet_frame",
-           "check_parquet_schema"]
+__all__ = ["RawFile", "find_files", "scan_drop", "read_file", "read_input", "is_compressed", "shown_name", "sha256_of",
+           "csv_header", "parse_csv_body", "parquet_frame", "check_parquet_schema"]
 
 _NUMERIC_TYPES = ("decimal", "int", "lat", "lon")
+# The slow parser reads fields of any size; validation rejects those over the configured limit
+# (Settings.max_field_bytes) with file, line and column, instead of the csv module's 128 KiB crash.
+csv.field_size_limit(2**31 - 1)
+_COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
 
 
 @dataclass
@@ -53,33 +59,119 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def find_files(drop: Path) -> list[tuple[str, Path]]:
-    """(kind, path) of every input file in ``drop``, sorted by kind then name.
+def shown_name(path: Path | str) -> str:
+    """A file name as text that can be printed and written (bytes that are not UTF-8 shown as U+FFFD)."""
+    name = Path(path).name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_compressed(path: Path | str) -> bool:
+    """True for ``.csv.gz`` and ``.csv.zst`` inputs (read whole, decompressed on the fly)."""
+    return Path(path).suffix.lower() in _COMPRESSION
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def scan_drop(drop: Path) -> tuple[list[tuple[str, Path]], list[dict]]:
+    """((kind, path) of every input file sorted by kind then name, [{"name", "reason"} of every entry not read]).
+
+    Every entry of the drop is either an input or in the second list (the manifest's ``ignored``).
 
     Raises
     ------
     DropError
-        When the drop has no transactions file.
+        A symbolic link that leads outside the drop (or nowhere); a drop without a transactions file.
     """
     drop = Path(drop)
-    found = sorted(((kind_of_file(p.name), p) for p in drop.iterdir() if p.is_file() and kind_of_file(p.name)),
-                   key=lambda kp: (kp[0], kp[1].name))
+    root = drop.resolve()
+    found, ignored = [], []
+    for p in sorted(drop.iterdir(), key=lambda q: q.name):
+        name = shown_name(p)
+        if p.is_symlink():
+            target = Path(os.path.realpath(p))
+            if not target.exists():
+                raise DropError(name, "a symbolic link that leads nowhere; refused")
+            if not _inside(target, root):
+                raise DropError(name, "a symbolic link that leads outside the drop; refused (copy the file into "
+                                      "the drop instead)")
+        kind = kind_of_file(p.name)
+        if p.is_dir():
+            ignored.append({"name": name, "reason": "a directory: drops are flat, sub-directories are not read"})
+        elif not p.is_file():
+            ignored.append({"name": name, "reason": "not a regular file"})
+        elif kind is None:
+            ignored.append({"name": name, "reason": "the name matches no input kind (names start with one of "
+                                                    f"{', '.join(sorted(KINDS))} and end in .csv, .csv.gz, "
+                                                    ".csv.zst or .parquet)"})
+        else:
+            found.append((kind, p))
+    found.sort(key=lambda kp: (kp[0], kp[1].name))
     if not any(kind == "transactions" for kind, _ in found):
-        raise DropError(str(drop), "no transactions file (a drop needs at least one transactions*.csv or "
-                                   "transactions*.parquet)")
-    return found
+        raise DropError(shown_name(drop), "no transactions file (a drop needs at least one transactions*.csv, "
+                                          "transactions*.csv.gz or transactions*.parquet)")
+    return found, ignored
+
+
+def find_files(drop: Path) -> list[tuple[str, Path]]:
+    """(kind, path) of every input file in ``drop``, sorted by kind then name (see :func:`scan_drop`).
+
+    Raises
+    ------
+    DropError
+        When the drop has no transactions file, or a link leaves it.
+    """
+    return scan_drop(drop)[0]
+
+
+def read_input(path: Path) -> bytes:
+    """The bytes of a CSV input, decompressed when it is ``.gz`` or ``.zst``.
+
+    Raises
+    ------
+    DropError
+        A compressed file that cannot be decompressed.
+    """
+    path = Path(path)
+    codec = _COMPRESSION.get(path.suffix.lower())
+    if codec is None:
+        return path.read_bytes()
+    try:
+        with pa.input_stream(str(path), compression=codec) as stream:
+            return stream.read()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DropError(shown_name(path), f"not a readable {codec} file ({type(exc).__name__})") from None
 
 
 def _check_columns(path: Path, kind: str, names: list[str]) -> None:
     seen = set()
     for name in names:
         if name in seen:
+            if not _NAME.fullmatch(name):  # data, not a header: not echoed
+                raise DropError(str(path), f"required column is missing ({_header_shown(names)})", line=1)
             raise DropError(str(path), f"column {name!r} appears twice in the header", line=1, column=name)
         seen.add(name)
     for col in KINDS[kind]:
         if col.required and col.name not in seen:
-            raise DropError(str(path), f"required column {col.name!r} is missing (header has: "
-                                       f"{', '.join(names) or 'nothing'})", line=1, column=col.name)
+            raise DropError(str(path), f"required column {col.name!r} is missing ({_header_shown(names)})",
+                            line=1, column=col.name)
+
+
+def _header_shown(names: list[str]) -> str:
+    """The header's names for an error message, unless they look like data (a file without a header row):
+    its first line is then not echoed, it may hold secrets."""
+    if names and all(_NAME.fullmatch(n) for n in names):
+        return "header has: " + ", ".join(names)
+    return (f"the header's {len(names)} fields do not look like column names: a file without a header row?"
+            if names else "header has nothing")
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_ .-]{0,63}")
 
 
 def _header(path: Path, raw: bytes) -> list[str]:
@@ -114,7 +206,7 @@ def csv_header(path: Path, kind: str, head: bytes) -> tuple[list[str], int]:
 
 
 def _read_csv(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray, list]:
-    raw = path.read_bytes()
+    raw = read_input(path)
     names, header_bytes = csv_header(path, kind, raw)
     return parse_csv_body(raw[header_bytes:], names, first_line=2)
 

@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from etl.contract import DUPLICATE_KEYS, REFERENCE_KEYS
-from etl.extract import RawFile, find_files, read_file
+from etl.errors import DropError
+from etl.extract import RawFile, read_file, scan_drop, shown_name
 from etl.lock import etl_lock
 from etl.manifest import fingerprint, new_run_id, posguard_version, read_manifests, write_manifest, write_rejects
+from etl.redact import redact_pans, redact_values
 from etl.stage import STAGED_SCHEMAS, discard_uncommitted, read_staged, staged_row_hashes, write_staged
-from etl.validate import REJECT_COLUMNS, validate
+from etl.validate import REJECT_COLUMNS, Limits, validate
 
 __all__ = ["run_drop", "run_all", "RunResult", "is_drop", "VALIDATION_ORDER", "LocalEngine"]
 
@@ -52,10 +54,19 @@ class RunResult:
 
 
 def is_drop(path: Path) -> bool:
-    """True when ``path`` holds transaction files directly."""
+    """True when ``path`` holds transaction files directly (CSV, compressed CSV or Parquet)."""
     from etl.contract import kind_of_file
 
     return Path(path).is_dir() and any(kind_of_file(p.name) == "transactions" for p in Path(path).iterdir())
+
+
+def _redacted(exc: DropError, key: bytes | None) -> DropError:
+    """The same error with PAN-looking numbers in its file name and message tokenized."""
+    text = str(exc).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    clean = DropError.__new__(DropError)
+    ValueError.__init__(clean, redact_pans(text, key))
+    clean.file, clean.line, clean.column = redact_pans(shown_name(exc.file), key), exc.line, exc.column
+    return clean
 
 
 def _row_hash(frame: pd.DataFrame, kind: str) -> np.ndarray:
@@ -115,17 +126,18 @@ class LocalEngine:
     def inspect(self, drop: Path) -> tuple[list[dict], list[RawFile]]:
         """(inputs of the manifest, state for ``stage``): every file read and checksummed."""
         raws = []
-        for kind, path in find_files(drop):
+        files, _ = scan_drop(drop)
+        for kind, path in files:
             raws.append(read_file(path, kind))
-            log.debug("read %s: %s rows", path.name, f"{raws[-1].rows_read:,}")
-        inputs = [{"name": r.path.name, "kind": r.kind, "sha256": r.sha256, "bytes": r.size, "rows": r.rows_read}
-                  for r in raws]
+            log.debug("read %s: %s rows", shown_name(path), f"{raws[-1].rows_read:,}")
+        inputs = [{"name": shown_name(r.path), "kind": r.kind, "sha256": r.sha256, "bytes": r.size,
+                   "rows": r.rows_read} for r in raws]
         return inputs, raws
 
-    def stage(self, raws: list[RawFile], settings, home: Path, run_id: str):
+    def stage(self, raws: list[RawFile], settings, home: Path, run_id: str, limits: Limits | None = None):
         """Validate, de-duplicate and write the staging of ``run_id``: (counts, rejects, timings)."""
         t0 = time.perf_counter()
-        frames, rejects, counts = _validate_all(raws, settings, home)
+        frames, rejects, counts = _validate_all(raws, settings, home, limits or Limits())
         timings = {"validate": time.perf_counter() - t0}
         t0 = time.perf_counter()
         for kind, frame in frames.items():
@@ -174,11 +186,21 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -
     """
     home, drop = Path(settings.home), Path(drop)
     engine = engine or LocalEngine()
+    started = datetime.now(timezone.utc)
+    limits = Limits.from_settings(settings, started)
     with etl_lock(home):
         discard_uncommitted(home)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        inputs, state = engine.inspect(drop)
+        try:
+            _, ignored = scan_drop(drop)
+            inputs, state = engine.inspect(drop)
+        except DropError as exc:
+            raise _redacted(exc, settings.token_key) from None
+        for item in inputs + ignored:  # file names are written and printed: a PAN in one becomes its token
+            item["name"] = redact_pans(item["name"], settings.token_key)
+        for item in ignored:
+            log.warning("%s: ignored %s: %s", shown_name(drop), item["name"], item["reason"])
         timings["extract"] = time.perf_counter() - t0
         fp = fingerprint(inputs)
         previous = _previous(home, fp)
@@ -194,12 +216,16 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -
             return result
         run_id = new_run_id()
         result = RunResult(drop, run_id, "staged", run_path=home / "runs" / run_id)
-        counts, rejects, stage_timings = engine.stage(state, settings, home, run_id)
+        counts, rejects, stage_timings = engine.stage(state, settings, home, run_id, limits)
         timings |= stage_timings
+        for col in ("file", "value"):  # a PAN typed anywhere (swapped columns, a file name): its token only
+            rejects[col] = redact_values(rejects[col].to_numpy(dtype=object), settings.token_key)
         t0 = time.perf_counter()
         write_rejects(home, run_id, rejects)
         timings["stage"] = timings.get("stage", 0.0) + time.perf_counter() - t0
-        manifest = {"run_id": run_id, "drop": str(drop.resolve()), "fingerprint": fp, "inputs": inputs,
+        shown_drop = str(drop.resolve()).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        manifest = {"run_id": run_id, "drop": redact_pans(shown_drop, settings.token_key),
+                    "fingerprint": fp, "inputs": inputs, "ignored": ignored, "limits": limits.as_dict(),
                     "counts": counts, "rejected_reasons": rejects["reason"].value_counts().to_dict(),
                     "timings": timings, "version": posguard_version(), "engine": engine.name, "staged": True,
                     "loaded": False, "created_at": datetime.now(timezone.utc).isoformat()}
@@ -211,7 +237,7 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -
         return result
 
 
-def _validate_all(raws: list[RawFile], settings, home: Path):
+def _validate_all(raws: list[RawFile], settings, home: Path, limits: Limits):
     """Validate every file, kind by kind in VALIDATION_ORDER, then de-duplicate each kind."""
     by_kind: dict[str, list[RawFile]] = {}
     for raw in raws:
@@ -231,15 +257,15 @@ def _validate_all(raws: list[RawFile], settings, home: Path):
         parts, read = [], 0
         for raw in by_kind.get(kind, []):
             read += raw.rows_read
-            checked = validate(kind, raw.frame, raw.lines, raw.path.name, key=settings.token_key,
+            checked = validate(kind, raw.frame, raw.lines, shown_name(raw.path), key=settings.token_key,
                                source_tz=settings.source_tz,
                                known_terminals=known["terminal_id"] if kind != "terminals" else None,
                                known_merchants=known["merchant_id"] if kind != "merchants" else None,
-                               token_cache=token_cache)
-            parts.append(checked.valid.assign(_file=raw.path.name))
+                               token_cache=token_cache, limits=limits)
+            parts.append(checked.valid.assign(_file=shown_name(raw.path)))
             rejects.append(checked.rejects)
             if raw.bad_rows:
-                rejects.append(pd.DataFrame([(raw.path.name, line, None, reason, value)
+                rejects.append(pd.DataFrame([(shown_name(raw.path), line, None, reason, value)
                                              for line, reason, value in raw.bad_rows], columns=REJECT_COLUMNS))
         if not by_kind.get(kind):
             continue
@@ -258,14 +284,10 @@ def run_all(root: Path, settings, *, load: Loader | None = None, engine=None) ->
     """Run ``root`` if it is a drop, else every drop directly under it, in name order (for cron)."""
     root = Path(root)
     if not root.is_dir():
-        from etl.errors import DropError
-
         raise DropError(str(root), "not a directory")
     if is_drop(root):
         return [run_drop(root, settings, load=load, engine=engine)]
     drops = sorted(p for p in root.iterdir() if is_drop(p))
     if not drops:
-        from etl.errors import DropError
-
         raise DropError(str(root), "no drop here: neither transaction files nor sub-directories holding them")
     return [run_drop(d, settings, load=load, engine=engine) for d in drops]

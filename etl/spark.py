@@ -13,7 +13,6 @@ On a cluster the drop and POSGUARD_HOME must be on a filesystem every executor m
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,11 +23,12 @@ import pyarrow.parquet as pq
 
 from etl.contract import DUPLICATE_KEYS, REFERENCE_KEYS
 from etl.errors import DropError
-from etl.extract import check_parquet_schema, csv_header, find_files, parquet_frame, parse_csv_body, sha256_of
+from etl.extract import (check_parquet_schema, csv_header, find_files, is_compressed, parquet_frame, parse_csv_body,
+                          read_input, sha256_of, shown_name)
 
 from etl.pipeline import VALIDATION_ORDER, _row_hash
 from etl.stage import STAGED_SCHEMAS, committed_paths
-from etl.validate import REJECT_COLUMNS, validate
+from etl.validate import REJECT_COLUMNS, Limits, validate
 
 __all__ = ["SparkEngine", "plan_chunks", "CHUNK_BYTES"]
 
@@ -76,6 +76,12 @@ def _file_plan(fidx: int, kind: str, path: Path, chunk_bytes: int) -> dict:
         first = np.concatenate([[1], 1 + np.cumsum(rows)[:-1]]) if rows else []
         chunks = [{"unit": i, "first_line": int(f)} for i, f in enumerate(first)]
         return {"fidx": fidx, "kind": kind, "path": str(path), "fmt": "parquet", "size": size, "chunks": chunks}
+    if is_compressed(path):  # one task reads the whole file: a compressed stream has no seekable boundaries
+        head = read_input(path)[:_WINDOW]
+        names, header_bytes = csv_header(path, kind, head)
+        return {"fidx": fidx, "kind": kind, "path": str(path), "fmt": "csv", "size": size, "names": names,
+                "header_bytes": header_bytes, "compressed": True,
+                "chunks": [{"unit": 0, "start": header_bytes, "end": size}]}
     with open(path, "rb") as fh:
         head = fh.read(_WINDOW)
     names, header_bytes = csv_header(path, kind, head)
@@ -154,6 +160,9 @@ def _read_chunk(task: dict) -> tuple[pd.DataFrame, np.ndarray, list]:
         table = pq.ParquetFile(task["path"]).read_row_group(int(task["unit"]))
         frame = parquet_frame(table)
         return frame, np.arange(task["first_line"], task["first_line"] + len(frame), dtype=np.int64), []
+    if task.get("compressed"):
+        body = read_input(Path(task["path"]))[task["start"]:]
+        return parse_csv_body(body, task["names"], first_line=2)
     size = task["size"]
     with open(task["path"], "rb") as fh:
         start, skipped = (task["start"], 0) if task["unit"] == 0 else _record_start(
@@ -166,14 +175,19 @@ def _read_chunk(task: dict) -> tuple[pd.DataFrame, np.ndarray, list]:
     return parse_csv_body(body, task["names"], first_line=task["newlines_before"] + skipped + 1)
 
 
-def _validate_chunk(task: dict, key: bytes, source_tz: str, known_terminals, known_merchants, cache: dict):
+def _validate_chunk(task: dict, key: bytes, source_tz: str, known_terminals, known_merchants, cache: dict,
+                    limits: Limits | None = None):
     """One chunk through the local engine's parser and validator: a frame in the ``chunk_schema`` columns."""
     kind = task["kind"]
     frame, lines, bad = _read_chunk(task)
-    name = os.path.basename(task["path"])
+    if not len(frame) and not bad:  # a chunk inside one long record (a field larger than the chunk): no rows
+        columns = [f.name for f in STAGED_SCHEMAS[kind] if f.name != "run_id"] + ["_fidx", "_line"] + _REJ
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    name = shown_name(task["path"])
     checked = validate(kind, frame, lines, name, key=key, source_tz=source_tz,
                        known_terminals=known_terminals if kind != "terminals" else None,
-                       known_merchants=known_merchants if kind != "merchants" else None, token_cache=cache)
+                       known_merchants=known_merchants if kind != "merchants" else None, token_cache=cache,
+                       limits=limits or Limits())
     valid = checked.valid
     valid["row_hash"] = _row_hash(valid, kind) if len(valid) else pd.Series([], dtype=object)
     columns = [f.name for f in STAGED_SCHEMAS[kind] if f.name != "run_id"]
@@ -199,6 +213,7 @@ def _chunk_tasks(plan: dict) -> list[dict]:
         task = {k: plan[k] for k in ("fidx", "kind", "path", "fmt", "size")} | dict(c)
         if plan["fmt"] == "csv":
             task["names"] = plan["names"]
+            task["compressed"] = plan.get("compressed", False)
             task["last"] = i + 1 == len(chunks)
             task["next_parity"] = chunks[i + 1]["parity"] if i + 1 < len(chunks) else 0
             task.setdefault("parity", 0)
@@ -232,18 +247,19 @@ class SparkEngine:
             lambda p: (p, sha256_of(p))).collect() if paths else []
         digest = dict(sums)
         plans = plan_chunks(self.spark, files, self.chunk_bytes)
-        inputs = [{"name": Path(p).name, "kind": kind, "sha256": digest[str(p)], "bytes": Path(p).stat().st_size,
+        inputs = [{"name": shown_name(p), "kind": kind, "sha256": digest[str(p)], "bytes": Path(p).stat().st_size,
                    "rows": 0} for kind, p in files]
         return inputs, (plans, inputs)
 
-    def stage(self, state, settings, home: Path, run_id: str):
+    def stage(self, state, settings, home: Path, run_id: str, limits: Limits | None = None):
         """Validate, de-duplicate and write every kind; returns (counts, rejects, timings) like the local engine."""
         plans, inputs = state
+        limits = limits or Limits()
         timings = {"validate": 0.0, "stage": 0.0}
         counts: dict[str, dict[str, int]] = {}
         rejects: list[pd.DataFrame] = []
         known = {"terminal_id": None, "merchant_id": None}
-        names = {p["fidx"]: Path(p["path"]).name for p in plans}
+        names = {p["fidx"]: shown_name(p["path"]) for p in plans}
         kept_ids: dict[str, set] = {}
         for kind in VALIDATION_ORDER:
             kind_plans = [p for p in plans if p["kind"] == kind]
@@ -256,7 +272,7 @@ class SparkEngine:
             if not kind_plans:
                 continue
             t0 = time.perf_counter()
-            out = self._validated(kind, kind_plans, settings, known)
+            out = self._validated(kind, kind_plans, settings, known, limits)
             flagged = self._flag(kind, out, home).persist()
             tally = {r["status"]: r["n"] for r in flagged.groupBy("status").count().withColumnRenamed(
                 "count", "n").collect()}
@@ -283,7 +299,7 @@ class SparkEngine:
         return counts, all_rejects, timings
 
     # -- steps
-    def _validated(self, kind: str, plans: list[dict], settings, known: dict):
+    def _validated(self, kind: str, plans: list[dict], settings, known: dict, limits: Limits):
         """The chunks of one kind through ``_validate_chunk``, one Spark task per chunk."""
         import json
 
@@ -300,7 +316,7 @@ class SparkEngine:
             for batch in batches:
                 for text in batch["task"]:
                     yield _validate_chunk(json.loads(text), key, tz, terminals.value if terminals else None,
-                                          merchants.value if merchants else None, cache)
+                                          merchants.value if merchants else None, cache, limits)
 
         rows = sc.parallelize([(json.dumps(t),) for t in tasks], len(tasks))
         frame = self.spark.createDataFrame(rows, T.StructType([T.StructField("task", T.StringType())]))

@@ -21,7 +21,16 @@ unknown_merchant       the merchant is in neither this drop's nor earlier drops'
 conflicting_duplicate  the same key (txn_id; a reference key) again with other content
 invalid_utf8           the row's bytes are not UTF-8 (from extraction)
 wrong_field_count      the row has more or fewer fields than the header (from extraction)
+non_finite_number      amount / lat / lon is infinite (``inf``, ``Infinity``, ``-inf``)
+implausible_timestamp  a timestamp before ``POSGUARD_EARLIEST_TS`` (default 2000-01-01) or more than
+                       ``POSGUARD_MAX_FUTURE_HOURS`` (default 24) after the run's start
+nul_byte               a field holds a NUL character (U+0000)
+field_too_large        a field is longer than ``POSGUARD_MAX_FIELD_BYTES`` (default 131072) UTF-8 bytes; the
+                       value shows its size, not its content
 =====================  ==============================================================
+
+In every rejected value and every message, a run of 13-19 digits (spaces or dashes between them allowed)
+that passes the Luhn check is replaced by its card token (``etl.redact``), whatever the column.
 """
 
 from __future__ import annotations
@@ -34,12 +43,41 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.contract import KINDS, SECRET_FIELDS, Column
+from etl.redact import redact_values
 from etl.tokenize import pan_last4, tokenize
 
-__all__ = ["validate", "Validated", "REJECT_COLUMNS", "parse_timestamps"]
+__all__ = ["validate", "Validated", "REJECT_COLUMNS", "parse_timestamps", "Limits"]
 
 REJECT_COLUMNS = ["file", "line", "column", "reason", "value"]
 _STR = pd.StringDtype("pyarrow")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a value may be, beyond its type: timestamps within [earliest, latest], fields up to max_field_bytes.
+
+    One run computes them once (``latest`` = the run's start + ``max_future_hours``) and both engines
+    validate every chunk with the same values.
+    """
+
+    earliest: pd.Timestamp | None = None
+    latest: pd.Timestamp | None = None
+    max_field_bytes: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings, now) -> "Limits":
+        """The limits of a run that starts at ``now`` (an aware datetime)."""
+        return cls(earliest=pd.Timestamp(settings.earliest_ts).tz_convert("UTC"),
+                   latest=pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(hours=settings.max_future_hours),
+                   max_field_bytes=int(settings.max_field_bytes))
+
+    def as_dict(self) -> dict:
+        return {"earliest_ts": None if self.earliest is None else self.earliest.isoformat(),
+                "latest_ts": None if self.latest is None else self.latest.isoformat(),
+                "max_field_bytes": self.max_field_bytes}
+
+
+_NO_LIMITS = Limits()
 
 
 @dataclass
@@ -89,33 +127,47 @@ def _is_in(values: pd.Series, allowed) -> pd.Series:
     return pd.Series(pc.fill_null(found, False).to_numpy(zero_copy_only=False), index=values.index)
 
 
-def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.Series, str | pd.Series]:
+def _parse(col: Column, raw: pd.Series, source_tz: str, limits: Limits = _NO_LIMITS
+           ) -> tuple[pd.Series, pd.Series, str | pd.Series]:
     """(parsed values, bad mask, reason: one for the column or one per row) of one column; missing values
     are not bad here."""
     if col.type == "timestamp":
         parsed = parse_timestamps(raw, source_tz)
         present = raw.notna() if pd.api.types.is_datetime64_any_dtype(raw.dtype) else _text(raw).notna()
-        return parsed, present & parsed.isna(), "bad_timestamp"
+        unparsable = present & parsed.isna()
+        implausible = pd.Series(False, index=raw.index)
+        if limits.earliest is not None:
+            implausible |= parsed.notna() & (parsed < limits.earliest)
+        if limits.latest is not None:
+            implausible |= parsed.notna() & (parsed > limits.latest)
+        if not implausible.any():
+            return parsed, unparsable, "bad_timestamp"
+        reason = pd.Series(np.where(unparsable, "bad_timestamp", "implausible_timestamp"), index=raw.index)
+        return parsed, unparsable | implausible, reason
     if col.type in ("decimal", "lat", "lon", "int"):
         if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
             numbers, present = raw.astype("float64"), raw.notna()
         else:
             text = _text(raw)
             numbers, present = pd.to_numeric(text, errors="coerce").astype("float64"), text.notna()
+        finite = pd.Series(np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan)), index=raw.index)
         if col.type == "int":
-            ok = numbers.notna() & (numbers == np.floor(numbers)) & (numbers >= 0)
+            ok = numbers.notna() & finite & (numbers == np.floor(numbers)) & (numbers >= 0)
             if col.name == "stan":
                 ok &= numbers <= 999_999
             return numbers.where(ok).astype("Int64"), present & ~ok, "bad_integer"
         # per row: unparsable first, then out of range (a bad row elsewhere in the file changes nothing)
         unparsable = present & numbers.isna()
+        infinite = present & numbers.notna() & ~finite
+        numbers = numbers.where(~infinite)
         if col.type == "decimal":
             out_of_range, why = present & (numbers < 0), "negative_amount"
         else:
             limit = 90.0 if col.type == "lat" else 180.0
             out_of_range, why = present & numbers.notna() & ~numbers.between(-limit, limit), "bad_coordinates"
-        reason = pd.Series(np.where(unparsable, "bad_number", why), index=raw.index)
-        return numbers, unparsable | out_of_range, reason
+        reason = pd.Series(np.where(unparsable, "bad_number", np.where(infinite, "non_finite_number", why)),
+                           index=raw.index)
+        return numbers, unparsable | infinite | out_of_range, reason
     text = _text(raw)
     present = text.notna()
     none = pd.Series(False, index=raw.index)
@@ -135,7 +187,8 @@ def _parse(col: Column, raw: pd.Series, source_tz: str) -> tuple[pd.Series, pd.S
 
 def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, key: bytes,
              source_tz: str = "UTC", known_terminals: set | None = None,
-             known_merchants: set | None = None, token_cache: dict | None = None) -> Validated:
+             known_merchants: set | None = None, token_cache: dict | None = None,
+             limits: Limits = _NO_LIMITS) -> Validated:
     """Validate, type and tokenize the rows of one file of ``kind``; never modifies ``frame``.
 
     Parameters
@@ -156,6 +209,8 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
         Ids that references must resolve to (None: not checked).
     token_cache : dict, optional
         Shared by the files of one run: field -> {normalized value: token} (see ``tokenize``).
+    limits : Limits, optional
+        Plausible timestamps and the largest field (default: no limits).
 
     Returns
     -------
@@ -169,7 +224,12 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
     for col in KINDS[kind]:
         raw = frame[col.name] if col.name in frame.columns else pd.Series([None] * n, index=frame.index,
                                                                            dtype=object)
-        parsed, bad, why = _parse(col, raw, source_tz)
+        raw, unsafe, unsafe_why = _unsafe(raw, limits.max_field_bytes)
+        parsed, bad, why = _parse(col, raw, source_tz, limits)
+        if unsafe is not None:  # too large or NUL: rejected as such, whatever else the value is
+            why = pd.Series(why, index=frame.index) if not isinstance(why, pd.Series) else why.copy()
+            why[unsafe] = unsafe_why[unsafe]
+            bad = bad | unsafe
         missing = parsed.isna() & ~bad
         if col.required:
             fresh = missing & reason.isna()
@@ -188,7 +248,7 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
     rejected = reason.notna().to_numpy()
     rejects = pd.DataFrame({"file": file, "line": lines[rejected], "column": column[rejected].to_numpy(),
                             "reason": reason[rejected].to_numpy(),
-                            "value": _reject_values(frame, column, rejected, key)})
+                            "value": _reject_values(frame, column, reason, rejected, key)})
     valid = pd.DataFrame({name: values[~rejected].reset_index(drop=True) for name, values in out.items()})
     for secret, token_col in SECRET_FIELDS.items():
         if secret in valid.columns:
@@ -201,9 +261,46 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
     return Validated(valid=valid.reset_index(drop=True), rejects=rejects[REJECT_COLUMNS])
 
 
-def _reject_values(frame: pd.DataFrame, column: pd.Series, rejected: np.ndarray, key: bytes) -> np.ndarray:
-    """The offending value of each rejected row, as text; SECRET values tokenized, never raw."""
+def _has_nul(array) -> bool:
+    """Whether any string of an Arrow (chunked) string array holds a NUL: one scan of its data buffers."""
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    for chunk in chunks:
+        data = chunk.buffers()[2] if len(chunk.buffers()) > 2 else None
+        if data is not None and data.size and not np.frombuffer(data, dtype=np.uint8).all():
+            return True
+    return False
+
+
+def _unsafe(raw: pd.Series, max_bytes: int | None) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
+    """(values to parse, mask of values too large or holding NUL, their reason); (raw, None, None) when none
+    is. Two cheap whole-column tests (the longest value, a NUL anywhere in the buffers) first."""
+    if raw.dtype != _STR and not (raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in (
+            "string", "mixed", "mixed-integer")):
+        return raw, None, None
+    array = pa.array((raw if raw.dtype == _STR else raw.astype(_STR)).array)
+    lengths = pc.binary_length(array)
+    longest = pc.max(lengths).as_py() or 0
+    big_any = max_bytes is not None and longest > max_bytes
+    nul_any = _has_nul(array)
+    if not big_any and not nul_any:
+        return raw, None, None
+    big = np.zeros(len(raw), dtype=bool)
+    if big_any:
+        big = pc.fill_null(pc.greater(lengths, max_bytes), False).to_numpy(zero_copy_only=False)
+    nul = np.zeros(len(raw), dtype=bool)
+    if nul_any:
+        nul = pc.fill_null(pc.match_substring(array, "\x00"), False).to_numpy(zero_copy_only=False)
+    unsafe = pd.Series(big | nul, index=raw.index)
+    reason = pd.Series(np.where(big, "field_too_large", np.where(nul, "nul_byte", None)), index=raw.index)
+    return raw.mask(unsafe), unsafe, reason
+
+
+def _reject_values(frame: pd.DataFrame, column: pd.Series, reason: pd.Series, rejected: np.ndarray,
+                   key: bytes) -> np.ndarray:
+    """The offending value of each rejected row, as text; SECRET values tokenized, never raw; a PAN-looking
+    number anywhere tokenized; a field too large shown by its size, a NUL as ``\\x00``."""
     names = column[rejected].to_numpy()
+    why = reason[rejected].to_numpy()
     values = np.full(len(names), "", dtype=object)
     for name in pd.unique(names):
         if name is None or name not in frame.columns:
@@ -213,5 +310,10 @@ def _reject_values(frame: pd.DataFrame, column: pd.Series, rejected: np.ndarray,
         if name in SECRET_FIELDS:
             tokens = tokenize(raw, name, key)
             raw = np.array(["token:" + t if v else "" for v, t in zip(raw, tokens)], dtype=object)
+        else:
+            big = why[at] == "field_too_large"
+            raw = np.array([f"{len(v.encode('utf-8')):,} bytes, over the limit" if b else v.replace("\x00", "\\x00")
+                            for v, b in zip(raw, big)], dtype=object)
+            raw = redact_values(raw, key)
         values[at] = [v[:200] for v in raw]
     return values

@@ -7,13 +7,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 import neo4j
 from neo4j import GraphDatabase
-from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable
+from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable, SessionExpired
 
 from graph.schema import SCHEMA
 from graph.server.errors import ServerError
 from graph.settings import Settings
 
-__all__ = ["credentials", "Database", "DatabaseError", "wait_until_ready", "connect"]
+__all__ = ["credentials", "Database", "DatabaseError", "wait_until_ready", "connect", "lost_connection"]
 
 
 CLEAR = ("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
@@ -22,6 +22,21 @@ CLEAR = ("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
 
 class DatabaseError(RuntimeError):
     """Neo4j refused a query, refused the credentials, or could not be reached."""
+
+
+# The connection went away under a query (the server stopped, the network dropped), after the driver's
+# own retries: one clear message instead of the driver's traceback.
+_LOST = (ServiceUnavailable, SessionExpired)
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """True for the driver's errors of a connection that went away (for a last-resort handler)."""
+    return isinstance(exc, _LOST)
+
+
+def _lost(uri: str, exc: Exception) -> DatabaseError:
+    return DatabaseError(f"lost the connection to Neo4j at {uri} ({type(exc).__name__}): is the server running? "
+                         "Run the same command again once it is back (loads are idempotent)")
 
 
 def _driver(uri: str, auth: tuple[str, str]) -> neo4j.Driver:
@@ -127,6 +142,8 @@ class Database:
         try:
             records, _, _ = self._driver.execute_query(query, parameters, database_=self.database,
                                                        routing_=routing)
+        except _LOST as exc:
+            raise _lost(self.uri, exc) from None
         except Neo4jError as exc:
             raise DatabaseError(f"Neo4j rejected a query ({exc.code}): {exc.message}") from None
         return [r.data() for r in records]
@@ -137,6 +154,8 @@ class Database:
         try:
             with self._driver.session(database=self.database) as session:
                 return len(list(session.run(query, parameters)))
+        except _LOST as exc:
+            raise _lost(self.uri, exc) from None
         except Neo4jError as exc:
             raise DatabaseError(f"Neo4j rejected a query ({exc.code}): {exc.message}") from None
 
@@ -157,6 +176,8 @@ class Database:
         try:
             records, summary, keys = self._driver.execute_query(
                 query, parameters, database_=self.database, routing_=neo4j.RoutingControl.READ)
+        except _LOST as exc:
+            raise _lost(self.uri, exc) from None
         except Neo4jError as exc:
             raise DatabaseError(f"Neo4j rejected a query ({exc.code}): {exc.message}") from None
         return pd.DataFrame([r.values() for r in records], columns=list(keys))
@@ -176,14 +197,17 @@ class Database:
 
         written = 0
         batch: list[dict[str, Any]] = []
-        with self._driver.session(database=self.database) as session:
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= batch_size:
+        try:
+            with self._driver.session(database=self.database) as session:
+                for row in rows:
+                    batch.append(row)
+                    if len(batch) >= batch_size:
+                        written += self._write_one(session, work, batch, on_batch)
+                        batch = []
+                if batch:
                     written += self._write_one(session, work, batch, on_batch)
-                    batch = []
-            if batch:
-                written += self._write_one(session, work, batch, on_batch)
+        except _LOST as exc:
+            raise _lost(self.uri, exc) from None
         return written
 
     @staticmethod

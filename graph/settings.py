@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
@@ -31,6 +32,39 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not 0 <= port <= 65535:
         raise SettingsError(f"{name}={raw!r} is out of range (use 1-65535, or 'auto')")
     return port
+
+
+def _number(env: Mapping[str, str], name: str, default, kind=float, minimum=0):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if not value >= minimum or value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={raw!r} must be a finite number >= {minimum}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}={raw!r} is not a yes/no value (use 1 or 0)")
+
+
+def _instant(env: Mapping[str, str], name: str, default: datetime) -> datetime:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an ISO-8601 date or time") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _pairs(raw: str, name: str) -> dict[str, str]:
@@ -73,6 +107,37 @@ class Settings:
         ``POSGUARD_SPARK_CONF``: extra Spark settings as ``key=value`` pairs separated by commas.
     quiet : bool
         Silence progress output.
+    earliest_ts : datetime
+        ``POSGUARD_EARLIEST_TS``: input timestamps before it are rejected ``implausible_timestamp``
+        (default 2000-01-01 UTC).
+    max_future_hours : float
+        ``POSGUARD_MAX_FUTURE_HOURS``: input timestamps more than this after the run's start are rejected
+        ``implausible_timestamp`` (default 24).
+    max_field_bytes : int
+        ``POSGUARD_MAX_FIELD_BYTES``: a field longer than this (UTF-8 bytes) is rejected ``field_too_large``
+        (default 131072).
+    login_free_failures : int
+        ``POSGUARD_LOGIN_FREE_FAILURES``: wrong passwords in a row for one user answered without delay
+        (default 3).
+    login_delay_seconds : float
+        ``POSGUARD_LOGIN_DELAY_SECONDS``: the wait imposed after the first failure beyond the free ones,
+        doubled after each further failure (default 1).
+    login_lockout_failures : int
+        ``POSGUARD_LOGIN_LOCKOUT_FAILURES``: failures in a row that lock a user out (default 10).
+    login_address_free_failures : int
+        ``POSGUARD_LOGIN_ADDRESS_FREE_FAILURES``: wrong passwords from one client address (any user) answered
+        without delay (default 10; an office behind one NAT shares an address).
+    login_address_lockout_failures : int
+        ``POSGUARD_LOGIN_ADDRESS_LOCKOUT_FAILURES``: failures in a row that lock an address out (default 30).
+    login_lockout_minutes : float
+        ``POSGUARD_LOGIN_LOCKOUT_MINUTES``: how long a lockout lasts, unless an admin ends it with
+        ``posguard users unlock`` (default 15).
+    secure_cookie : bool
+        ``POSGUARD_SECURE_COOKIE=1`` (or ``posguard app --secure-cookie``): the session cookie is sent over
+        HTTPS only (behind a TLS proxy).
+    allowed_origins : tuple of str
+        ``POSGUARD_ALLOWED_ORIGINS``: origins (``https://host[:port]``, comma-separated) allowed to send
+        state-changing requests besides the explorer's own (e.g. the public name behind a proxy).
 
     Example
     -------
@@ -96,6 +161,17 @@ class Settings:
     spark_master: str = "local[*]"
     spark_conf: dict = field(default_factory=dict)
     quiet: bool = False
+    earliest_ts: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    max_future_hours: float = 24.0
+    max_field_bytes: int = 131_072
+    login_free_failures: int = 3
+    login_delay_seconds: float = 1.0
+    login_lockout_failures: int = 10
+    login_address_free_failures: int = 10
+    login_address_lockout_failures: int = 30
+    login_lockout_minutes: float = 15.0
+    secure_cookie: bool = False
+    allowed_origins: tuple = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -122,6 +198,18 @@ class Settings:
             neo4j_database=env.get("NEO4J_DATABASE") or "neo4j",
             spark_master=env.get("POSGUARD_SPARK_MASTER") or "local[*]",
             spark_conf=_pairs(env.get("POSGUARD_SPARK_CONF", ""), "POSGUARD_SPARK_CONF"),
+            earliest_ts=_instant(env, "POSGUARD_EARLIEST_TS", datetime(2000, 1, 1, tzinfo=timezone.utc)),
+            max_future_hours=_number(env, "POSGUARD_MAX_FUTURE_HOURS", 24.0),
+            max_field_bytes=_number(env, "POSGUARD_MAX_FIELD_BYTES", 131_072, int, 1),
+            login_free_failures=_number(env, "POSGUARD_LOGIN_FREE_FAILURES", 3, int),
+            login_delay_seconds=_number(env, "POSGUARD_LOGIN_DELAY_SECONDS", 1.0),
+            login_lockout_failures=_number(env, "POSGUARD_LOGIN_LOCKOUT_FAILURES", 10, int, 1),
+            login_address_free_failures=_number(env, "POSGUARD_LOGIN_ADDRESS_FREE_FAILURES", 10, int),
+            login_address_lockout_failures=_number(env, "POSGUARD_LOGIN_ADDRESS_LOCKOUT_FAILURES", 30, int, 1),
+            login_lockout_minutes=_number(env, "POSGUARD_LOGIN_LOCKOUT_MINUTES", 15.0),
+            secure_cookie=_flag(env, "POSGUARD_SECURE_COOKIE"),
+            allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("POSGUARD_ALLOWED_ORIGINS", "").split(",")
+                                  if o.strip()),
         )
         values.update(overrides)
         return cls(**values)

@@ -13,6 +13,7 @@ from app import figures, queries
 from app.frame import NO_MATCH_PATH, search_target
 from app.pages import queue as queue_page
 from app.pages.no_match import NO_MATCH_TEXT
+from app.explorer import create_app
 from tests.app.callbacks import call
 from tests.app.conftest import sign_in
 
@@ -389,3 +390,55 @@ def test_audit_log_page_filters_by_user_action_and_date(client, dash_app, app_db
     assert events(until=yesterday) == []
     assert all(e["href"].startswith("/alert/") for e in everything)
     assert "Audit log" in _page(client, "/audit")
+
+
+# ------------------------------------------------------------------ issue 14: 404 for unknown alerts, Origin
+CASE_OUTPUTS = [("alert-message", "children"), ("alert-audit", "children"), ("alert-status", "children"),
+                ("alert-comment", "value")]
+
+
+def test_save_and_export_of_an_unknown_alert_are_404_not_500(client, app_db):
+    """Both answered 500 before (a None alert's .get, and case_bundle's LookupError)."""
+    state = [("alert-id", "data", "no-such-alert"), ("alert-decision", "value", "confirmed"),
+             ("alert-comment", "value", "x")]
+    assert call(client, CASE_OUTPUTS, [("alert-save", "n_clicks", 1)], state)[0] == 404
+    assert call(client, [("alert-download", "data")], [("alert-export", "n_clicks", 1)],
+                [("alert-id", "data", "no-such-alert")])[0] == 404
+    assert app_db.read("MATCH (a:Alert {alert_id: 'no-such-alert'}) RETURN count(a) AS n")[0]["n"] == 0
+    real = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id LIMIT 1")[0]["id"]
+    status, out = call(client, [("alert-download", "data")], [("alert-export", "n_clicks", 1)],
+                       [("alert-id", "data", real)])
+    assert status == 200 and out["alert-download.data"]["filename"] == f"case-{real}.zip"
+
+
+def _update(client, headers):
+    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in ROUTE_OUTPUTS) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in ROUTE_OUTPUTS],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": "/"},
+                       {"id": "_pages_location", "property": "search", "value": ""}],
+            "changedPropIds": ["_pages_location.pathname"], "state": []}
+    return client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
+                       headers=headers)
+
+
+def test_state_changing_requests_from_another_origin_are_refused(client, dash_app):
+    """SameSite=Strict was the only CSRF defence: callbacks and the login form now check Origin/Referer."""
+    assert _update(client, {"Origin": "http://localhost"}).status_code == 200  # the explorer's own page
+    assert _update(client, {}).status_code == 200  # no Origin, no Referer: not a browser
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Referer": "https://evil.example/page"}, {"Origin": "http://localhost.evil.example"}):
+        response = _update(client, headers)
+        assert response.status_code == 403 and b"cross-site" in response.data, headers
+    anonymous = dash_app.server.test_client()
+    forged = anonymous.post("/login", data={"username": "ivy", "password": "ivy-password-1"},
+                            headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and "posguard_session" not in forged.headers.get("Set-Cookie", "")
+    assert anonymous.get("/login", headers={"Origin": "https://evil.example"}).status_code == 200  # reads are fine
+
+
+def test_an_allowed_origin_behind_a_proxy_is_accepted(app_db, app_settings):
+    app = create_app(app_db, token_key=app_settings.token_key, allowed_origins=("https://posguard.example.org/",))
+    c = app.server.test_client()
+    assert sign_in(c, "ivy").status_code == 302
+    assert _update(c, {"Origin": "https://posguard.example.org"}).status_code == 200
+    assert _update(c, {"Origin": "https://other.example.org"}).status_code == 403

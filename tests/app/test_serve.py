@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 
 from tests.app.conftest import PASSWORDS
-from tests.helpers import REPO
+from tests.helpers import REPO, posguard
 
 
 def _free_port() -> int:
@@ -72,3 +72,63 @@ def _listening_addresses(port: int) -> set[str]:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_sign_in_is_throttled_locked_out_and_unlocked_and_the_cookie_can_be_secure(app_env, app_db):
+    """The real server process: 200 wrong passwords were all answered 401 at a steady pace before, and the
+    right one worked at once after; the session cookie could not be marked Secure."""
+    env = {**app_env, "POSGUARD_LOGIN_FREE_FAILURES": "1", "POSGUARD_LOGIN_DELAY_SECONDS": "2",
+           "POSGUARD_LOGIN_LOCKOUT_FAILURES": "3", "POSGUARD_LOGIN_LOCKOUT_MINUTES": "10"}
+    added = posguard("users", "add", "thr", "--role", "analyst", "--password-stdin", env=env,
+                     input="thr-password-1\n")
+    assert added.returncode == 0, added.stderr
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "app", "--port", str(port), "--secure-cookie"],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(_NoRedirect())
+
+    def attempt(password: str) -> tuple[int, dict]:
+        form = urllib.parse.urlencode({"username": "thr", "password": password}).encode()
+        try:
+            response = opener.open(base + "/login", data=form, timeout=30)
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers)
+        return response.status, dict(response.headers)
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/login", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "posguard app did not answer within 60 s"
+                time.sleep(0.5)
+        status, headers = attempt("wrong-1")
+        assert status == 401 and "Retry-After" not in headers  # the free failure
+        status, headers = attempt("wrong-2")
+        assert status == 401 and headers["Retry-After"] == "2"  # from now on: wait 2 s, then 4 s, ...
+        status, headers = attempt("thr-password-1")  # the right password, too soon: refused unchecked
+        assert status == 429 and 1 <= int(headers["Retry-After"]) <= 2
+        time.sleep(2.2)
+        status, headers = attempt("wrong-3")  # the third failure: locked out for 10 minutes
+        assert status == 401 and int(headers["Retry-After"]) == 600
+        time.sleep(4.5)
+        status, headers = attempt("thr-password-1")
+        assert status == 429 and 590 <= int(headers["Retry-After"]) <= 600
+        unlocked = posguard("users", "unlock", "thr", env=env)
+        assert unlocked.returncode == 0, unlocked.stderr
+        status, headers = attempt("thr-password-1")
+        assert status == 302 and "posguard_session=" in headers["Set-Cookie"]
+        assert "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+        actions = [r["action"] for r in app_db.read("MATCH (e:AuthEvent {user: 'thr'}) RETURN e.action AS action "
+                                                    "ORDER BY e.at")]
+        assert actions == ["login_failed", "login_failed", "locked_out_user", "login_failed", "unlocked", "login"]
+        assert all(r["address"] == "127.0.0.1" for r in app_db.read(
+            "MATCH (e:AuthEvent {user: 'thr'}) WHERE e.action <> 'unlocked' RETURN e.address AS address"))
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        app_db.run("MATCH (t:LoginThrottle {key: 'addr:127.0.0.1'}) DELETE t")  # the other tests sign in from here

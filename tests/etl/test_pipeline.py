@@ -66,10 +66,21 @@ BAD_ROWS = [
     ("unknown_terminal", "terminal_id", "X9,2026-03-01T10:00:00Z,{pan},T404,M1,5,CNY,purchase,chip,00,1,1,5411,1,1"),
     ("unknown_merchant", "merchant_id", "X9,2026-03-01T10:00:00Z,{pan},T1,M404,5,CNY,purchase,chip,00,1,1,5411,1,1"),
     ("missing_value", "pan", "X9,2026-03-01T10:00:00Z,,T1,M1,5,CNY,purchase,chip,00,1,1,5411,31.2,121.4"),
+    # issue 14: impossible values that loaded before (infinity became a merchant's volume, 2099 the newest txn)
+    ("non_finite_number", "amount", "X9,2026-03-01T10:00:00Z,{pan},T1,M1,inf,CNY,purchase,chip,00,1,1,5411,1,1"),
+    ("non_finite_number", "amount", "X9,2026-03-01T10:00:00Z,{pan},T1,M1,Infinity,CNY,purchase,chip,00,1,1,5411,1,1"),
+    ("non_finite_number", "lat", "X9,2026-03-01T10:00:00Z,{pan},T1,M1,5,CNY,purchase,chip,00,1,1,5411,-inf,1"),
+    ("bad_integer", "atc", "X9,2026-03-01T10:00:00Z,{pan},T1,M1,5,CNY,purchase,chip,00,inf,1,5411,31.2,121.4"),
+    ("implausible_timestamp", "ts", "X9,2099-01-01T10:00:00Z,{pan},T1,M1,5,CNY,purchase,chip,00,1,1,5411,1,1"),
+    ("implausible_timestamp", "ts", "X9,1969-12-31,{pan},T1,M1,5,CNY,purchase,chip,00,1,1,5411,1,1"),
+    ("nul_byte", "txn_id", "X\x009,2026-03-01T10:00:00Z,{pan},T1,M1,5,CNY,purchase,chip,00,1,1,5411,1,1"),
+    ("nul_byte", "terminal_id", "X9,2026-03-01T10:00:00Z,{pan},T1\x00,M1,5,CNY,purchase,chip,00,1,1,5411,1,1"),
+    ("field_too_large", "merchant_id", "X9,2026-03-01T10:00:00Z,{pan},T1,M" + "1" * 200_000
+     + ",5,CNY,purchase,chip,00,1,1,5411,1,1"),
 ]
 
 
-@pytest.mark.parametrize("reason,column,line", BAD_ROWS, ids=[f"{r}-{c}" for r, c, _ in BAD_ROWS])
+@pytest.mark.parametrize("reason,column,line", BAD_ROWS, ids=[f"{r}-{c}-{i}" for i, (r, c, _) in enumerate(BAD_ROWS)])
 def test_bad_row_is_rejected_with_its_reason_and_the_rest_loads(tmp_path, reason, column, line):
     drop = make_drop(tmp_path / "drop", [good(1), line.format(pan=PAN), good(2)])
     result = run_drop(drop, settings(tmp_path / "home"))
