@@ -178,7 +178,8 @@ def reporting_rate_curve(projection: Projection, skimmers: pd.DataFrame, cloned_
         p = dataclasses.replace(
             projection, report_card=chosen["card"].to_numpy(np.int32), report_at=chosen["at"].to_numpy(np.int64),
             report_first_fraud_at=chosen["first"].to_numpy(np.int64),
-            report_type=np.full(len(chosen), "counterfeit", dtype=object))
+            report_type=np.full(len(chosen), "counterfeit", dtype=object),
+            report_txn=np.full(len(chosen), -1, dtype=np.int64))
         points = SkimmingDetector(**detector_params).fit(p).points_
         rows.append({"rate": rate, "reported": len(chosen), **skimming_metrics(points, skimmers, alpha=alpha)})
     return pd.DataFrame(rows)
