@@ -48,8 +48,9 @@ def exposed_cards(projection: Projection, points: pd.DataFrame, *, reissue_p: fl
     prior is the victim rate ``(v + 1) / (n + 2)`` (Beta(1, 1) posterior mean). Later evidence updates it by a
     likelihood ratio fitted to this run: ``e`` = the card had a counterfeit-looking use after its exposure
     (magstripe/fallback ``far_km`` or more from its last chip use, ``ks.clone_uses``); ``P(e | victim)`` is
-    its rate among the reported cards exposed at accepted points, ``P(e | other)`` among the unreported ones
-    (both with +0.5/+1 smoothing). Reported cards get ``p_compromised = 1``. ``recommended_action`` is
+    its rate among the reported cards exposed at accepted points of the same mode, ``P(e | other)`` among the
+    unreported ones (both with +0.5/+1 smoothing; the unreported include victims, so the ratio is
+    conservative). Reported cards get ``p_compromised = 1``. ``recommended_action`` is
     ``reissue`` when ``p_compromised >= reissue_p``, else ``watch``.
 
     Parameters
@@ -108,10 +109,13 @@ def exposed_cards(projection: Projection, points: pd.DataFrame, *, reissue_p: fl
     out["reported"] = reported[card]
     out["later_clone_use"] = last_clone[card] > out["first"].to_numpy()
     rep, ev = out["reported"].to_numpy(), out["later_clone_use"].to_numpy()
-    p_victim = (ev[rep].sum() + 0.5) / (rep.sum() + 1.0)
-    p_other = (ev[~rep].sum() + 0.5) / ((~rep).sum() + 1.0)
+    ratio = np.ones(len(out))
+    for mode in pd.unique(out["mode"]):  # the evidence means something else for each kind of point
+        m = (out["mode"] == mode).to_numpy()
+        p_victim = (ev[m & rep].sum() + 0.5) / ((m & rep).sum() + 1.0)
+        p_other = (ev[m & ~rep].sum() + 0.5) / ((m & ~rep).sum() + 1.0)
+        ratio[m] = np.where(ev[m], p_victim / p_other, (1.0 - p_victim) / (1.0 - p_other))
     prior = out["victim_rate"].to_numpy()
-    ratio = np.where(ev, p_victim / p_other, (1.0 - p_victim) / (1.0 - p_other))
     odds = prior / (1.0 - prior) * ratio
     out["p_compromised"] = np.where(rep, 1.0, odds / (1.0 + odds))
     out["recommended_action"] = np.where(out["p_compromised"] >= reissue_p, "reissue", "watch").astype(object)
