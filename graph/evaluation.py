@@ -104,6 +104,8 @@ def skimming_metrics(points: pd.DataFrame, skimmers: pd.DataFrame, alpha: float 
     window_overlap: the share of found true skimmers (within ``max(top, k)``) whose estimated window
     overlaps the true one.
     """
+    if "mode" in points.columns:  # the skimming kind of the points of compromise
+        points = points[points["mode"] == "skimming"].reset_index(drop=True)
     truth = set(skimmers["terminal_id"])
     k = len(truth)
     top = max(top, k)

@@ -58,14 +58,15 @@ class SkimmingDetector(BaseDetector):
 
     **At the terminal** (``mode = "at_terminal"``; the fraud was committed *at* the compromised terminal: a
     hijacked or tampered terminal, a colluding merchant): each reported card's fraud visits are its labelled
-    transactions (``fraud_reports.txn_id``) when any, else its present transactions in ``[anchor, anchor +
-    at_terminal_days]`` when ``first_fraud_at`` is known (the visit at the anchor included), else in
-    ``[reported_at - report_lag_days - at_terminal_days, reported_at]``; counterfeit-looking uses
-    (magstripe/fallback ``far_km`` from the last chip use: the card was not there) are left out. With ``F``
-    card-terminal fraud pairs in the run, ``k`` fraud cards at a terminal are tested against Binomial(F,
-    share of the run's present visits in that span that the terminal served), weighted by
-    ``at_terminal_weights``. Both kinds compete in one explain-away (``ks.explain_away_modes``): an accepted
-    point of either kind retires its cards from both. ``q_value`` is Benjamini-Hochberg over every row
+    transactions (``fraud_reports.txn_id``) when any, else its transactions (any entry mode: keyed-in fraud
+    is fraud at the terminal) in ``[anchor, anchor + at_terminal_days]`` when ``first_fraud_at`` is known
+    (the visit at the anchor included), else in ``[reported_at - report_lag_days - at_terminal_days,
+    reported_at]``. With ``F`` card-terminal fraud pairs in the run, ``k`` fraud cards at a terminal are
+    tested against Binomial(F, share of the run's transactions in that span that the terminal served),
+    weighted by ``at_terminal_weights``. Both kinds compete in one explain-away (``ks.explain_away_modes``):
+    an accepted point of either kind retires its cards from both, except that a card whose fraud at an
+    accepted at-terminal point was a counterfeit-looking use (magstripe/fallback ``far_km`` from its last chip
+    use: the data was taken elsewhere) stays in the skimming test. ``q_value`` is Benjamini-Hochberg over every row
     (terminal and mode) scored. ``terminal_events`` lists the terminal's tamper, firmware change, new address
     and odd-hour boot events in the ``event_lead_days`` before the window start (shown, not scored).
     ``exposed_`` lists the cards exposed at accepted points (``graph.detectors.compromise.exposed_cards``).
@@ -171,17 +172,19 @@ class SkimmingDetector(BaseDetector):
         starts = np.where(ws > 0, starts, ends)
         return cards, ws, starts, ends, per_card["wa"].to_numpy(dtype=np.float64), reports
 
-    def _fraud_visits(self, p: Projection, present, cards, wa, reports):
-        """CSR (over ``cards``) of each card's fraud visits for the at-terminal test (see the class doc)."""
+    def _fraud_visits(self, p: Projection, cards, wa, reports):
+        """CSR (over ``cards``) of each card's fraud visits for the at-terminal test (see the class doc), and
+        which of them are counterfeit-looking uses (``ks.clone_uses``)."""
         lat, lon = p.txn_positions()
-        usable = present & ~ks.clone_uses(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon,
-                                          np.isfinite(lat) & np.isfinite(lon), float(self.far_km))
+        clone = ks.clone_uses(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon, np.isfinite(lat) & np.isfinite(lon),
+                              float(self.far_km))
+        usable = np.ones(p.n_txns, dtype=bool)  # any entry mode: keyed-in fraud is fraud at the terminal too
         pos = pd.Index(cards).get_indexer(reports["card"].to_numpy())
         ok = wa[pos] > 0 if len(pos) else np.zeros(0, dtype=bool)
         txn = reports["txn"].to_numpy()
         lab = ok & (txn >= 0)
         lab_pos, lab_txn = pos[lab], txn[lab]
-        good = usable[lab_txn] if len(lab_txn) else np.zeros(0, dtype=bool)
+        good = np.ones(len(lab_txn), dtype=bool)
         labelled_card = np.zeros(len(cards), dtype=bool)
         labelled_card[lab_pos] = True
         day = int(self.at_terminal_days * DAY)
@@ -198,7 +201,21 @@ class SkimmingDetector(BaseDetector):
                               "txn": np.concatenate([lab_txn[good], wtxn])}).drop_duplicates()
         pairs = pairs.assign(ts=p.txn_ts[pairs["txn"].to_numpy()]).sort_values(["pos", "ts", "txn"], kind="stable")
         indptr = np.searchsorted(pairs["pos"].to_numpy(), np.arange(len(cards) + 1)).astype(np.int64)
-        return indptr, np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64))
+        return indptr, np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64)), clone
+
+    @staticmethod
+    def _at_csr(p: Projection, aptr, atxn, clone, n_cards):
+        """Card -> distinct terminals of its fraud visits, its transpose, and per transposed entry whether any
+        of the card's fraud visits there was genuine (not a counterfeit-looking use)."""
+        pairs = pd.DataFrame({"c": np.repeat(np.arange(n_cards, dtype=np.int64), np.diff(aptr)),
+                              "t": p.txn_terminal[atxn].astype(np.int64), "g": ~clone[atxn]})
+        pairs = pairs[pairs["t"] >= 0].groupby(["c", "t"], sort=True)["g"].any().reset_index()
+        c, t, g = (pairs[k].to_numpy() for k in ("c", "t", "g"))
+        at_ptr = np.searchsorted(c, np.arange(n_cards + 1)).astype(np.int64)
+        order = np.lexsort((c, t))
+        term_ptr = np.searchsorted(t[order], np.arange(p.n_terminals + 1)).astype(np.int64)
+        return (at_ptr, np.ascontiguousarray(t, dtype=np.int64), term_ptr,
+                np.ascontiguousarray(c[order], dtype=np.int64), np.ascontiguousarray(g[order], dtype=np.bool_))
 
     def fit(self, projection: Projection, totals=None) -> "SkimmingDetector":
         """Score every terminal a compromised card used inside its exposure window.
@@ -207,11 +224,13 @@ class SkimmingDetector(BaseDetector):
         ----------
         projection : graph.projection.Projection
         totals : object, optional
-            The two counts over *all* cards, when ``projection`` holds only the reported cards and the
+            The three counts over *all* cards, when ``projection`` holds only the reported cards and the
             terminals they used (the Spark engine's candidate subgraph): ``active_cards(span_start, span_end)``
-            (distinct cards with a present transaction in the span) and ``active_days(day0, n_days,
-            window_days)`` (``graph.kernels.skimming.active_days`` over every card). Default: counted from
-            ``projection``.
+            (distinct cards with a present transaction in the span), ``active_days(day0, n_days,
+            window_days)`` (``graph.kernels.skimming.active_days`` over every card) and
+            ``visits(start, end)`` (transactions in the at-terminal span). Default: counted
+            from ``projection``. ``exposed_`` then needs the full history of the cards it lists (see
+            ``graph.spark_scoring``).
 
         Returns
         -------
@@ -237,16 +256,16 @@ class SkimmingDetector(BaseDetector):
                                         np.full(len(cards), span[1]))
         span_ptr, span_terms = ks.visit_terminals(sptr, stxn, p.txn_terminal, p.n_terminals)
         null = self._null(p, present, term_ptr, ends[skim], span, totals, skim)
-        aptr, atxn = self._fraud_visits(p, present, cards, at_w, reports)
-        at_ptr, at_terms = ks.visit_terminals(aptr, atxn, p.txn_terminal, p.n_terminals)
-        at_term_ptr, at_term_comps = ks.transpose_csr(at_ptr, at_terms, p.n_terminals)
+        aptr, atxn, clone = self._fraud_visits(p, cards, at_w, reports)
+        at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine = self._at_csr(p, aptr, atxn, clone, len(cards))
         at_span = ((int(p.txn_ts[atxn].min()), int(p.txn_ts[atxn].max()) + 1) if len(atxn) else (0, 0))
-        served, total = ks.terminal_share(p.term_indptr, p.term_order, p.txn_ts, present, *at_span)
+        every = np.ones(p.n_txns, dtype=bool)
+        served, total = ks.terminal_share(p.term_indptr, p.term_order, p.txn_ts, every, *at_span)
         if totals is not None and len(atxn):
-            total = float(totals.present_visits(*at_span))
+            total = float(totals.visits(*at_span))
         share = served / total if total > 0 else np.zeros(p.n_terminals)
         blocks = (comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, active)
-        at_block = (at_ptr, at_terms, at_term_ptr, at_term_comps, at_w, share)
+        at_block = (at_ptr, at_terms, at_term_ptr, at_term_comps, at_w, share, at_genuine)
         order, logp_acc, k_acc, logp_final = ks.explain_away_modes(
             *blocks, int(self.min_compromised), bool(self.explain_away), *null, *at_block)
         *_, logp_marg = ks.explain_away_modes(*blocks, len(cards) + 1, False, *null, *at_block)
@@ -256,8 +275,8 @@ class SkimmingDetector(BaseDetector):
         n_t = p.n_terminals
         skim_rows = self._points(p, vptr, vtxn, term_ptr, term_comps, seen, span, present, "skimming",
                                  logp_acc[:n_t], k_acc[:n_t], logp_final[:n_t], logp_marg[:n_t])
-        at_seen, _ = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, present, p.n_cards, *at_span)
-        at_rows = self._points(p, aptr, atxn, at_term_ptr, at_term_comps, at_seen, at_span, present, "at_terminal",
+        at_seen, _ = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, every, p.n_cards, *at_span)
+        at_rows = self._points(p, aptr, atxn, at_term_ptr, at_term_comps, at_seen, at_span, every, "at_terminal",
                                logp_acc[n_t:], k_acc[n_t:], logp_final[n_t:], logp_marg[n_t:])
         self.points_ = self._rank(p, [skim_rows, at_rows], order)
         self.merchants_ = self._merchants(p, np.concatenate([vtxn, atxn]))

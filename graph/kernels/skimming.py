@@ -376,7 +376,7 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
 @njit(cache=True)
 def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population,
                        min_compromised, explain, qmat, q_row, card_day, at_ptr, at_terms, at_term_ptr, at_term_comps,
-                       at_weights, at_share):
+                       at_weights, at_share, at_genuine):
     """``explain_away`` over two kinds of point at once: skimming (hypothesis ``t``) and at-terminal
     (hypothesis ``n_terminals + t``), with one pool of compromised cards.
 
@@ -385,7 +385,9 @@ def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, spa
     ``at_term_ptr``/``at_term_comps``) with weight ``at_weights[c]``: with ``F`` the alive weighted
     card-terminal fraud pairs, the weighted count ``k`` at ``t`` is tested against Binomial(F, ``at_share[t]``),
     the terminal's share of all present visits (fraud visits falling where traffic falls). Each step accepts
-    the most significant hypothesis of either kind; with ``explain`` its cards leave *both* blocks.
+    the most significant hypothesis of either kind; with ``explain`` its cards leave *both* blocks, except
+    that an accepted at-terminal point retires from the skimming block only the cards whose fraud there was
+    ``at_genuine`` (the genuine card at the terminal: a counterfeit's use says the data was taken elsewhere).
 
     Returns
     -------
@@ -456,7 +458,7 @@ def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, spa
             continue
         for j in range(lo, hi):
             c = members[j]
-            if alive[c]:
+            if alive[c] and (best < n_terms or at_genuine[j]):
                 alive[c] = False
                 successes = max(0.0, successes - weights[c])
                 pop -= 1.0

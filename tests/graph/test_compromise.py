@@ -101,7 +101,7 @@ def test_modes_kernel_without_at_terminal_block_equals_explain_away():
     seen = rng.integers(20, 60, n_terms).astype(np.int64)
     null = (np.zeros((0, 1), np.float32), np.full(n_terms, -1, np.int64), np.zeros(n_cards, np.int64))
     empty = (np.zeros(n_cards + 1, np.int64), np.zeros(0, np.int64), np.zeros(n_terms + 1, np.int64),
-             np.zeros(0, np.int64), np.zeros(n_cards), np.zeros(n_terms))
+             np.zeros(0, np.int64), np.zeros(n_cards), np.zeros(n_terms), np.zeros(0, np.bool_))
     for explain in (True, False):
         old = ks.explain_away(comp_ptr, comp_terms, term_ptr, term_comps, comp_ptr, comp_terms, weights, seen, 500,
                               2, explain, *null)
