@@ -273,11 +273,13 @@ class SkimmingDetector(BaseDetector):
             "card_token": p.card_ids[cards[skim]], "weight": weights[skim], "window_start": to_timestamps(starts[skim]),
             "window_end": to_timestamps(ends[skim]), "visits": np.diff(vptr)[skim]})
         n_t = p.n_terminals
+        accepted = np.zeros(2 * n_t, dtype=bool)
+        accepted[order] = True
         skim_rows = self._points(p, vptr, vtxn, term_ptr, term_comps, seen, span, present, "skimming",
-                                 logp_acc[:n_t], k_acc[:n_t], logp_final[:n_t], logp_marg[:n_t])
+                                 accepted[:n_t], logp_acc[:n_t], k_acc[:n_t], logp_final[:n_t], logp_marg[:n_t])
         at_seen, _ = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, every, p.n_cards, *at_span)
         at_rows = self._points(p, aptr, atxn, at_term_ptr, at_term_comps, at_seen, at_span, every, "at_terminal",
-                               logp_acc[n_t:], k_acc[n_t:], logp_final[n_t:], logp_marg[n_t:])
+                               accepted[n_t:], logp_acc[n_t:], k_acc[n_t:], logp_final[n_t:], logp_marg[n_t:])
         self.points_ = self._rank(p, [skim_rows, at_rows], order)
         self.merchants_ = self._merchants(p, np.concatenate([vtxn, atxn]))
         self.exposed_ = exposed_cards(p, self.points_, reissue_p=self.reissue_p, far_km=self.far_km)
@@ -305,7 +307,7 @@ class SkimmingDetector(BaseDetector):
         card_day[skim if skim is not None else slice(None)] = (ends - day0) // DAY
         return qmat, q_row, card_day
 
-    def _points(self, p, vptr, vtxn, term_ptr, term_comps, seen, span, present, mode, logp_acc, k_acc,
+    def _points(self, p, vptr, vtxn, term_ptr, term_comps, seen, span, present, mode, accepted, logp_acc, k_acc,
                 logp_final, logp_marg) -> pd.DataFrame:
         """One row per terminal with a candidate of ``mode`` (unranked; ``_h`` is its hypothesis index)."""
         terms = np.flatnonzero(np.diff(term_ptr) > 0)
@@ -317,8 +319,7 @@ class SkimmingDetector(BaseDetector):
         sel = np.concatenate([vorder[a:b] for a, b in zip(*bounds)]) if len(terms) else np.zeros(0, np.int64)
         w_start, w_end = ks.point_windows(visit_ptr, np.ascontiguousarray(p.txn_ts[vtxn[sel]]), terms,
                                           p.term_indptr, p.term_order, p.txn_ts, present, *span)
-        accepted = logp_acc[terms] < 0.0
-        accepted |= k_acc[terms] > 0
+        accepted = accepted[terms]
         return pd.DataFrame({
             "terminal_id": p.terminal_ids[terms],
             "merchant_id": _merchant_of(p, terms),
