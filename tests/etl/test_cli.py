@@ -41,10 +41,11 @@ def test_bad_arguments_and_unreadable_drops_exit_2_naming_file_line_column(tmp_p
     assert posguard("generate", "--out", str(tmp_path), "--scale", "huge", env=env).returncode == 2
     drop = tmp_path / "drop"
     drop.mkdir()
-    (drop / "transactions.csv").write_text("txn_id,ts,pan,terminal_id,merchant_id,amount\n")
+    # (entry_mode became optional with issue 12: amount is the required column left out here)
+    (drop / "transactions.csv").write_text("txn_id,ts,pan,terminal_id,merchant_id,entry_mode\n")
     result = posguard("etl", str(drop), env=env)
     assert result.returncode == 2
-    assert "transactions.csv, line 1, column 'entry_mode': required column 'entry_mode' is missing" in result.stderr
+    assert "transactions.csv, line 1, column 'amount': required column 'amount' is missing" in result.stderr
     missing = posguard("etl", str(tmp_path / "nowhere"), env=env)
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 
