@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import pandas as pd
 import pytest
 
 from graph.api import DETECTOR_NAMES, open_store
+from tests.helpers import posguard
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +86,6 @@ def test_tokenize_pan_finds_the_card_and_never_returns_the_pan(store, raw_pans):
 def test_exposed_cards_are_what_scoring_wrote_and_export_never_writes_a_pan(store, scored_env, raw_pans, tmp_path):
     """The API reads EXPOSED_AT back from Neo4j: the same rows as exposed_cards.parquet; `posguard export
     exposed` (default scores directory) writes them with tokens and last four digits, no PAN."""
-    from pathlib import Path
-
-    from tests.helpers import posguard
-
     written = pd.read_parquet(Path(scored_env["POSGUARD_HOME"]) / "out" / "exposed_cards.parquet")
     got = store.exposed_cards()
     assert len(written) > 0  # the sample's skimmers expose cards

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
+
+from etl.pipeline import run_drop
+from graph.projection import Projection
+from graph.scoring import run_detectors, write_outputs
+from graph.settings import Settings
+from tests.graph.compromise_drop import compromise_drop
 from tests.helpers import posguard, server_env
 
 
@@ -59,11 +67,6 @@ def test_neo4j_status_json_of_a_stopped_server(tmp_path):
 
 def _compromise_drop_files(drop, labels="txn"):
     """The compromise test drop as CSV input files with PANs (tests/graph/compromise_drop.py)."""
-    import numpy as np
-    import pandas as pd
-
-    from tests.graph.compromise_drop import compromise_drop
-
     tx, terms, rep, truth, pans = compromise_drop(0, labels, skim_reported=0.5)
     pan_of = {f"card{i:05d}": p for i, p in enumerate(pans)}
     drop.mkdir(parents=True)
@@ -78,13 +81,6 @@ def _compromise_drop_files(drop, labels="txn"):
 def test_export_exposed_writes_tokens_and_last_four_never_a_pan(tmp_path):
     """Stage a drop, score it, export the exposed cards: a CSV with tokens and last four digits, filtered by
     point and p; no PAN of the drop anywhere in the file; a missing output or a bad --min-p exits 2."""
-    import pandas as pd
-
-    from etl.pipeline import run_drop
-    from graph.projection import Projection
-    from graph.scoring import run_detectors, write_outputs
-    from graph.settings import Settings
-
     env = server_env(tmp_path / "home")
     truth, pans = _compromise_drop_files(tmp_path / "drop")
     missing = posguard("export", "exposed", "--out", str(tmp_path / "x.csv"), env=env)

@@ -16,6 +16,7 @@ import pytest
 from etl.errors import DropError
 from etl.pipeline import run_all, run_drop
 from etl.stage import read_staged
+from graph.projection import Projection
 from graph.settings import Settings
 
 KEY = b"test-key"
@@ -271,8 +272,6 @@ def test_optional_entry_mode_merchant_and_per_transaction_fraud_reports(tmp_path
     fr = read_staged(tmp_path / "home", "fraud_reports").to_pandas().sort_values(["reported_at", "txn_id"])
     assert fr["txn_id"].fillna("-").tolist() == ["X1", "X2", "-"] and fr["card_token"].nunique() == 1
     assert PAN not in fr.to_csv()
-    from graph.projection import Projection
-
     p = Projection.from_staging(tmp_path / "home")
     assert p.merchant_ids[p.txn_merchant].tolist() == ["M1", "M1"]
     assert sorted(p.txn_ids[p.report_txn[p.report_txn >= 0]].tolist()) == ["X1", "X2"] and len(p.report_txn) == 3
