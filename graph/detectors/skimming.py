@@ -24,6 +24,7 @@ DEFAULT_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 0.25, "cash_out": 0.0, "los
 AT_TERMINAL_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 1.0, "cash_out": 1.0, "lost_stolen": 0.0,
                             "card_not_present": 0.0, "account_takeover": 0.0}
 MODES = ("skimming", "at_terminal")
+MIN_LAGS = 5  # known first-fraud-to-report lags needed to fit the at-terminal look-back from the data
 POINT_COLUMNS = ["terminal_id", "merchant_id", "rank", "score", "p_value", "compromised_cards", "cards_seen",
                  "window_start", "window_end", "q_value", "mode", "p_value_adjusted", "p_value_marginal",
                  "explained_cards", "accepted", "terminal_events", "evidence_txn_ids"]
@@ -60,8 +61,9 @@ class SkimmingDetector(BaseDetector):
     hijacked or tampered terminal, a colluding merchant): each reported card's fraud visits are its labelled
     transactions (``fraud_reports.txn_id``) when any, else its transactions (any entry mode: keyed-in fraud
     is fraud at the terminal) in ``[anchor, anchor + at_terminal_days]`` when ``first_fraud_at`` is known
-    (the visit at the anchor included), else in ``[reported_at - report_lag_days - at_terminal_days,
-    reported_at]``. With ``F`` card-terminal fraud pairs in the run, ``k`` fraud cards at a terminal are
+    (the visit at the anchor included), else in ``[reported_at - L, reported_at]`` with ``L`` the 90th
+    percentile of this run's known first-fraud-to-report lags plus ``at_terminal_days`` (``exposure_days``
+    when fewer than ``MIN_LAGS`` lags are known). With ``F`` card-terminal fraud pairs in the run, ``k`` fraud cards at a terminal are
     tested against Binomial(F, share of the run's transactions in that span that the terminal served),
     weighted by ``at_terminal_weights``. Both kinds compete in one explain-away (``ks.explain_away_modes``):
     an accepted point of either kind retires its cards from both, except that a card whose fraud at an
@@ -188,9 +190,9 @@ class SkimmingDetector(BaseDetector):
         labelled_card = np.zeros(len(cards), dtype=bool)
         labelled_card[lab_pos] = True
         day = int(self.at_terminal_days * DAY)
-        lag = int(self.report_lag_days * DAY)
+        lag = self._fitted_lag(reports)
         win = ok & ~labelled_card[pos] if len(pos) else ok
-        lo = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy(), reports["at"].to_numpy() - lag - day)
+        lo = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy(), reports["at"].to_numpy() - lag)
         hi = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy() + day, reports["at"].to_numpy())
         frame = pd.DataFrame({"pos": pos[win], "lo": lo[win], "hi": hi[win]}).groupby("pos").agg(
             lo=("lo", "min"), hi=("hi", "max"))
@@ -202,6 +204,17 @@ class SkimmingDetector(BaseDetector):
         pairs = pairs.assign(ts=p.txn_ts[pairs["txn"].to_numpy()]).sort_values(["pos", "ts", "txn"], kind="stable")
         indptr = np.searchsorted(pairs["pos"].to_numpy(), np.arange(len(cards) + 1)).astype(np.int64)
         return indptr, np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64)), clone
+
+    def _fitted_lag(self, reports: pd.DataFrame) -> int:
+        """Seconds before reported_at in which a report without a known first fraud had it: the 90th
+        percentile of this run's known report lags (with at least ``MIN_LAGS`` of them), else
+        ``exposure_days`` (the horizon the skimming test looks back over)."""
+        known = reports["known"].to_numpy()
+        lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
+        lags = lags[lags >= 0]
+        if len(lags) >= MIN_LAGS:
+            return int(np.quantile(lags, 0.9)) + int(self.at_terminal_days * DAY)
+        return int(self.exposure_days * DAY)
 
     @staticmethod
     def _at_csr(p: Projection, aptr, atxn, clone, n_cards):

@@ -26,12 +26,12 @@ DAY = 86_400
 
 def compromise_drop(seed: int = 0, labels: str = "txn", n_cards: int = 2500, n_terms: int = 250, days: int = 90,
                     n_at: int = 4, n_skim: int = 2, days_at: int = 12, background: float = 0.04,
-                    skim_reported: float = 1.0):
+                    skim_reported: float = 1.0, lag_days: tuple[int, int] = (1, 5)):
     """Returns ``(transactions, terminals, fraud_reports, truth, pans)``; truth has ``at_terminal`` and
     ``skimmers`` frames (terminal_id, window_start, window_end), ``victims`` (skimmed card tokens),
     ``unreported`` (skimmed cards left unreported: a share ``1 - skim_reported`` of them) and ``events`` (the
     terminal events: daily boots at 03:00 UTC on every terminal, and a tamper event plus a new ip two days
-    before the first at-terminal window)."""
+    before the first at-terminal window). Reports come ``lag_days`` (a range of whole days) after the fraud."""
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, n_terms + 1) ** 0.9
     popularity = rng.permutation(popularity / popularity.sum())
@@ -100,7 +100,7 @@ def compromise_drop(seed: int = 0, labels: str = "txn", n_cards: int = 2500, n_t
         if len(skimmed) else set()
     first = first[~first.index.isin(silent)]
     f = f[~f["card"].isin(silent)]
-    lag = {int(c): int(rng.integers(1, 5)) * DAY for c in first.index}
+    lag = {int(c): int(rng.integers(*lag_days)) * DAY for c in first.index}
     if labels == "txn":
         rep = pd.DataFrame({"card_token": tokens[f["card"]], "txn_id": f["txn_id"].to_numpy(),
                             "reported_at": T0 + pd.to_timedelta([first[c] + lag[c] for c in f["card"]], unit="s"),

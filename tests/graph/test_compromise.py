@@ -48,6 +48,32 @@ def test_each_planted_point_in_the_top_5_of_its_kind_and_at_terminal_beats_the_n
     assert ap >= 0.8 and ap >= 2 * ap_naive, (ap, ap_naive)
 
 
+@pytest.mark.parametrize("labels", ["reported", "first"])
+def test_late_reports_without_first_fraud_look_back_over_a_fitted_lag(labels):
+    """Reports 10-20 days after the fraud: with reported_at only, the look-back is the exposure horizon;
+    when the run knows first_fraud_at for some reports, it is their lags' 90th percentile (fitted here)."""
+    tx, terms, rep, truth, _ = compromise_drop(1, "first", lag_days=(10, 21))
+    if labels == "reported":
+        rep = rep.drop(columns="first_fraud_at")
+    else:  # a third of the reports keep their first_fraud_at: the others borrow the lag fitted on them
+        rep.loc[rep.index % 3 != 0, "first_fraud_at"] = pd.NaT
+    det = SkimmingDetector()
+    det.fit(Projection.from_frames(tx, terms, None, rep))
+    pts = det.points_
+    at = pts[pts["mode"] == "at_terminal"]["terminal_id"].tolist()
+    assert average_precision(at, set(truth["at_terminal"]["terminal_id"])) >= 0.8
+    known = rep["first_fraud_at"].notna() if "first_fraud_at" in rep.columns else pd.Series(False, index=rep.index)
+    frame = pd.DataFrame({"known": known.to_numpy(), "at": (rep["reported_at"] - pd.Timestamp(0, tz="UTC")) //
+                          pd.Timedelta(seconds=1),
+                          "anchor": ((rep["first_fraud_at"] if "first_fraud_at" in rep.columns else rep["reported_at"])
+                                     - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)})
+    lag = det._fitted_lag(frame.fillna(-1).astype({"known": bool}))
+    if labels == "reported":
+        assert lag == 45 * 86400
+    else:
+        assert 19 * 86400 <= lag - 86400 <= 20 * 86400  # the 90th percentile of 10..20 whole days
+
+
 def test_skimming_alone_misses_compromise_at_the_terminal():
     """Why the at-terminal test exists: the fraud visit itself is outside every skimming window."""
     p, _, tx, rep, truth = _fit(0, "first")
