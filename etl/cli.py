@@ -174,6 +174,50 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ bench
+# ------------------------------------------------------------------ export
+EXPOSED_CSV_COLUMNS = ["card_token", "pan_last4", "terminal_id", "merchant_id", "mode", "first_exposed_at",
+                       "p_compromised", "reported", "recommended_action", "window_start", "window_end"]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``posguard export exposed``: the exposed cards of the last scoring as CSV for a card-management system
+    (card tokens and last four digits only; a PAN never leaves the store)."""
+    import pandas as pd
+
+    from etl.stage import read_staged
+
+    settings = Settings.from_env(quiet=args.quiet)  # nothing is tokenized: no key needed
+    scores = Path(args.scores) if args.scores else settings.home / "out"
+    source = scores / "exposed_cards.parquet"
+    if not source.is_file():
+        raise UsageError(f"{source}: no exposed_cards output; run `posguard score --out {scores}` first "
+                         "(or name the scores directory with --scores)")
+    if not 0.0 <= args.min_p <= 1.0:
+        raise UsageError(f"--min-p must be within [0, 1], not {args.min_p}")
+    exposed = pd.read_parquet(source)
+    if args.point:
+        exposed = exposed[exposed["terminal_id"] == args.point]
+    exposed = exposed[exposed["p_compromised"] >= args.min_p]
+    if "pan_last4" not in exposed.columns:
+        last4 = read_staged(settings.home, "transactions", ["card_token", "pan_last4"]).to_pandas()
+        last4 = last4[last4["card_token"].isin(set(exposed["card_token"]))].drop_duplicates("card_token")
+        exposed = exposed.merge(last4[["card_token", "pan_last4"]], on="card_token", how="left")
+    for column in EXPOSED_CSV_COLUMNS:
+        if column not in exposed.columns:
+            exposed[column] = None
+    exposed = exposed.sort_values(["p_compromised", "card_token", "terminal_id"], ascending=[False, True, True],
+                                  kind="stable")[EXPOSED_CSV_COLUMNS]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    exposed.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    tmp.replace(out)
+    log.info("%s exposed card rows (%s to reissue) written to %s", f"{len(exposed):,}",
+             f"{int((exposed['recommended_action'] == 'reissue').sum()):,}", out)
+    print(out)
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.quality:
         return _bench_quality(args)
@@ -255,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(p)
     _engine_option(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", parents=[common], help="export a scoring output for other systems")
+    p.add_argument("what", choices=["exposed"], help="exposed: the cards exposed at points of compromise")
+    p.add_argument("--out", required=True, help="the CSV file to write")
+    p.add_argument("--point", default=None, help="only the cards exposed at this terminal_id")
+    p.add_argument("--min-p", type=float, default=0.0, help="only cards with p_compromised >= this (default 0)")
+    p.add_argument("--scores", default=None,
+                   help="the directory `posguard score --out` wrote (default $POSGUARD_HOME/out)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", parents=[common], help="measure ETL, Neo4j load and scoring throughput")
     p.add_argument("--txns", type=int, default=1_000_000, help="transactions to generate (default 1M)")

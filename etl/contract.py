@@ -7,7 +7,7 @@ from dataclasses import dataclass
 __all__ = ["Column", "KINDS", "SECRET_FIELDS", "ENTRY_MODES", "TXN_TYPES", "FRAUD_TYPES", "EVENTS", "kind_of_file",
            "REFERENCE_KEYS", "DUPLICATE_KEYS"]
 
-ENTRY_MODES = ("chip", "contactless", "magstripe", "fallback", "manual")
+ENTRY_MODES = ("chip", "contactless", "magstripe", "fallback", "manual", "unknown")
 TXN_TYPES = ("purchase", "refund", "void", "preauth", "completion")
 FRAUD_TYPES = ("counterfeit", "lost_stolen", "card_not_present", "account_takeover", "cash_out", "other")
 EVENTS = ("heartbeat", "boot", "firmware_update", "tamper")
@@ -32,10 +32,11 @@ def _c(*args, **kw) -> Column:
 KINDS: dict[str, tuple[Column, ...]] = {
     "transactions": (
         _c("txn_id", required=True), _c("ts", "timestamp", required=True), _c("pan", required=True, secret=True),
-        _c("terminal_id", required=True), _c("merchant_id", required=True),
+        # merchant_id may be left empty when the terminal's merchant is known (etl.validate checks it)
+        _c("terminal_id", required=True), _c("merchant_id"),
         _c("amount", "decimal", required=True), _c("currency", "currency", default="CNY"),
         _c("txn_type", "enum", enum=TXN_TYPES, default="purchase"),
-        _c("entry_mode", "enum", required=True, enum=ENTRY_MODES),
+        _c("entry_mode", "enum", enum=ENTRY_MODES, default="unknown"),
         _c("response_code", "code", default="00"), _c("atc", "int"), _c("stan", "int"), _c("mcc", "mcc"),
         _c("lat", "lat"), _c("lon", "lon"),
     ),
@@ -51,6 +52,7 @@ KINDS: dict[str, tuple[Column, ...]] = {
     "fraud_reports": (
         _c("pan", required=True, secret=True), _c("reported_at", "timestamp", required=True),
         _c("first_fraud_at", "timestamp"), _c("fraud_type", "enum", enum=FRAUD_TYPES, default="other"),
+        _c("txn_id"),  # the fraudulent transaction, when known: one row per transaction, several per card
     ),
     "approved_firmware": (
         _c("firmware_hash", required=True), _c("model"), _c("approved_at", "timestamp"),
@@ -71,7 +73,7 @@ REFERENCE_KEYS = {"terminals": ("terminal_id",), "merchants": ("merchant_id",),
                   "approved_firmware": ("firmware_hash",)}
 # What makes two rows "the same row again" (a duplicate if identical, else a conflict for unique ids).
 DUPLICATE_KEYS = {"transactions": ("txn_id",), **REFERENCE_KEYS,
-                  "fraud_reports": ("card_token", "reported_at", "fraud_type"),
+                  "fraud_reports": ("card_token", "reported_at", "fraud_type", "txn_id"),
                   "terminal_events": ("terminal_id", "ts", "event")}
 
 

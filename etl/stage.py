@@ -34,7 +34,7 @@ STAGED_SCHEMAS: dict[str, pa.Schema] = {
         ("agent_id", _S), ("onboarded_at", _TS), ("row_hash", _S), ("run_id", _S)]),
     "fraud_reports": pa.schema([
         ("card_token", _S), ("pan_last4", _S), ("reported_at", _TS), ("first_fraud_at", _TS), ("fraud_type", _S),
-        ("row_hash", _S), ("run_id", _S)]),
+        ("txn_id", _S), ("row_hash", _S), ("run_id", _S)]),
     "approved_firmware": pa.schema([
         ("firmware_hash", _S), ("model", _S), ("approved_at", _TS), ("row_hash", _S), ("run_id", _S)]),
     "terminal_events": pa.schema([

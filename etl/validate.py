@@ -239,6 +239,10 @@ def validate(kind: str, frame: pd.DataFrame, lines: np.ndarray, file: str, *, ke
         fresh = bad & reason.isna()
         reason[fresh], column[fresh] = (why[fresh] if isinstance(why, pd.Series) else why), col.name
         out[col.name] = parsed
+    if kind == "transactions":  # merchant_id may be empty only when the terminal is registered (its merchant known)
+        orphan = out["merchant_id"].isna() & reason.isna() & (
+            True if known_terminals is None else ~_is_in(out["terminal_id"], known_terminals))
+        reason[orphan], column[orphan] = "missing_value", "merchant_id"
     for ref, known in (("terminal_id", known_terminals), ("merchant_id", known_merchants)):
         if known is not None and ref in out and not (kind == "terminals" and ref == "terminal_id") and not (
                 kind == "merchants"):

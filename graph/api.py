@@ -43,6 +43,15 @@ RETURN elementId(n) AS src, elementId(m) AS dst, elementId(r) AS rid, type(r) AS
        properties(r) AS rprops, labels(m) AS labels, properties(m) AS props
 """
 _HIDDEN_PROPS = {"pw_hash"}
+_EXPOSED = """
+MATCH (c:Card)-[e:EXPOSED_AT]->(t:Terminal)
+WHERE ($point IS NULL OR t.terminal_id = $point) AND e.p_compromised >= $min_p
+RETURN c.token AS card_token, c.pan_last4 AS pan_last4, t.terminal_id AS terminal_id, e.mode AS mode,
+       e.first_exposed_at AS first_exposed_at, e.p_compromised AS p_compromised, e.reported AS reported,
+       e.recommended_action AS recommended_action, e.point_rank AS point_rank, e.window_start AS window_start,
+       e.window_end AS window_end
+ORDER BY p_compromised DESC, card_token, terminal_id, mode
+"""
 
 
 def _plain(value):
@@ -200,6 +209,26 @@ class Store:
         >>> store.detect("skimming", exposure_days=30).head()             # doctest: +SKIP
         """
         return getattr(self.detector(name, **params), DETECTORS[name][2])
+
+    def exposed_cards(self, point: str | None = None, min_p: float = 0.0) -> pd.DataFrame:
+        """The cards exposed at the points of compromise of the last scoring (its ``EXPOSED_AT`` relationships).
+
+        Parameters
+        ----------
+        point : terminal_id of one point (default: every point)
+        min_p : only cards with ``p_compromised`` at least this
+
+        Returns
+        -------
+        DataFrame: card_token, pan_last4, terminal_id, mode, first_exposed_at, p_compromised, reported,
+        recommended_action (reissue / watch), point_rank, window_start, window_end; by p_compromised,
+        highest first. Tokens and last four digits only.
+
+        Example
+        -------
+        >>> store.exposed_cards(min_p=0.5).recommended_action.value_counts()   # doctest: +SKIP
+        """
+        return self.cypher(_EXPOSED, point=point, min_p=float(min_p))
 
     # ------------------------------------------------------------ the graph
     def cypher(self, query: str, **params) -> pd.DataFrame:

@@ -104,6 +104,8 @@ def skimming_metrics(points: pd.DataFrame, skimmers: pd.DataFrame, alpha: float 
     window_overlap: the share of found true skimmers (within ``max(top, k)``) whose estimated window
     overlaps the true one.
     """
+    if "mode" in points.columns:  # the skimming kind of the points of compromise
+        points = points[points["mode"] == "skimming"].reset_index(drop=True)
     truth = set(skimmers["terminal_id"])
     k = len(truth)
     top = max(top, k)
@@ -178,7 +180,8 @@ def reporting_rate_curve(projection: Projection, skimmers: pd.DataFrame, cloned_
         p = dataclasses.replace(
             projection, report_card=chosen["card"].to_numpy(np.int32), report_at=chosen["at"].to_numpy(np.int64),
             report_first_fraud_at=chosen["first"].to_numpy(np.int64),
-            report_type=np.full(len(chosen), "counterfeit", dtype=object))
+            report_type=np.full(len(chosen), "counterfeit", dtype=object),
+            report_txn=np.full(len(chosen), -1, dtype=np.int64))
         points = SkimmingDetector(**detector_params).fit(p).points_
         rows.append({"rate": rate, "reported": len(chosen), **skimming_metrics(points, skimmers, alpha=alpha)})
     return pd.DataFrame(rows)

@@ -13,13 +13,14 @@ import pyarrow.compute as pc
 __all__ = [
     "Projection",
     "ENTRY_CODES", "ENTRY_CHIP", "ENTRY_CONTACTLESS", "ENTRY_MAGSTRIPE", "ENTRY_FALLBACK", "ENTRY_MANUAL",
+    "ENTRY_UNKNOWN",
     "TYPE_CODES", "TYPE_PURCHASE", "TYPE_REFUND", "TYPE_VOID", "TYPE_PREAUTH", "TYPE_COMPLETION",
     "to_epoch_seconds", "staged_reference", "TXN_COLUMNS",
 ]
 
-ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MAGSTRIPE, ENTRY_FALLBACK, ENTRY_MANUAL = 0, 1, 2, 3, 4
+ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MAGSTRIPE, ENTRY_FALLBACK, ENTRY_MANUAL, ENTRY_UNKNOWN = 0, 1, 2, 3, 4, 5
 ENTRY_CODES = {"chip": ENTRY_CHIP, "contactless": ENTRY_CONTACTLESS, "magstripe": ENTRY_MAGSTRIPE,
-               "fallback": ENTRY_FALLBACK, "manual": ENTRY_MANUAL}
+               "fallback": ENTRY_FALLBACK, "manual": ENTRY_MANUAL, "unknown": ENTRY_UNKNOWN}
 TYPE_PURCHASE, TYPE_REFUND, TYPE_VOID, TYPE_PREAUTH, TYPE_COMPLETION = 0, 1, 2, 3, 4
 TYPE_CODES = {"purchase": TYPE_PURCHASE, "refund": TYPE_REFUND, "void": TYPE_VOID,
               "preauth": TYPE_PREAUTH, "completion": TYPE_COMPLETION}
@@ -182,6 +183,7 @@ class Projection:
     report_at: np.ndarray
     report_first_fraud_at: np.ndarray
     report_type: np.ndarray
+    report_txn: np.ndarray
     terminals: pd.DataFrame
     merchants: pd.DataFrame
     fraud_reports: pd.DataFrame
@@ -242,10 +244,13 @@ class Projection:
         Parameters
         ----------
         transactions : DataFrame
-            Needs txn_id, ts, card_token, terminal_id, merchant_id, entry_mode; the other staging columns
-            are optional (amount 0, txn_type purchase, response_code "00", others missing).
+            Needs txn_id, ts, card_token, terminal_id; the other staging columns are optional (merchant_id:
+            the terminal's merchant, entry_mode unknown, amount 0, txn_type purchase, response_code "00",
+            others missing).
         terminals, merchants, fraud_reports, approved_firmware, terminal_events : DataFrame, optional
             Reference kinds; for terminals, merchants and approved_firmware the latest run_id wins per key.
+            Every fraud report is kept (several per card; ``txn_id``, when given, names the fraudulent
+            transaction: ``report_txn`` is its position in the transaction order, -1 when absent or unknown).
 
         Returns
         -------
@@ -257,9 +262,11 @@ class Projection:
             When a required transaction column is missing.
         """
         tx = transactions
-        for col in ("txn_id", "ts", "card_token", "terminal_id", "merchant_id", "entry_mode"):
+        for col in ("txn_id", "ts", "card_token", "terminal_id"):
             if col not in tx.columns:
                 raise KeyError(f"transactions lack the required column {col!r}")
+        no_values = pd.Series([None] * len(tx), index=tx.index, dtype=object)
+        tx_merchant = tx["merchant_id"] if "merchant_id" in tx.columns else no_values
         terminals = _latest(terminals, "terminal_id")
         merchants = _latest(merchants, "merchant_id")
         approved_firmware = _latest(approved_firmware, "firmware_hash")
@@ -271,7 +278,7 @@ class Projection:
 
         card_ids = _ids(tx["card_token"], reports["card_token"])
         terminal_ids = _ids(tx["terminal_id"], terminals["terminal_id"])
-        merchant_ids = _ids(tx["merchant_id"], merchants["merchant_id"],
+        merchant_ids = _ids(tx_merchant, merchants["merchant_id"],
                             terminals["merchant_id"] if "merchant_id" in terminals.columns else [])
 
         card = _index(card_ids, tx["card_token"])
@@ -288,7 +295,7 @@ class Projection:
             return np.ascontiguousarray(np.asarray(a)[order])
 
         terminal = take(_index(terminal_ids, tx["terminal_id"]))
-        merchant = take(_index(merchant_ids, tx["merchant_id"]))
+        merchant = take(_index(merchant_ids, tx_merchant))
         stan = take(_int(tx, "stan"))
         ts_sorted, card_sorted = take(ts), take(card)
         response = tx["response_code"] if "response_code" in tx.columns else pd.Series("00", index=tx.index)
@@ -300,7 +307,8 @@ class Projection:
         # registered merchant of each terminal, else the merchant most often seen with it in transactions
         term_merchant = np.full(len(terminal_ids), -1, dtype=np.int32)
         if len(merchant):
-            sizes = pd.DataFrame({"t": terminal, "m": merchant}).value_counts(sort=False).reset_index(name="n")
+            seen = merchant >= 0
+            sizes = pd.DataFrame({"t": terminal[seen], "m": merchant[seen]}).value_counts(sort=False).reset_index(name="n")
             mode = sizes.sort_values(["t", "n", "m"], ascending=[True, False, True]).drop_duplicates("t")
             term_merchant[mode["t"].to_numpy()] = mode["m"].to_numpy()
         t_lat = np.full(len(terminal_ids), np.nan)
@@ -311,6 +319,8 @@ class Projection:
                 mi = _index(merchant_ids, terminals["merchant_id"])
                 term_merchant[ti[mi >= 0]] = mi[mi >= 0]
             t_lat[ti], t_lon[ti] = _float(terminals, "lat"), _float(terminals, "lon")
+        merchant = np.where((merchant < 0) & (terminal >= 0), term_merchant[np.maximum(terminal, 0)],
+                            merchant).astype(np.int32) if len(term_merchant) else merchant
         m_mcc = np.full(len(merchant_ids), None, dtype=object)
         if len(merchants) and "mcc" in merchants.columns:
             m_mcc[_index(merchant_ids, merchants["merchant_id"])] = merchants["mcc"].to_numpy(dtype=object)
@@ -322,13 +332,17 @@ class Projection:
         rep_type = (reports["fraud_type"].fillna("other").astype(str).to_numpy(dtype=object)
                     if "fraud_type" in reports.columns else np.full(len(reports), "other", dtype=object))
         rorder = np.lexsort((rep_at, rep_card))
+        rep_txn = np.full(len(reports), -1, dtype=np.int64)
+        if "txn_id" in reports.columns and len(reports) and len(txn_ids):
+            rep_txn = _index(txn_ids[order], reports["txn_id"]).astype(np.int64)  # position in the card-time order
 
         return cls(
             card_ids=card_ids, terminal_ids=terminal_ids, merchant_ids=merchant_ids,
             terminal_merchant=term_merchant, terminal_lat=t_lat, terminal_lon=t_lon, merchant_mcc=m_mcc,
             txn_card=card_sorted, txn_terminal=terminal, txn_merchant=merchant, txn_ts=ts_sorted,
             txn_amount=take(_float(tx, "amount") if "amount" in tx.columns else np.zeros(len(tx))),
-            txn_entry=take(_codes(tx["entry_mode"], ENTRY_CODES, ENTRY_CHIP)),
+            txn_entry=take(_codes(tx["entry_mode"] if "entry_mode" in tx.columns else no_values, ENTRY_CODES,
+                                  ENTRY_UNKNOWN)),
             txn_type=take(_codes(tx["txn_type"] if "txn_type" in tx.columns else [None] * len(tx),
                                  TYPE_CODES, TYPE_PURCHASE)),
             txn_approved=take(response.fillna("00").astype(str).str.strip().eq("00").to_numpy(dtype=bool)),
@@ -338,7 +352,7 @@ class Projection:
             card_indptr=card_indptr, term_order=term_order, term_indptr=term_indptr,
             report_card=np.ascontiguousarray(rep_card[rorder]), report_at=np.ascontiguousarray(rep_at[rorder]),
             report_first_fraud_at=np.ascontiguousarray(rep_first[rorder]),
-            report_type=np.ascontiguousarray(rep_type[rorder]),
+            report_type=np.ascontiguousarray(rep_type[rorder]), report_txn=np.ascontiguousarray(rep_txn[rorder]),
             terminals=terminals, merchants=merchants, fraud_reports=reports.iloc[rorder].reset_index(drop=True),
             approved_firmware=approved_firmware, terminal_events=events,
         )

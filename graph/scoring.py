@@ -36,6 +36,9 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
     "terminal_findings": pa.schema([
         ("terminal_id", pa.string()), ("merchant_id", pa.string()), ("kind", pa.string()), ("score", pa.float64()),
         ("details", pa.string()), ("first_seen", _TS), ("last_seen", _TS)]),
+    "exposed_cards": pa.schema([
+        ("card_token", pa.string()), ("terminal_id", pa.string()), ("mode", pa.string()), ("first_exposed_at", _TS),
+        ("p_compromised", pa.float64()), ("reported", pa.bool_()), ("recommended_action", pa.string())]),
     "alerts": pa.schema([
         ("alert_id", pa.string()), ("entity_type", pa.string()), ("entity_id", pa.string()), ("kind", pa.string()),
         ("score", pa.float64()), ("severity", pa.string()), ("created_at", _TS), ("summary", pa.string())]),
@@ -116,11 +119,13 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     for name, (_, _, attr) in DETECTORS.items():
         fitted = _timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
         tables[name] = getattr(fitted, attr)
+        if name == "skimming":  # the cards exposed at its accepted points of compromise
+            tables["exposed_cards"] = fitted.exposed_
     all_rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
     alerts = _timed(seconds, "alerts", lambda: build_alerts(tables["skimming"], tables["cloned"], all_rings,
                                                             tables["integrity"], created_at))
     frames = {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": all_rings,
-              "terminal_findings": tables["integrity"], "alerts": alerts}
+              "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
 
 

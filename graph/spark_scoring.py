@@ -119,6 +119,12 @@ class _Totals:
     def __init__(self, txns, buckets: int):
         self.txns, self.buckets = txns, buckets
 
+    def visits(self, start: int, end: int) -> int:
+        from pyspark.sql import functions as F
+
+        secs = F.col("ts").cast("long")
+        return int(self.txns.where((secs >= start) & (secs < end)).count())
+
     def active_cards(self, start: int, end: int) -> int:
         from pyspark.sql import functions as F
 
@@ -207,6 +213,7 @@ def _buckets_of(spark, ids: pd.Series, buckets: int) -> dict:
 def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
     from pyspark.sql import functions as F
 
+    from graph.detectors.compromise import exposed_cards
     from graph.detectors.skimming import SkimmingDetector
 
     reports = reference["fraud_reports"]
@@ -218,7 +225,18 @@ def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
            .where(F.col("_r") | F.col("_t")).select(*TXN_COLUMNS).toPandas())
     log.info("skimming subgraph: %s transactions", f"{len(sub):,}")
     p = Projection.from_frames(sub, **reference)
-    return SkimmingDetector(**params).fit(p, totals=_Totals(txns, buckets)).points_, len(sub)
+    det = SkimmingDetector(**params).fit(p, totals=_Totals(txns, buckets))
+    # exposed cards need the whole history of every card seen at an accepted point: add those cards' other
+    # transactions to the subgraph (the points do not change: every terminal they use is complete already)
+    visitors = det.exposed_["card_token"].drop_duplicates()
+    if len(visitors):
+        more = spark.createDataFrame(pd.DataFrame({"card_token": visitors.astype(object).to_numpy()}),
+                                     "card_token string")
+        extra = txns.join(F.broadcast(more), "card_token").select(*TXN_COLUMNS).toPandas()
+        full = pd.concat([sub, extra], ignore_index=True).drop_duplicates("txn_id")
+        det.exposed_ = exposed_cards(Projection.from_frames(full, **reference), det.points_,
+                                     reissue_p=det.reissue_p, far_km=det.far_km)
+    return det.points_, det.exposed_, len(sub)
 
 
 def _rings(spark, txns, reference: dict, params: dict):
@@ -295,7 +313,7 @@ def run_detectors_spark(spark, home: Path, *, created_at: datetime | None = None
         log.info("spark %s: %.2fs", name, seconds[name])
         return out
 
-    skimming, seconds["subgraph_skimming_txns"] = timed(
+    skimming, exposed, seconds["subgraph_skimming_txns"] = timed(
         "skimming", lambda: _skimming(spark, txns, reference, params.get("skimming", {}), buckets))
     cloned = timed("cloned", lambda: _cloned(spark, txns, reference, params.get("cloned", {}), buckets))
     rings, seconds["subgraph_rings_txns"] = timed(
@@ -307,5 +325,5 @@ def run_detectors_spark(spark, home: Path, *, created_at: datetime | None = None
     all_rings = pd.concat([rings, networks], ignore_index=True)
     alerts = timed("alerts", lambda: build_alerts(skimming, cloned, all_rings, integrity, created_at))
     frames = {"skimming_points": skimming, "cloned_cards": cloned, "rings": all_rings,
-              "terminal_findings": integrity, "alerts": alerts}
+              "terminal_findings": integrity, "exposed_cards": exposed, "alerts": alerts}
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)

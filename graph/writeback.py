@@ -17,12 +17,27 @@ UNWIND $rows AS row
 MATCH (t:Terminal {terminal_id: row.terminal_id})
 SET t.skim_rank = row.rank, t.skim_score = row.score, t.skim_p_value = row.p_value,
     t.skim_compromised_cards = row.compromised_cards, t.skim_cards_seen = row.cards_seen,
-    t.skim_window_start = row.window_start, t.skim_window_end = row.window_end, t.skim_run = $run
+    t.skim_window_start = row.window_start, t.skim_window_end = row.window_end, t.skim_mode = row.mode,
+    t.skim_q_value = row.q_value, t.skim_run = $run
 """,
     "skimming_clear": """
 MATCH (t:Terminal) WHERE t.skim_run IS NOT NULL AND t.skim_run <> $run
 REMOVE t.skim_rank, t.skim_score, t.skim_p_value, t.skim_compromised_cards, t.skim_cards_seen,
-       t.skim_window_start, t.skim_window_end, t.skim_run
+       t.skim_window_start, t.skim_window_end, t.skim_mode, t.skim_q_value, t.skim_run
+""",
+    # one relationship per card, terminal and mode of compromise (the emergency response's list)
+    "exposed": """
+UNWIND $rows AS row
+MATCH (c:Card {token: row.card_token})
+MATCH (t:Terminal {terminal_id: row.terminal_id})
+MERGE (c)-[e:EXPOSED_AT {mode: row.mode}]->(t)
+SET e.first_exposed_at = row.first_exposed_at, e.p_compromised = row.p_compromised, e.reported = row.reported,
+    e.recommended_action = row.recommended_action, e.point_rank = row.point_rank,
+    e.window_start = row.window_start, e.window_end = row.window_end, e.score_run = $run
+""",
+    "exposed_clear": """
+MATCH (:Card)-[e:EXPOSED_AT]->(:Terminal) WHERE e.score_run <> $run
+DELETE e
 """,
     "cloned": """
 UNWIND $rows AS row
@@ -151,10 +166,21 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
         Rows written per kind.
     """
     counts = {}
-    points = frames["skimming_points"]
+    points = frames["skimming_points"]  # a terminal holds its best-ranked point (of either mode)
+    points = points.assign(**{c: None for c in ("mode", "q_value") if c not in points.columns})
+    points = points.sort_values("rank", kind="stable").drop_duplicates("terminal_id")
     counts["skimming"] = db.write_batches(CYPHER["skimming"], _records(points, [
         "terminal_id", "rank", "score", "p_value", "compromised_cards", "cards_seen", "window_start",
-        "window_end"]), params={"run": run_id})
+        "window_end", "mode", "q_value"]), params={"run": run_id})
+    exposed = frames.get("exposed_cards")
+    if exposed is not None and len(exposed):
+        exposed = exposed.assign(**{c: None for c in ("point_rank", "window_start", "window_end")
+                                    if c not in exposed.columns})
+        counts["exposed"] = db.write_batches(CYPHER["exposed"], _records(exposed, [
+            "card_token", "terminal_id", "mode", "first_exposed_at", "p_compromised", "reported",
+            "recommended_action", "point_rank", "window_start", "window_end"]), params={"run": run_id})
+    else:
+        counts["exposed"] = 0
     cloned = frames["cloned_cards"]
     counts["cloned"] = db.write_batches(CYPHER["cloned"], _records(cloned, [
         "card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids"]), params={"run": run_id})
@@ -179,7 +205,7 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
         "alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary", "q_value",
         "evidence_at", "impact"]),
         params={"run": run_id}, batch_size=2_000)
-    for step in ("skimming_clear", "findings_clear", "alerts_retire", "rings_clear"):
+    for step in ("skimming_clear", "exposed_clear", "findings_clear", "alerts_retire", "rings_clear"):
         db.run(CYPHER[step], run=run_id)
     db.run_autocommit(CYPHER["cloned_clear"], run=run_id)
     db.run(CYPHER["run"], run=run_id, created_at=created_at, counts={f"rows_{k}": v for k, v in counts.items()})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import pandas as pd
 import pytest
 
 from graph.api import DETECTOR_NAMES, open_store
+from tests.helpers import posguard
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +81,26 @@ def test_tokenize_pan_finds_the_card_and_never_returns_the_pan(store, raw_pans):
     assert found["last4"].tolist() == [pan[-4:]]
     with pytest.raises(ValueError):
         store.tokenize_pan("1234")
+
+
+def test_exposed_cards_are_what_scoring_wrote_and_export_never_writes_a_pan(store, scored_env, raw_pans, tmp_path):
+    """The API reads EXPOSED_AT back from Neo4j: the same rows as exposed_cards.parquet; `posguard export
+    exposed` (default scores directory) writes them with tokens and last four digits, no PAN."""
+    written = pd.read_parquet(Path(scored_env["POSGUARD_HOME"]) / "out" / "exposed_cards.parquet")
+    got = store.exposed_cards()
+    assert len(written) > 0  # the sample's skimmers expose cards
+    key = ["card_token", "terminal_id", "mode"]
+    assert sorted(map(tuple, got[key].to_numpy())) == sorted(map(tuple, written[key].to_numpy()))
+    merged = got.merge(written, on=key, suffixes=("", "_w"))
+    assert (merged["p_compromised"] - merged["p_compromised_w"]).abs().max() < 1e-12
+    assert (merged["recommended_action"] == merged["recommended_action_w"]).all()
+    assert got["p_compromised"].is_monotonic_decreasing and got["pan_last4"].notna().all()
+    point = written["terminal_id"].iloc[0]
+    assert set(store.exposed_cards(point=point, min_p=0.5)["card_token"]) == set(
+        written.loc[(written["terminal_id"] == point) & (written["p_compromised"] >= 0.5), "card_token"])
+    out = tmp_path / "exposed.csv"
+    result = posguard("export", "exposed", "--out", str(out), env=scored_env)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert len(text.splitlines()) == len(written) + 1
+    assert not [p for p in raw_pans if p in text]

@@ -1,4 +1,5 @@
-"""Shared skimming points: terminals that reported counterfeit cards used inside their exposure windows."""
+"""Points of compromise: terminals where reported cards' data was taken (skimming) or their fraud committed
+(at the terminal), ranked in one list with explain-away across both kinds."""
 
 from __future__ import annotations
 
@@ -8,17 +9,25 @@ import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
+from graph.detectors.compromise import REISSUE_P, event_evidence, exposed_cards
+from graph.detectors.significance import bh_qvalues
 from graph.kernels import skimming as ks
 from graph.projection import ENTRY_MANUAL, Projection
 
-__all__ = ["SkimmingDetector", "DEFAULT_TYPE_WEIGHTS", "POINT_COLUMNS", "MERCHANT_COLUMNS"]
+__all__ = ["SkimmingDetector", "DEFAULT_TYPE_WEIGHTS", "AT_TERMINAL_TYPE_WEIGHTS", "POINT_COLUMNS",
+           "MERCHANT_COLUMNS", "MODES"]
 
 DAY = 86_400
 DEFAULT_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 0.25, "cash_out": 0.0, "lost_stolen": 0.0,
                         "card_not_present": 0.0, "account_takeover": 0.0}
+# Fraud committed at the terminal: any card-present fraud but a thief's use of a lost or stolen card.
+AT_TERMINAL_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 1.0, "cash_out": 1.0, "lost_stolen": 0.0,
+                            "card_not_present": 0.0, "account_takeover": 0.0}
+MODES = ("skimming", "at_terminal")
+MIN_LAGS = 5  # known first-fraud-to-report lags needed to fit the at-terminal look-back from the data
 POINT_COLUMNS = ["terminal_id", "merchant_id", "rank", "score", "p_value", "compromised_cards", "cards_seen",
-                 "window_start", "window_end", "p_value_adjusted", "p_value_marginal", "explained_cards",
-                 "accepted", "evidence_txn_ids"]
+                 "window_start", "window_end", "q_value", "mode", "p_value_adjusted", "p_value_marginal",
+                 "explained_cards", "accepted", "terminal_events", "evidence_txn_ids"]
 MERCHANT_COLUMNS = ["merchant_id", "rank", "score", "p_value", "terminals", "accepted_terminals",
                     "compromised_cards", "window_start", "window_end", "terminal_ids"]
 
@@ -48,6 +57,22 @@ class SkimmingDetector(BaseDetector):
     Kulldorff's Poisson log-likelihood ratio of compromised visits against all of the terminal's visits:
     dense enough in victims against its normal traffic, long enough to hold most of them.
 
+    **At the terminal** (``mode = "at_terminal"``; the fraud was committed *at* the compromised terminal: a
+    hijacked or tampered terminal, a colluding merchant): each reported card's fraud visits are its labelled
+    transactions (``fraud_reports.txn_id``) when any, else its transactions (any entry mode: keyed-in fraud
+    is fraud at the terminal) in ``[anchor, anchor + at_terminal_days]`` when ``first_fraud_at`` is known
+    (the visit at the anchor included), else in ``[reported_at - L, reported_at]`` with ``L`` the 90th
+    percentile of this run's known first-fraud-to-report lags plus ``at_terminal_days`` (``exposure_days``
+    when fewer than ``MIN_LAGS`` lags are known). With ``F`` card-terminal fraud pairs in the run, ``k`` fraud cards at a terminal are
+    tested against Binomial(F, share of the run's transactions in that span that the terminal served),
+    weighted by ``at_terminal_weights``. Both kinds compete in one explain-away (``ks.explain_away_modes``):
+    an accepted point of either kind retires its cards from both, except that a card whose fraud at an
+    accepted at-terminal point was a counterfeit-looking use (magstripe/fallback ``far_km`` from its last chip
+    use: the data was taken elsewhere) stays in the skimming test. ``q_value`` is Benjamini-Hochberg over every row
+    (terminal and mode) scored. ``terminal_events`` lists the terminal's tamper, firmware change, new address
+    and odd-hour boot events in the ``event_lead_days`` before the window start (shown, not scored).
+    ``exposed_`` lists the cards exposed at accepted points (``graph.detectors.compromise.exposed_cards``).
+
     Known limit: a quiet terminal that most victims of a skimmer *also* used right after it (the cafe next
     door) can be accepted first; the skimmer then explains only the remaining victims and ranks lower.
 
@@ -70,6 +95,16 @@ class SkimmingDetector(BaseDetector):
         ending the same day; the expected count at a terminal is the sum over victims of the share of active
         cards that used it in that window, and ``k ~ Binomial(K, expected / K)``. "span": the hypergeometric
         null over the whole span described above (blind to *when* a terminal is busy).
+    at_terminal : bool
+        Also test fraud committed at the terminal (False: skimming only, as before).
+    at_terminal_days : float
+        Length of the fraud-visit window after the anchor when transactions are not labelled.
+    at_terminal_weights : dict, optional
+        Weight per fraud_type for the at-terminal test (``AT_TERMINAL_TYPE_WEIGHTS``).
+    event_lead_days : float
+        How long before a window start a terminal event is shown with the point.
+    reissue_p : float
+        ``p_compromised`` from which an exposed card's action is ``reissue`` (else ``watch``).
 
     Attributes
     ----------
@@ -79,6 +114,8 @@ class SkimmingDetector(BaseDetector):
         Merchant roll-up (``MERCHANT_COLUMNS``), by rank.
     windows_ : DataFrame
         Per compromised card: card_token, weight, window_start, window_end, visits.
+    exposed_ : DataFrame
+        ``graph.detectors.compromise.EXPOSED_COLUMNS``: cards exposed at accepted points.
 
     Example
     -------
@@ -87,7 +124,8 @@ class SkimmingDetector(BaseDetector):
 
     def __init__(self, exposure_days: float = 45.0, report_lag_days: float = 2.0, min_compromised: int = 2,
                  explain_away: bool = True, type_weights: dict | None = None, far_km: float = 50.0,
-                 null: str = "matched"):
+                 null: str = "matched", at_terminal: bool = True, at_terminal_days: float = 1.0,
+                 at_terminal_weights: dict | None = None, event_lead_days: float = 7.0, reissue_p: float = REISSUE_P):
         self.exposure_days = exposure_days
         self.report_lag_days = report_lag_days
         self.min_compromised = min_compromised
@@ -95,28 +133,102 @@ class SkimmingDetector(BaseDetector):
         self.type_weights = type_weights
         self.far_km = far_km
         self.null = null
+        self.at_terminal = at_terminal
+        self.at_terminal_days = at_terminal_days
+        self.at_terminal_weights = at_terminal_weights
+        self.event_lead_days = event_lead_days
+        self.reissue_p = reissue_p
         self.points_ = None
         self.merchants_ = None
         self.windows_ = None
+        self.exposed_ = None
 
     def _card_windows(self, p: Projection, present: np.ndarray):
-        """Compromised cards, weights and exposure windows (one per card: its earliest anchor)."""
-        if self.exposure_days <= 0 or self.report_lag_days < 0 or self.min_compromised < 1:
-            raise ValueError("exposure_days must be > 0, report_lag_days >= 0, min_compromised >= 1")
+        """Compromised cards (of either kind) with their skimming weight and exposure window (one per card:
+        its earliest anchor; weight-0 cards get an empty window), and their at-terminal reports."""
+        if self.exposure_days <= 0 or self.report_lag_days < 0 or self.min_compromised < 1 or \
+                self.at_terminal_days < 0:
+            raise ValueError("exposure_days must be > 0, report_lag_days >= 0, min_compromised >= 1, "
+                             "at_terminal_days >= 0")
         weights = {**DEFAULT_TYPE_WEIGHTS, **(self.type_weights or {})}
         w = np.array([weights.get(t, weights.get("other", 0.0)) for t in p.report_type], dtype=np.float64)
-        anchor = np.where(p.report_first_fraud_at >= 0, p.report_first_fraud_at,
-                          p.report_at - int(self.report_lag_days * DAY))
-        keep = (p.report_card >= 0) & (w > 0) & (p.report_at >= 0)
-        reports = pd.DataFrame({"card": p.report_card[keep], "w": w[keep], "anchor": anchor[keep]})
-        per_card = reports.groupby("card").agg(w=("w", "max"), anchor=("anchor", "min"))
+        at = {**AT_TERMINAL_TYPE_WEIGHTS, **(self.at_terminal_weights or {})}
+        wa = (np.array([at.get(t, at.get("other", 0.0)) for t in p.report_type], dtype=np.float64)
+              if self.at_terminal else np.zeros(len(w)))
+        labelled = np.where(p.report_txn >= 0, p.txn_ts[np.maximum(p.report_txn, 0)], -1) if p.n_txns else \
+            np.full(len(w), -1, dtype=np.int64)
+        known = np.where(p.report_first_fraud_at >= 0, p.report_first_fraud_at, labelled)
+        anchor = np.where(known >= 0, known, p.report_at - int(self.report_lag_days * DAY))
+        keep = (p.report_card >= 0) & ((w > 0) | (wa > 0)) & (p.report_at >= 0)
+        reports = pd.DataFrame({"card": p.report_card[keep], "w": w[keep], "wa": wa[keep], "anchor": anchor[keep],
+                                "known": known[keep] >= 0, "at": p.report_at[keep], "txn": p.report_txn[keep]})
+        per_card = reports.groupby("card").agg(w=("w", "max"), wa=("wa", "max"), anchor=("anchor", "min"))
         cards = per_card.index.to_numpy(dtype=np.int64)
         ends = per_card["anchor"].to_numpy(dtype=np.int64)
         starts = ends - int(self.exposure_days * DAY)
         lat, lon = p.txn_positions()
         cut = ks.fallback_cut(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon,
                               present & np.isfinite(lat) & np.isfinite(lon), cards, starts, float(self.far_km))
-        return cards, per_card["w"].to_numpy(dtype=np.float64), starts, np.minimum(ends, cut)
+        ws = per_card["w"].to_numpy(dtype=np.float64)
+        ends = np.minimum(ends, cut)
+        starts = np.where(ws > 0, starts, ends)
+        return cards, ws, starts, ends, per_card["wa"].to_numpy(dtype=np.float64), reports
+
+    def _fraud_visits(self, p: Projection, cards, wa, reports):
+        """CSR (over ``cards``) of each card's fraud visits for the at-terminal test (see the class doc), and
+        which of them are counterfeit-looking uses (``ks.clone_uses``)."""
+        lat, lon = p.txn_positions()
+        clone = ks.clone_uses(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon, np.isfinite(lat) & np.isfinite(lon),
+                              float(self.far_km))
+        usable = np.ones(p.n_txns, dtype=bool)  # any entry mode: keyed-in fraud is fraud at the terminal too
+        pos = pd.Index(cards).get_indexer(reports["card"].to_numpy())
+        ok = wa[pos] > 0 if len(pos) else np.zeros(0, dtype=bool)
+        txn = reports["txn"].to_numpy()
+        lab = ok & (txn >= 0)
+        lab_pos, lab_txn = pos[lab], txn[lab]
+        good = np.ones(len(lab_txn), dtype=bool)
+        labelled_card = np.zeros(len(cards), dtype=bool)
+        labelled_card[lab_pos] = True
+        day = int(self.at_terminal_days * DAY)
+        lag = self._fitted_lag(reports)
+        win = ok & ~labelled_card[pos] if len(pos) else ok
+        lo = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy(), reports["at"].to_numpy() - lag)
+        hi = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy() + day, reports["at"].to_numpy())
+        frame = pd.DataFrame({"pos": pos[win], "lo": lo[win], "hi": hi[win]}).groupby("pos").agg(
+            lo=("lo", "min"), hi=("hi", "max"))
+        wcards = frame.index.to_numpy(dtype=np.int64)
+        wptr, wtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, usable, cards[wcards],
+                                        frame["lo"].to_numpy(np.int64), frame["hi"].to_numpy(np.int64) + 1)
+        pairs = pd.DataFrame({"pos": np.concatenate([lab_pos[good], np.repeat(wcards, np.diff(wptr))]),
+                              "txn": np.concatenate([lab_txn[good], wtxn])}).drop_duplicates()
+        pairs = pairs.assign(ts=p.txn_ts[pairs["txn"].to_numpy()]).sort_values(["pos", "ts", "txn"], kind="stable")
+        indptr = np.searchsorted(pairs["pos"].to_numpy(), np.arange(len(cards) + 1)).astype(np.int64)
+        return indptr, np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64)), clone
+
+    def _fitted_lag(self, reports: pd.DataFrame) -> int:
+        """Seconds before reported_at in which a report without a known first fraud had it: the 90th
+        percentile of this run's known report lags (with at least ``MIN_LAGS`` of them), else
+        ``exposure_days`` (the horizon the skimming test looks back over)."""
+        known = reports["known"].to_numpy()
+        lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
+        lags = lags[lags >= 0]
+        if len(lags) >= MIN_LAGS:
+            return int(np.quantile(lags, 0.9)) + int(self.at_terminal_days * DAY)
+        return int(self.exposure_days * DAY)
+
+    @staticmethod
+    def _at_csr(p: Projection, aptr, atxn, clone, n_cards):
+        """Card -> distinct terminals of its fraud visits, its transpose, and per transposed entry whether any
+        of the card's fraud visits there was genuine (not a counterfeit-looking use)."""
+        pairs = pd.DataFrame({"c": np.repeat(np.arange(n_cards, dtype=np.int64), np.diff(aptr)),
+                              "t": p.txn_terminal[atxn].astype(np.int64), "g": ~clone[atxn]})
+        pairs = pairs[pairs["t"] >= 0].groupby(["c", "t"], sort=True)["g"].any().reset_index()
+        c, t, g = (pairs[k].to_numpy() for k in ("c", "t", "g"))
+        at_ptr = np.searchsorted(c, np.arange(n_cards + 1)).astype(np.int64)
+        order = np.lexsort((c, t))
+        term_ptr = np.searchsorted(t[order], np.arange(p.n_terminals + 1)).astype(np.int64)
+        return (at_ptr, np.ascontiguousarray(t, dtype=np.int64), term_ptr,
+                np.ascontiguousarray(c[order], dtype=np.int64), np.ascontiguousarray(g[order], dtype=np.bool_))
 
     def fit(self, projection: Projection, totals=None) -> "SkimmingDetector":
         """Score every terminal a compromised card used inside its exposure window.
@@ -125,11 +237,13 @@ class SkimmingDetector(BaseDetector):
         ----------
         projection : graph.projection.Projection
         totals : object, optional
-            The two counts over *all* cards, when ``projection`` holds only the reported cards and the
+            The three counts over *all* cards, when ``projection`` holds only the reported cards and the
             terminals they used (the Spark engine's candidate subgraph): ``active_cards(span_start, span_end)``
-            (distinct cards with a present transaction in the span) and ``active_days(day0, n_days,
-            window_days)`` (``graph.kernels.skimming.active_days`` over every card). Default: counted from
-            ``projection``.
+            (distinct cards with a present transaction in the span), ``active_days(day0, n_days,
+            window_days)`` (``graph.kernels.skimming.active_days`` over every card) and
+            ``visits(start, end)`` (transactions in the at-terminal span). Default: counted
+            from ``projection``. ``exposed_`` then needs the full history of the cards it lists (see
+            ``graph.spark_scoring``).
 
         Returns
         -------
@@ -142,38 +256,57 @@ class SkimmingDetector(BaseDetector):
         """
         p = projection
         present = np.ascontiguousarray(p.txn_entry != ENTRY_MANUAL)
-        cards, weights, starts, ends = self._card_windows(p, present)
+        cards, weights, starts, ends, at_w, reports = self._card_windows(p, present)
         vptr, vtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, starts, ends)
-        span = (int(starts.min()), int(ends.max())) if len(cards) else (0, 0)
+        skim = weights > 0
+        span = (int(starts[skim].min()), int(ends[skim].max())) if skim.any() else (0, 0)
         seen, active = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, present, p.n_cards, *span)
-        if totals is not None and len(cards):
+        if totals is not None and skim.any():
             active = int(totals.active_cards(*span))
         comp_ptr, comp_terms = ks.visit_terminals(vptr, vtxn, p.txn_terminal, p.n_terminals)
         term_ptr, term_comps = ks.transpose_csr(comp_ptr, comp_terms, p.n_terminals)
         sptr, stxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, np.full(len(cards), span[0]),
                                         np.full(len(cards), span[1]))
         span_ptr, span_terms = ks.visit_terminals(sptr, stxn, p.txn_terminal, p.n_terminals)
-        null = self._null(p, present, term_ptr, ends, span, totals)
-        order, logp_acc, k_acc, logp_final = ks.explain_away(
-            comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, active,
-            int(self.min_compromised), bool(self.explain_away), *null)
-        *_, logp_marg = ks.explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms,
-                                        weights, seen, active, len(cards) + 1, False, *null)
+        null = self._null(p, present, term_ptr, ends[skim], span, totals, skim)
+        aptr, atxn, clone = self._fraud_visits(p, cards, at_w, reports)
+        at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine = self._at_csr(p, aptr, atxn, clone, len(cards))
+        at_span = ((int(p.txn_ts[atxn].min()), int(p.txn_ts[atxn].max()) + 1) if len(atxn) else (0, 0))
+        every = np.ones(p.n_txns, dtype=bool)
+        served, total = ks.terminal_share(p.term_indptr, p.term_order, p.txn_ts, every, *at_span)
+        if totals is not None and len(atxn):
+            total = float(totals.visits(*at_span))
+        share = served / total if total > 0 else np.zeros(p.n_terminals)
+        blocks = (comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, active)
+        at_block = (at_ptr, at_terms, at_term_ptr, at_term_comps, at_w, share, at_genuine)
+        order, logp_acc, k_acc, logp_final = ks.explain_away_modes(
+            *blocks, int(self.min_compromised), bool(self.explain_away), *null, *at_block)
+        *_, logp_marg = ks.explain_away_modes(*blocks, len(cards) + 1, False, *null, *at_block)
         self.windows_ = pd.DataFrame({
-            "card_token": p.card_ids[cards], "weight": weights, "window_start": to_timestamps(starts),
-            "window_end": to_timestamps(ends), "visits": np.diff(vptr)})
-        self.points_ = self._points(p, vptr, vtxn, term_ptr, term_comps, seen, span, present, order, logp_acc,
-                                    k_acc, logp_final, logp_marg)
-        self.merchants_ = self._merchants(p, vtxn)
+            "card_token": p.card_ids[cards[skim]], "weight": weights[skim], "window_start": to_timestamps(starts[skim]),
+            "window_end": to_timestamps(ends[skim]), "visits": np.diff(vptr)[skim]})
+        n_t = p.n_terminals
+        accepted = np.zeros(2 * n_t, dtype=bool)
+        accepted[order] = True
+        skim_rows = self._points(p, vptr, vtxn, term_ptr, term_comps, seen, span, present, "skimming",
+                                 accepted[:n_t], logp_acc[:n_t], k_acc[:n_t], logp_final[:n_t], logp_marg[:n_t])
+        at_seen, _ = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, every, p.n_cards, *at_span)
+        at_rows = self._points(p, aptr, atxn, at_term_ptr, at_term_comps, at_seen, at_span, every, "at_terminal",
+                               accepted[n_t:], logp_acc[n_t:], k_acc[n_t:], logp_final[n_t:], logp_marg[n_t:])
+        self.points_ = self._rank(p, [skim_rows, at_rows], order)
+        self.merchants_ = self._merchants(p, np.concatenate([vtxn, atxn]))
+        self.exposed_ = exposed_cards(p, self.points_, reissue_p=self.reissue_p, far_km=self.far_km)
         return self
 
-    def _null(self, p: Projection, present, term_ptr, ends, span, totals=None):
-        """(qmat, q_row, card_day) for ``ks.explain_away``: empty for the span null."""
+    def _null(self, p: Projection, present, term_ptr, ends, span, totals=None, skim=None):
+        """(qmat, q_row, card_day) for ``ks.explain_away``: empty for the span null (``card_day`` over every
+        compromised card, 0 for those outside ``skim``)."""
         q_row = np.full(p.n_terminals, -1, dtype=np.int64)
-        if self.null == "span" or not len(ends):
-            return np.zeros((0, 1), dtype=np.float32), q_row, np.zeros(len(ends), dtype=np.int64)
-        if self.null != "matched":
+        n_all = len(skim) if skim is not None else len(ends)
+        if self.null not in ("matched", "span"):
             raise ValueError(f"null must be 'matched' or 'span', not {self.null!r}")
+        if self.null == "span" or not len(ends):
+            return np.zeros((0, 1), dtype=np.float32), q_row, np.zeros(n_all, dtype=np.int64)
         terms = np.flatnonzero(np.diff(term_ptr) > 0).astype(np.int64)
         q_row[terms] = np.arange(len(terms))
         day0 = span[0] // DAY * DAY
@@ -183,10 +316,13 @@ class SkimmingDetector(BaseDetector):
                   else np.asarray(totals.active_days(day0, n_days, window), dtype=np.float64))
         qmat = ks.terminal_presence(p.term_indptr, p.term_order, p.n_cards, p.txn_card, p.txn_ts, present, terms,
                                     day0, n_days, window, active)
-        return qmat, q_row, ((ends - day0) // DAY).astype(np.int64)
+        card_day = np.zeros(n_all, dtype=np.int64)
+        card_day[skim if skim is not None else slice(None)] = (ends - day0) // DAY
+        return qmat, q_row, card_day
 
-    def _points(self, p, vptr, vtxn, term_ptr, term_comps, seen, span, present, order, logp_acc, k_acc,
+    def _points(self, p, vptr, vtxn, term_ptr, term_comps, seen, span, present, mode, accepted, logp_acc, k_acc,
                 logp_final, logp_marg) -> pd.DataFrame:
+        """One row per terminal with a candidate of ``mode`` (unranked; ``_h`` is its hypothesis index)."""
         terms = np.flatnonzero(np.diff(term_ptr) > 0)
         visit_term = p.txn_terminal[vtxn].astype(np.int64)
         vorder = np.lexsort((p.txn_ts[vtxn], visit_term))
@@ -196,32 +332,43 @@ class SkimmingDetector(BaseDetector):
         sel = np.concatenate([vorder[a:b] for a, b in zip(*bounds)]) if len(terms) else np.zeros(0, np.int64)
         w_start, w_end = ks.point_windows(visit_ptr, np.ascontiguousarray(p.txn_ts[vtxn[sel]]), terms,
                                           p.term_indptr, p.term_order, p.txn_ts, present, *span)
-        accepted = np.zeros(p.n_terminals, dtype=bool)
-        accepted[order] = True
-        rank_of = np.full(p.n_terminals, -1, dtype=np.int64)
-        rank_of[order] = np.arange(len(order))
-        ln10 = math.log(10.0)
-        score = np.where(accepted, -logp_acc, -logp_final)[terms] / ln10
-        frame = pd.DataFrame({
+        accepted = accepted[terms]
+        return pd.DataFrame({
             "terminal_id": p.terminal_ids[terms],
             "merchant_id": _merchant_of(p, terms),
-            "score": score + 0.0,
-            "p_value": np.exp(-score * ln10),
+            "_logp": np.where(accepted, logp_acc[terms], logp_final[terms]),
             "compromised_cards": np.diff(term_ptr)[terms],
             "cards_seen": seen[terms],
             "window_start": to_timestamps(w_start),
             "window_end": to_timestamps(w_end),
+            "mode": mode,
             "p_value_marginal": np.exp(logp_marg[terms]),
             "explained_cards": k_acc[terms],
-            "accepted": accepted[terms],
+            "accepted": accepted,
             "evidence_txn_ids": [p.txn_ids[vtxn[sel[a:b]]].tolist() for a, b in zip(visit_ptr[:-1], visit_ptr[1:])],
-            "_order": np.where(accepted[terms], rank_of[terms], len(order)),
+            "_h": terms + (0 if mode == "skimming" else p.n_terminals),
         })
-        frame = frame.sort_values(["_order", "score", "p_value_marginal", "compromised_cards", "terminal_id"],
-                                  ascending=[True, False, True, False, True], kind="stable").reset_index(drop=True)
+
+    def _rank(self, p: Projection, parts: list[pd.DataFrame], order: np.ndarray) -> pd.DataFrame:
+        """Both kinds in one ranking: accepted in acceptance order, then the rest by final conditional score."""
+        frame = pd.concat(parts, ignore_index=True)
+        rank_of = np.full(2 * p.n_terminals, len(order), dtype=np.int64)
+        rank_of[order] = np.arange(len(order))
+        ln10 = math.log(10.0)
+        frame["score"] = -frame["_logp"].to_numpy(dtype=np.float64) / ln10 + 0.0
+        frame["_order"] = rank_of[frame["_h"].to_numpy(dtype=np.int64)] if len(frame) else np.zeros(0, np.int64)
+        frame = frame.sort_values(["_order", "score", "p_value_marginal", "compromised_cards", "terminal_id", "mode"],
+                                  ascending=[True, False, True, False, True, False], kind="stable").reset_index(drop=True)
         frame["score"] = np.minimum.accumulate(frame["score"].to_numpy()) if len(frame) else frame["score"]
+        frame["p_value"] = np.exp(-frame["score"].to_numpy(dtype=np.float64) * ln10)
         frame["rank"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+        frame["q_value"] = bh_qvalues(frame["p_value"].to_numpy(), m=max(len(frame), 1))
         frame["p_value_adjusted"] = np.minimum(1.0, frame["p_value"].to_numpy() * max(len(frame), 1))
+        frame["terminal_events"] = event_evidence(p, frame["terminal_id"].tolist(), frame["window_start"],
+                                                  self.event_lead_days) if len(frame) else []
+        if not len(frame):
+            frame["mode"] = frame["mode"].astype(object)
+            frame["accepted"] = frame["accepted"].astype(bool)
         return frame[POINT_COLUMNS]
 
     def _merchants(self, p: Projection, vtxn: np.ndarray) -> pd.DataFrame:

@@ -10,7 +10,8 @@ from numba import njit
 from graph.kernels.geo import haversine_km
 
 __all__ = ["log_hypergeom_sf", "log_binom_sf", "window_presence", "fallback_cut", "active_days", "terminal_presence",
-           "exposure_visits", "cards_seen", "visit_terminals", "transpose_csr", "explain_away", "scan_window", "point_windows"]
+           "exposure_visits", "cards_seen", "visit_terminals", "transpose_csr", "explain_away", "explain_away_modes",
+           "scan_window", "point_windows", "clone_uses", "terminal_share"]
 
 _NO_TIME = np.iinfo(np.int64).max
 
@@ -370,6 +371,157 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
     _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done, logp)
     logp_final = np.where(done, 0.0, logp)
     return order[:n_acc].copy(), logp_accept, k_accept, logp_final
+
+
+@njit(cache=True)
+def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population,
+                       min_compromised, explain, qmat, q_row, card_day, at_ptr, at_terms, at_term_ptr, at_term_comps,
+                       at_weights, at_share, at_genuine):
+    """``explain_away`` over two kinds of point at once: skimming (hypothesis ``t``) and at-terminal
+    (hypothesis ``n_terminals + t``), with one pool of compromised cards.
+
+    The skimming block is exactly ``explain_away``'s (same arguments, same null). The at-terminal block holds,
+    per compromised card, the distinct terminals of its fraud visits (``at_ptr``/``at_terms``, transposed in
+    ``at_term_ptr``/``at_term_comps``) with weight ``at_weights[c]``: with ``F`` the alive weighted
+    card-terminal fraud pairs, the weighted count ``k`` at ``t`` is tested against Binomial(F, ``at_share[t]``),
+    the terminal's share of all present visits (fraud visits falling where traffic falls). Each step accepts
+    the most significant hypothesis of either kind; with ``explain`` its cards leave *both* blocks, except
+    that an accepted at-terminal point retires from the skimming block only the cards whose fraud there was
+    ``at_genuine`` (the genuine card at the terminal: a counterfeit's use says the data was taken elsewhere).
+
+    Returns
+    -------
+    order : int64 hypotheses in acceptance order (``t`` or ``n_terminals + t``)
+    logp_accept, k_accept, logp_final : per hypothesis (length ``2 * n_terminals``), as in ``explain_away``
+    """
+    n_terms = term_ptr.shape[0] - 1
+    m = comp_ptr.shape[0] - 1
+    n_rows = qmat.shape[0]
+    seen = seen.astype(np.float64)
+    k_int = np.zeros(n_terms, dtype=np.int64)
+    k_w = np.zeros(n_terms, dtype=np.float64)
+    ka_int = np.zeros(n_terms, dtype=np.int64)
+    ka_w = np.zeros(n_terms, dtype=np.float64)
+    mu = np.zeros(n_rows, dtype=np.float64)
+    alive = np.zeros(m, dtype=np.bool_)
+    alive_a = np.zeros(m, dtype=np.bool_)
+    successes = 0.0
+    pairs = 0.0
+    for c in range(m):
+        if weights[c] > 0.0 and comp_ptr[c + 1] > comp_ptr[c]:
+            alive[c] = True
+            successes += weights[c]
+            for j in range(comp_ptr[c], comp_ptr[c + 1]):
+                k_int[comp_terms[j]] += 1
+                k_w[comp_terms[j]] += weights[c]
+            for r in range(n_rows):
+                mu[r] += weights[c] * qmat[r, card_day[c]]
+        if at_weights[c] > 0.0 and at_ptr[c + 1] > at_ptr[c]:
+            alive_a[c] = True
+            for j in range(at_ptr[c], at_ptr[c + 1]):
+                ka_int[at_terms[j]] += 1
+                ka_w[at_terms[j]] += at_weights[c]
+                pairs += at_weights[c]
+    pop = float(population)
+    done = np.zeros(2 * n_terms, dtype=np.bool_)
+    logp = np.zeros(2 * n_terms, dtype=np.float64)
+    logp_accept = np.zeros(2 * n_terms, dtype=np.float64)
+    k_accept = np.zeros(2 * n_terms, dtype=np.int64)
+    order = np.empty(2 * n_terms, dtype=np.int64)
+    n_acc = 0
+    while True:
+        _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done[:n_terms], logp[:n_terms])
+        _at_logp(ka_int, ka_w, pairs, at_share, done[n_terms:], logp[n_terms:])
+        best = -1
+        best_kw = 0.0
+        for h in range(2 * n_terms):
+            t = h % n_terms
+            ki, kw = (k_int[t], k_w[t]) if h < n_terms else (ka_int[t], ka_w[t])
+            if done[h] or ki < min_compromised or kw <= 0.0:
+                continue
+            if best < 0 or logp[h] < logp[best] or (logp[h] == logp[best] and kw > best_kw):
+                best, best_kw = h, kw
+        if best < 0:
+            break
+        done[best] = True
+        order[n_acc] = best
+        n_acc += 1
+        logp_accept[best] = logp[best]
+        tb = best % n_terms
+        if best < n_terms:
+            k_accept[best] = k_int[tb]
+            lo, hi, members = term_ptr[tb], term_ptr[tb + 1], term_comps
+        else:
+            k_accept[best] = ka_int[tb]
+            lo, hi, members = at_term_ptr[tb], at_term_ptr[tb + 1], at_term_comps
+        if not explain:
+            continue
+        for j in range(lo, hi):
+            c = members[j]
+            if alive[c] and (best < n_terms or at_genuine[j]):
+                alive[c] = False
+                successes = max(0.0, successes - weights[c])
+                pop -= 1.0
+                for q in range(comp_ptr[c], comp_ptr[c + 1]):
+                    k_int[comp_terms[q]] -= 1
+                    k_w[comp_terms[q]] -= weights[c]
+                for q in range(span_ptr[c], span_ptr[c + 1]):
+                    seen[span_terms[q]] -= 1.0
+                for r in range(n_rows):
+                    mu[r] -= weights[c] * qmat[r, card_day[c]]
+            if alive_a[c]:
+                alive_a[c] = False
+                for q in range(at_ptr[c], at_ptr[c + 1]):
+                    ka_int[at_terms[q]] -= 1
+                    ka_w[at_terms[q]] -= at_weights[c]
+                    pairs = max(0.0, pairs - at_weights[c])
+    _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done[:n_terms], logp[:n_terms])
+    _at_logp(ka_int, ka_w, pairs, at_share, done[n_terms:], logp[n_terms:])
+    logp_final = np.where(done, 0.0, logp)
+    return order[:n_acc].copy(), logp_accept, k_accept, logp_final
+
+
+@njit(cache=True)
+def _at_logp(k_int, k_w, pairs, share, done, out):
+    for t in range(k_int.shape[0]):
+        if done[t]:
+            continue
+        if k_int[t] < 1 or k_w[t] <= 0.0:
+            out[t] = 0.0
+        else:
+            out[t] = log_binom_sf(k_w[t], max(pairs, k_w[t]), min(1.0, max(share[t], 0.0)))
+
+
+@njit(cache=True)
+def clone_uses(card_indptr, ts, entry, lat, lon, located, far_km):
+    """Per transaction: a magstripe/fallback use at least ``far_km`` from the card's latest located
+    chip/contactless use before it (the counterfeit itself: the card was not there), as in ``fallback_cut``."""
+    out = np.zeros(ts.shape[0], dtype=np.bool_)
+    for c in range(card_indptr.shape[0] - 1):
+        chip = -1
+        for i in range(card_indptr[c], card_indptr[c + 1]):
+            e = entry[i]
+            if (e == 0 or e == 1) and located[i]:
+                chip = i
+            elif (e == 2 or e == 3) and located[i] and chip >= 0:
+                if haversine_km(lat[chip], lon[chip], lat[i], lon[i]) >= far_km:
+                    out[i] = True
+    return out
+
+
+@njit(cache=True)
+def terminal_share(term_indptr, term_order, ts, present, span_start, span_end):
+    """Present visits per terminal in [span_start, span_end) (float64) and their total."""
+    n_terms = term_indptr.shape[0] - 1
+    out = np.zeros(n_terms, dtype=np.float64)
+    total = 0.0
+    for t in range(n_terms):
+        for j in range(term_indptr[t], term_indptr[t + 1]):
+            i = term_order[j]
+            if present[i] and span_start <= ts[i] < span_end:
+                out[t] += 1.0
+        total += out[t]
+    return out, total
 
 
 @njit(cache=True)

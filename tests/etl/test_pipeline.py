@@ -16,6 +16,7 @@ import pytest
 from etl.errors import DropError
 from etl.pipeline import run_all, run_drop
 from etl.stage import read_staged
+from graph.projection import Projection
 from graph.settings import Settings
 
 KEY = b"test-key"
@@ -142,7 +143,7 @@ def test_invalid_utf8_reject_never_shows_the_pan(tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("missing_column", "required column 'entry_mode' is missing"),
+    ("missing_column", "required column 'amount' is missing"),  # entry_mode is optional since issue 12
     ("empty_file", "empty file"),
     ("wrong_delimiter", "wrong delimiter"),
     ("parquet_wrong_type", "column 'amount' has Parquet type bool"),
@@ -151,7 +152,7 @@ def test_invalid_utf8_reject_never_shows_the_pan(tmp_path):
 def test_unreadable_files_fail_before_anything_is_written(tmp_path, case, message):
     drop = make_drop(tmp_path / "drop", [good(1)])
     if case == "missing_column":
-        (drop / "transactions.csv").write_text(HEADER.replace(",entry_mode", "") + "\n")
+        (drop / "transactions.csv").write_text(HEADER.replace(",amount", "") + "\n")
     elif case == "empty_file":
         (drop / "transactions-2.csv").write_bytes(b"")
     elif case == "wrong_delimiter":
@@ -260,3 +261,28 @@ def test_line_numbers_count_blank_lines(tmp_path):
     drop = make_drop(tmp_path / "drop", [good(1), "", good(2).replace("12.50", "-1"), good(3)])
     [reject] = rejects_of(run_drop(drop, settings(tmp_path / "home")))
     assert (reject["line"], reject["reason"]) == ("4", "negative_amount")
+
+
+def test_optional_entry_mode_merchant_and_per_transaction_fraud_reports(tmp_path):
+    """docs/CONTRACT.md: entry_mode may be absent ('unknown'); merchant_id may be empty when the terminal is
+    registered (not otherwise: missing_value); fraud_reports may name the fraudulent txn_id, one row per
+    transaction and several per card, and every one of them is staged."""
+    header = "txn_id,ts,pan,terminal_id,merchant_id,amount"
+    lines = ["X1,2026-03-01T10:00:00Z,{pan},T1,,5", "X2,2026-03-01T11:00:00Z,{pan},T1,M1,6",
+             "X3,2026-03-01T12:00:00Z,{pan},T404,,7"]
+    reports = ("pan,reported_at,first_fraud_at,fraud_type,txn_id\n"
+               f"{PAN},2026-03-05T00:00:00Z,,other,X1\n{PAN},2026-03-05T00:00:00Z,,other,X2\n"
+               f"{PAN},2026-03-06T00:00:00Z,,counterfeit,\n")
+    drop = make_drop(tmp_path / "drop", [line.format(pan=PAN) for line in lines], header=header,
+                     extra={"fraud_reports.csv": reports})
+    result = run_drop(drop, settings(tmp_path / "home"))
+    assert [(r["line"], r["column"], r["reason"]) for r in rejects_of(result)] == [("4", "merchant_id", "missing_value")]
+    staged = read_staged(tmp_path / "home", "transactions").to_pandas().sort_values("txn_id")
+    assert staged["txn_id"].tolist() == ["X1", "X2"] and staged["entry_mode"].tolist() == ["unknown", "unknown"]
+    assert staged["merchant_id"].isna().tolist() == [True, False]
+    fr = read_staged(tmp_path / "home", "fraud_reports").to_pandas().sort_values(["reported_at", "txn_id"])
+    assert fr["txn_id"].fillna("-").tolist() == ["X1", "X2", "-"] and fr["card_token"].nunique() == 1
+    assert PAN not in fr.to_csv()
+    p = Projection.from_staging(tmp_path / "home")
+    assert p.merchant_ids[p.txn_merchant].tolist() == ["M1", "M1"]
+    assert sorted(p.txn_ids[p.report_txn[p.report_txn >= 0]].tolist()) == ["X1", "X2"] and len(p.report_txn) == 3

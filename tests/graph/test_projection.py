@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.projection import ENTRY_CHIP, ENTRY_FALLBACK, ENTRY_MAGSTRIPE, Projection, to_epoch_seconds
+from graph.projection import ENTRY_CHIP, ENTRY_FALLBACK, ENTRY_MAGSTRIPE, ENTRY_UNKNOWN, Projection, to_epoch_seconds
 
 from tests.graph.conftest import make_txns
 
@@ -50,7 +50,8 @@ def test_card_time_order_and_csr(proj):
 
 
 def test_codes_and_missing(proj):
-    assert proj.txn_entry.tolist() == [ENTRY_MAGSTRIPE, ENTRY_CHIP, ENTRY_CHIP, ENTRY_FALLBACK]
+    # a missing entry_mode is 'unknown' (docs/CONTRACT.md), not taken for chip
+    assert proj.txn_entry.tolist() == [ENTRY_MAGSTRIPE, ENTRY_UNKNOWN, ENTRY_CHIP, ENTRY_FALLBACK]
     assert proj.txn_type.tolist() == [0, 1, 0, 0]
     assert proj.txn_approved.tolist() == [False, True, True, True]
     assert proj.txn_atc.tolist() == [-1, 3, 1, 4]
@@ -87,3 +88,20 @@ def test_empty():
 def test_missing_required_column():
     with pytest.raises(KeyError, match="card_token"):
         Projection.from_frames(make_txns([{}]).drop(columns="card_token"))
+
+
+def test_every_report_kept_with_its_transaction_and_merchant_from_the_terminal():
+    """Several reports per card are all kept; txn_id points at the labelled transaction; a transaction
+    without merchant_id (or without an entry_mode column at all) takes its registered terminal's merchant."""
+    tx = make_txns([dict(txn_id="t1", card_token="a", terminal_id="T1", merchant_id=None, hours=0),
+                    dict(txn_id="t2", card_token="a", terminal_id="T1", merchant_id=None, hours=1),
+                    dict(txn_id="t3", card_token="b", terminal_id="T2", merchant_id="M2", hours=2)])
+    tx = tx.drop(columns="entry_mode")
+    terminals = pd.DataFrame({"terminal_id": ["T1"], "merchant_id": ["M1"]})
+    reports = pd.DataFrame({"card_token": ["a", "a", "b"], "reported_at": ["2026-03-05", "2026-03-04", "2026-03-05"],
+                            "txn_id": ["t2", "t1", "nope"]})
+    p = Projection.from_frames(tx, terminals, fraud_reports=reports)
+    assert len(p.report_card) == 3 and p.card_ids[p.report_card].tolist() == ["a", "a", "b"]
+    assert p.txn_ids[p.report_txn[:2]].tolist() == ["t1", "t2"] and p.report_txn[2] == -1
+    assert p.merchant_ids[p.txn_merchant].tolist() == ["M1", "M1", "M2"]
+    assert (p.txn_entry == ENTRY_UNKNOWN).all()

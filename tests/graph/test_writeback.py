@@ -89,3 +89,35 @@ def test_rescoring_replaces_scores_but_keeps_decisions(db):
     write_back(db, frames(cards=("c1",), ring_members=("c1",), alert_cards=("c1",)), "s3", NOW)
     ids = [r["id"] for r in db.run("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY id")]
     assert ids == ["a-T1", "a-c1", "a-c2"]
+
+
+def exposed(rows) -> pd.DataFrame:
+    ts = pd.Timestamp("2026-03-06", tz="UTC")
+    return pd.DataFrame({"card_token": [r[0] for r in rows], "terminal_id": "T1", "mode": [r[1] for r in rows],
+                         "first_exposed_at": ts, "p_compromised": [r[2] for r in rows],
+                         "reported": [r[2] == 1.0 for r in rows],
+                         "recommended_action": ["reissue" if r[2] >= 0.5 else "watch" for r in rows],
+                         "point_rank": 1, "window_start": ts, "window_end": ts + pd.Timedelta(days=6)})
+
+
+def test_exposed_cards_become_exposed_at_relationships_idempotently(db):
+    seed(db)
+    query = ("MATCH (c:Card)-[e:EXPOSED_AT]->(t:Terminal) RETURN c.token AS card, t.terminal_id AS t, e.mode AS mode, "
+             "e.p_compromised AS p, e.recommended_action AS action, e.reported AS reported ORDER BY card, mode")
+    rows = [("c1", "skimming", 1.0), ("c2", "skimming", 0.7), ("c2", "at_terminal", 0.2), ("nobody", "skimming", 0.9)]
+    first = write_back(db, {**frames(), "exposed_cards": exposed(rows)}, "s1", NOW)
+    got = db.run(query)
+    assert got == [{"card": "c1", "t": "T1", "mode": "skimming", "p": 1.0, "action": "reissue", "reported": True},
+                   {"card": "c2", "t": "T1", "mode": "at_terminal", "p": 0.2, "action": "watch", "reported": False},
+                   {"card": "c2", "t": "T1", "mode": "skimming", "p": 0.7, "action": "reissue", "reported": False}]
+    assert first["exposed"] == 4  # rows sent; the unknown card matched nothing and created nothing
+    assert db.run("MATCH (c:Card {token: 'nobody'}) RETURN count(c) AS n") == [{"n": 0}]
+    write_back(db, {**frames(), "exposed_cards": exposed(rows)}, "s1-again", NOW)
+    assert db.run(query) == got  # MERGE: the same run again adds nothing
+    # the next run exposes c3 only: the others' relationships go; a run without the output clears them all
+    write_back(db, {**frames(), "exposed_cards": exposed([("c3", "skimming", 0.6)])}, "s2", NOW)
+    assert [r["card"] for r in db.run(query)] == ["c3"]
+    write_back(db, frames(), "s3", NOW)
+    assert db.run(query) == []
+    t = db.run("MATCH (t:Terminal {terminal_id: 'T1'}) RETURN t.skim_rank AS rank, t.skim_mode AS mode")
+    assert t == [{"rank": 1, "mode": None}]

@@ -37,7 +37,7 @@ def test_detectors_give_the_local_engines_outputs(spark, staged_home):
     distributed = run_detectors_spark(spark, staged_home, created_at=AT, buckets=5)
     assert_same_outputs(distributed.frames, local.frames)
     # the comparison is not vacuous: every detector found something on the planted drop
-    for name in ("skimming_points", "cloned_cards", "rings", "terminal_findings", "alerts"):
+    for name in ("skimming_points", "cloned_cards", "rings", "terminal_findings", "exposed_cards", "alerts"):
         assert len(local.frames[name]) > 0, name
     assert set(local.frames["rings"]["kind"]) >= {"cash_out"}
     # the driver held candidate subgraphs, not the whole drop
@@ -80,7 +80,7 @@ def test_posguard_run_engine_spark_matches_local_end_to_end(sample_drop, tmp_pat
             result = posguard("run", str(sample_drop), "--out", str(tmp_path / name / "out"), "--quiet", *extra,
                               env=env, timeout=900)
             assert result.returncode == 0, result.stderr[-3000:]
-        for output in ("skimming_points", "cloned_cards", "rings", "terminal_findings", "alerts"):
+        for output in ("skimming_points", "cloned_cards", "rings", "terminal_findings", "exposed_cards", "alerts"):
             frames = [pd.read_parquet(tmp_path / name / "out" / f"{output}.parquet") for name in envs]
             if output == "alerts":
                 frames = [f.drop(columns=["created_at"]) for f in frames]
