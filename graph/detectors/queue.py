@@ -61,6 +61,8 @@ def _part(entity_type: str, ids, kind, q, score, summary, evidence_at, impact) -
 
 
 def _skimming(points: pd.DataFrame) -> pd.DataFrame:
+    if "accepted" in points.columns:  # the ranked list holds every candidate; only accepted points alert
+        points = points[points["accepted"].astype(bool)]
     if not len(points):
         return pd.DataFrame()
     q = q_values_of(points)
