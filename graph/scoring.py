@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ScoreResult", "run_detectors", "fit_detector", "DETECTORS", "write_outputs", "OUTPUT_SCHEMAS"]
+__all__ = ["ScoreResult", "run_detectors", "fit_detector", "DETECTORS", "write_outputs", "output_table",
+           "OUTPUT_SCHEMAS"]
 
 log = logging.getLogger("posguard.score")
 
@@ -129,7 +130,7 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
 
 
-def _to_table(name: str, frame: pd.DataFrame) -> pa.Table:
+def output_table(name: str, frame: pd.DataFrame) -> pa.Table:
     """``frame`` as an Arrow table: the contract's columns first, in its types (also when empty), then extras."""
     schema = OUTPUT_SCHEMAS[name]
     missing = [c for c in schema.names if c not in frame.columns]
@@ -162,7 +163,7 @@ def write_outputs(result: ScoreResult, out_dir: Path) -> dict[str, Path]:
     missing = [name for name in OUTPUT_SCHEMAS if name not in result.frames]
     if missing:
         raise ValueError(f"scoring produced no {', '.join(missing)}: nothing written")
-    tables = {name: _to_table(name, result.frames[name]) for name in OUTPUT_SCHEMAS}
+    tables = {name: output_table(name, result.frames[name]) for name in OUTPUT_SCHEMAS}
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".score-", dir=out_dir))
     try:

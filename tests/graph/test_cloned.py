@@ -12,7 +12,7 @@ import pytest
 from graph.detectors.cloned import CARD_COLUMNS, EVIDENCE_COLUMNS, ClonedCardDetector, binom_tail_small_k
 from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
-from graph.scoring import ScoreResult, write_outputs
+from graph.scoring import output_table
 
 from tests.graph import naive
 from tests.graph.conftest import T0, make_txns
@@ -106,7 +106,8 @@ def test_no_clone_gives_an_empty_typed_frame_that_writes(tmp_path):
     assert str(cards["first_evidence_at"].dtype) == "datetime64[us, UTC]"
     assert cards["reasons"].dtype == object and cards["evidence_txn_ids"].dtype == object
     assert cards["p_value"].dtype == np.float64 and cards["rank"].dtype == np.int64
-    path = write_outputs(ScoreResult(frames={"cloned_cards": cards}), tmp_path)["cloned_cards"]
+    path = tmp_path / "cloned_cards.parquet"
+    pq.write_table(output_table("cloned_cards", cards), path)  # what write_outputs writes
     schema = pq.read_schema(path)
     assert schema.field("evidence_txn_ids").type == pa.list_(pa.string())
     assert schema.field("reasons").type == pa.string()
