@@ -164,14 +164,18 @@ def _big(nodes, min_cards, min_merchants) -> bool:
     return (sum(t == "c" for t, _ in nodes) >= min_cards) and (sum(t == "m" for t, _ in nodes) >= min_merchants)
 
 
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two merchant sets sharing at least half of the merchants of each."""
+    return len(np.intersect1d(a, b)) >= 0.5 * max(len(a), len(b))
+
+
 def _merge_overlapping(found: list[tuple[int, np.ndarray, np.ndarray]]):
     """Join a part to the first earlier ring (of another block) with which it shares at least half of the
     merchants of each; compared with each ring's own merchants as first found, so rings never chain."""
     rings: list[list] = []
     for block, rows, cols in found:
         for ring in rings:
-            shared = len(np.intersect1d(ring[2], cols))
-            if ring[0] != block and shared >= 0.5 * max(len(ring[2]), len(cols)):
+            if ring[0] != block and _overlaps(ring[2], cols):
                 ring[1] = np.union1d(ring[1], rows)
                 ring[3] = np.union1d(ring[3], cols)
                 break
@@ -196,7 +200,9 @@ class RingDetector(BaseDetector):
        densest block FRAUDAR finds on ``n_null`` configuration-model randomisations of the same weighted
        graph (every card keeps its edges and weights, every merchant its degree), through a Gumbel fitted
        to those maxima (``gumbel_sf``). Peeling stops at the first block that is not significant (its
-       Benjamini-Hochberg q over the ``n_blocks`` planned tests above ``REPORT_Q``).
+       Benjamini-Hochberg q over the ``n_blocks`` planned tests above ``REPORT_Q``) unless that block is
+       the rest of a ring found earlier (it shares at least half of the merchants of each: the ring's cards
+       left out of the first block because their degree fell below its density), which joins that ring.
     4. **Rings**: each significant block is split into its connected components, and a component hanging
        on one node (two rings sharing a merchant) into its sides; a part of a later block joins an earlier
        ring only when they share at least half of the merchants of each (never transitively). Each part
@@ -305,15 +311,21 @@ class RingDetector(BaseDetector):
             d = density(rows, cols)
             pv = float(gumbel_sf([d], self.null_)[0])
             self.blocks_.append((rows, cols, d, pv))
-            if pv * int(self.n_blocks) / k > REPORT_Q:
-                break
             in_r, in_v = np.zeros(n_r, np.bool_), np.zeros(n_v, np.bool_)
             in_r[rows], in_v[cols] = True, True
             inside = in_r[r] & in_v[v]
             edges = [(("c", int(a)), ("m", int(b)), float(w)) for a, b, w in zip(r[inside & active],
                                                                                   v[inside & active],
                                                                                   weight[inside & active])]
-            for rr, cc in _parts(edges, int(self.min_cards), int(self.min_merchants)):
+            parts = _parts(edges, int(self.min_cards), int(self.min_merchants))
+            if pv * int(self.n_blocks) / k > REPORT_Q:
+                # not significant on its own: only the rest of a ring found earlier (its cards whose edges
+                # to the ring's merchants were not in the first block) is kept, and peeling goes on
+                rest = [(rr, cc) for rr, cc in parts if any(_overlaps(cc, c0) for b0, _, c0 in found if b0 < k)]
+                if not rest:
+                    break
+                parts = rest
+            for rr, cc in parts:
                 found.append((k, rr, cc))
             active &= ~inside
             if not active.any():
