@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.dense import fraudar_blocks, fraudar_python
+from graph.kernels.dense import configuration_randomise, fraudar_blocks, fraudar_python, null_densities
 from tests.graph import reference_dense
 
 
@@ -70,3 +70,31 @@ def test_rejects_bad_input():
         fraudar_blocks(np.array([0]), np.array([0, 1]), np.ones(1), 1, 2)
     with pytest.raises(ValueError, match="out of range"):
         fraudar_blocks(np.array([3]), np.array([0]), np.ones(1), 2, 1)
+
+
+def test_configuration_randomise_keeps_degrees_and_weights():
+    rows, cols, weights, n_rows, n_cols, *_ = _graph(1, n_rows=200, n_cols=30, n_edges=400)
+    r, c, w = configuration_randomise(rows, cols, weights, n_cols, seed=7)
+    assert w.sum() == pytest.approx(weights.sum())
+    # every row keeps its total weight; duplicates merged, so degrees can only shrink
+    assert np.allclose(np.bincount(r, w, n_rows), np.bincount(rows, weights, n_rows))
+    assert (np.bincount(c, minlength=n_cols) <= np.bincount(cols, minlength=n_cols)).all()
+    assert len(np.unique(r * n_cols + c)) == len(r)
+    # seeded: the same seed gives the same graph, another seed another one
+    again = configuration_randomise(rows, cols, weights, n_cols, seed=7)
+    other = configuration_randomise(rows, cols, weights, n_cols, seed=8)
+    assert all(np.array_equal(a, b) for a, b in zip((r, c, w), again))
+    assert not np.array_equal(c, other[1])
+
+
+def test_null_densities_are_first_block_densities_of_the_randomised_graphs():
+    rows, cols, weights, n_rows, n_cols, *_ = _graph(2, n_rows=300, n_cols=40, n_edges=300, block=(15, 4))
+    null = null_densities(rows, cols, weights, n_rows, n_cols, n_null=3, seed=5)
+    for i, d in enumerate(null):
+        sub_seed = int(np.random.SeedSequence([5, i]).generate_state(1)[0])
+        r, c, w = configuration_randomise(rows, cols, weights, n_cols, sub_seed)
+        want = reference_dense.fraudar_blocks(r, c, w, n_rows, n_cols, n_blocks=1)[0][2]
+        assert d == pytest.approx(want, rel=1e-9)
+    # the planted block is far denser than any randomisation of the same degrees finds
+    top = fraudar_blocks(rows, cols, weights, n_rows, n_cols, n_blocks=1)[0][2]
+    assert top > null.max()
