@@ -278,9 +278,9 @@ class RingDetector(BaseDetector):
                 in_r[rows], in_v[cols] = True, True
                 return block_density(r, v, cweight, in_r, in_v, len(rows) + len(cols))
 
-            found = self._blocks(r, v, weight, n_r, n_v, density)
             cap_r = max(int(self.min_cap), math.ceil(self.max_share * n_r))
             cap_v = max(int(self.min_cap), math.ceil(self.max_share * n_v))
+            found = self._blocks(r, v, weight, n_r, n_v, density, (cap_r, cap_v))
             candidates = []
             for rows, cols in _merge_overlapping(found):
                 if len(rows) < self.min_cards or len(cols) < self.min_merchants:
@@ -299,7 +299,7 @@ class RingDetector(BaseDetector):
         self.rings_ = self._shape(parts)
         return self
 
-    def _blocks(self, r, v, weight, n_r, n_v, density):
+    def _blocks(self, r, v, weight, n_r, n_v, density, cap):
         """Peel block after block while each is significant; their parts as (block number, rows, cols)."""
         found = []
         active = np.ones(len(r), np.bool_)
@@ -311,6 +311,9 @@ class RingDetector(BaseDetector):
             d = density(rows, cols)
             pv = float(gumbel_sf([d], self.null_)[0])
             self.blocks_.append((rows, cols, d, pv))
+            significant = pv * int(self.n_blocks) / k <= REPORT_Q
+            if not significant and (not found or len(rows) > cap[0] or len(cols) > cap[1]):
+                break
             in_r, in_v = np.zeros(n_r, np.bool_), np.zeros(n_v, np.bool_)
             in_r[rows], in_v[cols] = True, True
             inside = in_r[r] & in_v[v]
@@ -318,7 +321,7 @@ class RingDetector(BaseDetector):
                                                                                   v[inside & active],
                                                                                   weight[inside & active])]
             parts = _parts(edges, int(self.min_cards), int(self.min_merchants))
-            if pv * int(self.n_blocks) / k > REPORT_Q:
+            if not significant:
                 # not significant on its own: only the rest of a ring found earlier (its cards whose edges
                 # to the ring's merchants were not in the first block) is kept, and peeling goes on
                 rest = [(rr, cc) for rr, cc in parts if any(_overlaps(cc, c0) for b0, _, c0 in found if b0 < k)]
