@@ -13,7 +13,7 @@ import pandas as pd
 
 from graph.detectors.base import BaseDetector
 from graph.detectors.significance import REPORT_Q, bh_qvalues
-from graph.kernels.dense import block_density, column_weights, fraudar_blocks, null_densities
+from graph.kernels.dense import block_density, column_weights, fraudar_blocks, null_densities, roundness_levels
 from graph.projection import Projection
 
 __all__ = ["RingDetector", "RING_COLUMNS", "suspicion", "suspicion_counts", "roundness", "gumbel_sf",
@@ -38,17 +38,8 @@ def roundness(amount, near_share: float = 0.002) -> np.ndarray:
     >>> roundness(np.array([5000.0, 9999.0, 123.45, 12.0, np.nan])).tolist()
     [5, 6, 0, 2, 0]
     """
-    amount = np.asarray(amount, dtype=np.float64)
-    ok = np.isfinite(amount) & (amount > 0) & (amount < 1e13)
-    cents = np.round(np.where(ok, amount, 0.0) * 100).astype(np.int64)
-    level = np.zeros(len(cents), np.int8)
-    for k in range(1, N_LEVELS):
-        unit = np.int64(10) ** k
-        rest = cents % unit
-        gap = (unit - rest) % unit
-        hit = ok & (cents > 0) & ((rest == 0) | ((k >= 2) & (gap <= near_share * cents)))
-        level[hit] = k
-    return level
+    amount = np.ascontiguousarray(amount, dtype=np.float64)
+    return roundness_levels(amount, float(near_share), N_LEVELS)
 
 
 def suspicion_counts(amount, ts) -> np.ndarray:
@@ -58,8 +49,11 @@ def suspicion_counts(amount, ts) -> np.ndarray:
     ``suspicion`` turns the run's totals into per-transaction weights.
     """
     ts = np.asarray(ts, dtype=np.int64)
+    return _counts(roundness(amount), ts)
+
+
+def _counts(level: np.ndarray, ts: np.ndarray) -> np.ndarray:
     hours = (ts[ts >= 0] // 3600) % 24
-    level = roundness(amount)
     return np.concatenate([np.bincount(hours, minlength=24), np.bincount(level, minlength=N_LEVELS)]).astype(np.int64)
 
 
@@ -97,11 +91,11 @@ def suspicion(amount, ts, counts=None) -> np.ndarray:
     >>> bool(s[-1] > 8 > s[:99].max())
     True
     """
-    amount = np.asarray(amount, dtype=np.float64)
     ts = np.asarray(ts, dtype=np.int64)
-    counts = suspicion_counts(amount, ts) if counts is None else np.asarray(counts)
+    level = roundness(amount)
+    counts = _counts(level, ts) if counts is None else np.asarray(counts)
     s_hour, s_round = _surprisal(counts[:24], False), _surprisal(counts[24:], True)
-    out = s_round[roundness(amount)]
+    out = s_round[level]
     ok = ts >= 0
     out[ok] += s_hour[(ts[ok] // 3600) % 24]
     return out

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["column_weights", "peel", "fraudar_blocks", "fraudar_python", "DIGITS", "block_density",
-           "configuration_randomise", "null_densities"]
+           "configuration_randomise", "null_densities", "roundness_levels"]
 
 # Priorities are compared rounded to this many decimals, so that degrees equal in exact arithmetic tie
 # (and break by node number) whatever order the floating-point sums were taken in; densities must beat
@@ -215,6 +215,28 @@ def fraudar_blocks(rows, cols, weights, n_rows: int, n_cols: int, n_blocks: int 
         blocks.append((block_rows, block_cols, float(density)))
         active &= ~(in_best[rows] & in_best[n_rows + cols])
     return blocks
+
+
+@njit(cache=True)
+def roundness_levels(amount, near_share, n_levels):
+    """Roundness level of each amount (see ``graph.detectors.collusion.roundness``): the largest ``k <
+    n_levels`` such that the cents are a multiple of ``10^k`` or (``k >= 2``) fall short of one by at most
+    ``near_share`` of the amount; 0 for missing, non-positive or huge amounts."""
+    out = np.zeros(len(amount), np.int8)
+    for i in range(len(amount)):
+        a = amount[i]
+        if not (a > 0.0 and a < 1e13):  # also false for NaN
+            continue
+        cents = np.int64(round(a * 100.0))
+        if cents <= 0:
+            continue
+        unit = np.int64(1)
+        for k in range(1, n_levels):
+            unit *= 10
+            rest = cents % unit
+            if rest == 0 or (k >= 2 and unit - rest <= near_share * cents):
+                out[i] = k
+    return out
 
 
 @njit(cache=True)

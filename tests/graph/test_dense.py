@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.dense import configuration_randomise, fraudar_blocks, fraudar_python, null_densities
+from graph.kernels.dense import (configuration_randomise, fraudar_blocks, fraudar_python, null_densities,
+                                 roundness_levels)
 from tests.graph import reference_dense
 
 
@@ -98,3 +99,25 @@ def test_null_densities_are_first_block_densities_of_the_randomised_graphs():
     # the planted block is far denser than any randomisation of the same degrees finds
     top = fraudar_blocks(rows, cols, weights, n_rows, n_cols, n_blocks=1)[0][2]
     assert top > null.max()
+
+
+def _roundness_reference(amount, near_share=0.002, n_levels=16):
+    """Plain Python: trailing zeros of the cents, or of the round number just above within near_share."""
+    if not (amount == amount) or amount <= 0 or amount >= 1e13:
+        return 0
+    cents, level = int(round(amount * 100)), 0
+    if cents <= 0:  # less than half a cent
+        return 0
+    for k in range(1, n_levels):
+        rest = cents % 10 ** k
+        if rest == 0 or (k >= 2 and 10 ** k - rest <= near_share * cents):
+            level = k
+    return level
+
+
+def test_roundness_kernel_equals_reference():
+    rng = np.random.default_rng(0)
+    amount = np.concatenate([np.round(np.exp(rng.normal(4, 2, 3000)), 2), rng.integers(1, 100, 500) * 1000.0,
+                             rng.integers(1, 100, 500) * 1000.0 - 1, [np.nan, -5.0, 0.0, 1e14, 0.004, 0.01]])
+    got = roundness_levels(np.ascontiguousarray(amount), 0.002, 16)
+    assert got.tolist() == [_roundness_reference(a) for a in amount]
