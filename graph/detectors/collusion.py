@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector
-from graph.detectors.significance import REPORT_Q, bh_qvalues
+from graph.detectors.significance import REPORT_Q, bh_qvalues, binom_sf
 from graph.kernels.dense import block_density, column_weights, fraudar_blocks, null_densities, roundness_levels
 from graph.projection import Projection
 
@@ -163,6 +163,24 @@ def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.intersect1d(a, b)) >= 0.5 * max(len(a), len(b))
 
 
+def _attached_cards(r, v, n_r, n_v, cols, taken) -> np.ndarray:
+    """Cards outside the ring whose edges go to its merchants more than chance allows: with ``k`` edges of
+    which ``j >= 2`` reach the ring's merchants (one shop is no pattern: cards shop near home), whose share of all edge ends is ``f``, ``p = P(Binomial(k, f) >=
+    j)``, attached when BH q (over the cards touching the ring) is within ``REPORT_Q``. Peeling leaves out
+    ring cards whose degree falls below the block's density; this takes them back, and no merchant."""
+    in_v = np.zeros(n_v, np.bool_)
+    in_v[cols] = True
+    into = in_v[v]
+    share = into.sum() / max(len(v), 1)
+    j = np.bincount(r[into], minlength=n_r)
+    k = np.bincount(r, minlength=n_r)
+    cand = np.flatnonzero((j > 1) & ~taken)
+    if not len(cand):
+        return cand
+    q = bh_qvalues(binom_sf(j[cand], k[cand], np.full(len(cand), share)))
+    return cand[q <= REPORT_Q]
+
+
 def _merge_overlapping(found: list[tuple[int, np.ndarray, np.ndarray]]):
     """Join a part to the first earlier ring (of another block) with which it shares at least half of the
     merchants of each; compared with each ring's own merchants as first found, so rings never chain."""
@@ -204,6 +222,9 @@ class RingDetector(BaseDetector):
        and q-value (BH over all parts and planned blocks); rings with q above ``REPORT_Q`` are not
        reported. A part larger than ``max_share`` of the graph's cards or merchants (at least
        ``min_cap`` of each) is not a ring (logged). ``score = min(1, -log10(q) / 10)``.
+    5. **Left-out cards**: a card outside the reported rings whose edges reach a ring's merchants more
+       often than their share of all edges allows (binomial tail, BH within ``REPORT_Q``;
+       ``_attached_cards``) joins that ring: peeling drops ring cards whose degree is below the density.
 
     Attributes
     ----------
@@ -287,8 +308,13 @@ class RingDetector(BaseDetector):
             if candidates:
                 pv = gumbel_sf([d for *_, d in candidates], self.null_)
                 qv = bh_qvalues(pv, m=max(int(self.n_blocks), len(candidates)))
+                taken = np.zeros(n_r, np.bool_)
+                for (rows, _, _), qq in zip(candidates, qv):
+                    taken[rows] |= qq <= REPORT_Q
                 for (rows, cols, d), pp, qq in zip(candidates, pv, qv):
                     if qq <= REPORT_Q:
+                        rows = np.union1d(rows, _attached_cards(r, v, n_r, n_v, cols, taken))
+                        taken[rows] = True
                         parts.append(self._ring(p, ucards[rows], umerch[cols], d, float(pp), float(qq), mask))
         self.rings_ = self._shape(parts)
         return self

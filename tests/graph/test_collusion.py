@@ -193,3 +193,20 @@ def test_nothing_planted_gives_no_ring(seed, tmp_path):
     generate(tmp_path, seed=seed, scale="small", plant=False)
     rings = RingDetector().fit(projection_from_drop(tmp_path, KEY)).rings_
     assert len(rings) == 0, rings.drop_duplicates("ring_id").to_string()
+
+
+def test_ring_cards_left_out_by_peeling_are_taken_back_and_neighbours_are_not():
+    strong, weak = [f"r{i}" for i in range(20)], [f"w{i}" for i in range(3)]
+    merchants = [f"rm{i}" for i in range(4)]
+    rng = np.random.default_rng(11)
+    weak_rows = ([c for c in weak for _ in range(2)], [m for _ in weak for m in rng.choice(merchants, 2, replace=False)],
+                 [DAY0 + int(rng.integers(0, 60)) * 86400 + 2 * 3600 for _ in range(2 * len(weak))],
+                 [5000.0] * (2 * len(weak)))
+    neighbours = ([f"n{i}" for i in range(10)], [merchants[i % 4] for i in range(10)],
+                  [DAY0 + i * 86400 + 3 * 3600 for i in range(10)], [20000.0] * 10)
+    p = Projection.from_frames(_frame(*_join(_background(9), _ring(9, strong, merchants), weak_rows, neighbours)))
+    found = _rings(RingDetector().fit(p).rings_)
+    assert len(found) == 1
+    [ring] = found.values()
+    assert set(weak) <= ring and not any(m.startswith("n") for m in ring)
+    assert _jaccard(set(strong + weak + merchants), found) >= 0.9
