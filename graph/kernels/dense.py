@@ -250,13 +250,14 @@ def block_density(rows, cols, weights, in_rows, in_cols, n_nodes):
     return total / n_nodes if n_nodes > 0 else 0.0
 
 
-def configuration_randomise(rows, cols, weights, n_cols: int, seed: int):
+def configuration_randomise(rows, cols, weights, n_cols: int, seed: int, strata=None):
     """One degree-preserving randomisation of a weighted bipartite graph (configuration model).
 
     The column ends of the edges are shuffled (``numpy.random.default_rng(seed)``): every row keeps its edges
     and their weights, every column keeps its number of edge ends. Two edges that land on the same pair are
     merged and their weights added, so a randomised graph is never sparser than the original (a
-    conservative null for density).
+    conservative null for density). With ``strata`` (an int per edge), column ends are shuffled only among
+    edges of the same stratum: by weight class, every column also keeps the weights of its edges.
 
     Returns
     -------
@@ -271,14 +272,23 @@ def configuration_randomise(rows, cols, weights, n_cols: int, seed: int):
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
-    shuffled = cols[np.random.default_rng(seed).permutation(len(cols))]
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        shuffled = cols[rng.permutation(len(cols))]
+    else:
+        shuffled = cols.copy()
+        order = np.argsort(strata, kind="stable")
+        bounds = np.flatnonzero(np.diff(np.asarray(strata)[order])) + 1
+        for part in np.split(order, bounds):
+            shuffled[part] = cols[part[rng.permutation(len(part))]]
     n = max(int(n_cols), 1)
     key, inverse = np.unique(rows * n + shuffled, return_inverse=True)
     merged = np.bincount(inverse, weights=weights, minlength=len(key))
     return key // n, key % n, merged
 
 
-def null_densities(rows, cols, weights, n_rows: int, n_cols: int, n_null: int, c: float = 5.0, seed: int = 0):
+def null_densities(rows, cols, weights, n_rows: int, n_cols: int, n_null: int, c: float = 5.0, seed: int = 0,
+                   strata=None):
     """Density of FRAUDAR's first (densest) block on ``n_null`` configuration-model randomisations.
 
     The null distribution of "the densest block anywhere in a graph with these degrees and weights", for
@@ -296,7 +306,7 @@ def null_densities(rows, cols, weights, n_rows: int, n_cols: int, n_null: int, c
     out = np.zeros(int(n_null), dtype=np.float64)
     for i in range(int(n_null)):
         sub_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-        r, v, w = configuration_randomise(rows, cols, weights, n_cols, sub_seed)
+        r, v, w = configuration_randomise(rows, cols, weights, n_cols, sub_seed, strata)
         if not len(r):
             continue
         active = np.ones(len(r), np.bool_)

@@ -121,3 +121,15 @@ def test_roundness_kernel_equals_reference():
                              rng.integers(1, 100, 500) * 1000.0 - 1, [np.nan, -5.0, 0.0, 1e14, 0.004, 0.01]])
     got = roundness_levels(np.ascontiguousarray(amount), 0.002, 16)
     assert got.tolist() == [_roundness_reference(a) for a in amount]
+
+
+def test_configuration_randomise_within_strata_keeps_each_stratum_columns():
+    rows, cols, weights, n_rows, n_cols, *_ = _graph(3, n_rows=200, n_cols=30, n_edges=400)
+    strata = (cols >= 15).astype(np.int64)  # two regions of columns
+    r, c, w = configuration_randomise(rows, cols, weights, n_cols, seed=1, strata=strata)
+    # a row's edges stay in the regions they were in (its weight per region is kept)
+    for region in (0, 1):
+        before = np.bincount(rows[strata == region], weights[strata == region], n_rows)
+        after = np.bincount(r[(c >= 15) == region], w[(c >= 15) == region], n_rows)
+        assert np.allclose(before, after)
+    assert not np.array_equal(c, configuration_randomise(rows, cols, weights, n_cols, seed=1)[1])
