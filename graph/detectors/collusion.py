@@ -158,16 +158,38 @@ def _big(nodes, min_cards, min_merchants) -> bool:
     return (sum(t == "c" for t, _ in nodes) >= min_cards) and (sum(t == "m" for t, _ in nodes) >= min_merchants)
 
 
+def _regions(p: Projection, merchants: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Region of each merchant (indices ``merchants``): its ``city`` in the merchants table when the run has
+    one, else the 1-degree cell (about 100 km) of the median position of its edge transactions, else one
+    region for all: cards shop where they live."""
+    table = p.merchants
+    if "city" in table.columns and "merchant_id" in table.columns and table["city"].notna().any():
+        city = table.set_index(table["merchant_id"].astype(str))["city"].astype(str)
+        city = city[~city.index.duplicated(keep="last")]
+        names = city.reindex(pd.Index(p.merchant_ids[merchants].astype(str))).fillna("")
+        return pd.factorize(names.to_numpy(), sort=True)[0].astype(np.int64)
+    ok = mask & np.isfinite(p.txn_lat) & np.isfinite(p.txn_lon) & (p.txn_merchant >= 0)
+    if not ok.any():
+        return np.zeros(len(merchants), np.int64)
+    pos = pd.DataFrame({"m": p.txn_merchant[ok], "lat": p.txn_lat[ok], "lon": p.txn_lon[ok]}).groupby("m").median()
+    pos = pos.reindex(merchants)
+    cell = np.floor(pos["lat"].to_numpy()) * 1000 + np.floor(pos["lon"].to_numpy())
+    return pd.factorize(np.where(np.isfinite(cell), cell, np.inf), sort=True)[0].astype(np.int64)
+
+
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     """Two merchant sets sharing at least half of the merchants of each."""
     return len(np.intersect1d(a, b)) >= 0.5 * max(len(a), len(b))
 
 
 def _attached_cards(r, v, n_r, n_v, cols, taken) -> np.ndarray:
-    """Cards outside the ring whose edges go to its merchants more than chance allows: with ``k`` edges of
-    which ``j >= 2`` reach the ring's merchants (one shop is no pattern: cards shop near home), whose share of all edge ends is ``f``, ``p = P(Binomial(k, f) >=
-    j)``, attached when BH q (over the cards touching the ring) is within ``REPORT_Q``. Peeling leaves out
-    ring cards whose degree falls below the block's density; this takes them back, and no merchant."""
+    """Cards outside the ring whose edges go to its merchants more than chance allows.
+
+    A card with ``k`` edges of which ``j >= 2`` reach the ring's merchants (one shop is no pattern: cards
+    shop near home), these holding a share ``f`` of all edge ends, has ``p = P(Binomial(k, f) >= j)``; it is
+    attached when its BH q (over the cards touching the ring) is within ``REPORT_Q``. Peeling leaves out
+    ring cards whose degree falls below the block's density; this takes them back, and no merchant.
+    """
     in_v = np.zeros(n_v, np.bool_)
     in_v[cols] = True
     into = in_v[v]
@@ -215,6 +237,11 @@ class RingDetector(BaseDetector):
        Benjamini-Hochberg q over the ``n_blocks`` planned tests above ``REPORT_Q``) unless that block is
        the rest of a ring found earlier (it shares at least half of the merchants of each: the ring's cards
        left out of the first block because their degree fell below its density), which joins that ring.
+       **Confirmation**: the candidate rings (step 4) are also compared with a regional null, computed
+       once: each edge draws its merchant from the edges of its merchant's region (``_regions``: city,
+       else a 1-degree cell) outside every candidate, i.e. the candidates' cards trading like their
+       neighbours (``pooled_randomise``); a ring's p-value is the larger of the two. Measured: nightlife
+       blocks of a clean 1M drop (cards going out in their own city) pass the nationwide null, not this one.
     4. **Rings**: each significant block is split into its connected components, and a component hanging
        on one node (two rings sharing a merchant) into its sides; a part of a later block joins an earlier
        ring only when they share at least half of the merchants of each (never transitively). Each part
@@ -233,8 +260,9 @@ class RingDetector(BaseDetector):
     blocks_ : list of (row indices, col indices, density, p_value)
         The blocks tested (card and merchant indices of the projection), the last one possibly not
         significant.
-    null_ : ndarray
-        The densest-block densities of the randomised graphs.
+    null_, regional_null_ : ndarray
+        The densest-block densities of the randomised graphs (nationwide; regional, when there were
+        candidates).
 
     Example
     -------
@@ -281,10 +309,11 @@ class RingDetector(BaseDetector):
         umerch, v = np.unique(merchants, return_inverse=True)
         r, v = r.astype(np.int64), v.astype(np.int64)
         n_r, n_v = len(ucards), len(umerch)
-        self.blocks_, self.null_ = [], np.zeros(0)
+        self.blocks_, self.null_, self.regional_null_ = [], np.zeros(0), np.zeros(0)
         parts = []
         if len(r):
-            self.null_ = null_densities(r, v, weight, n_r, n_v, int(self.n_null), float(self.c), int(self.seed))
+            self.null_ = null_densities(r, v, weight, n_r, n_v, int(self.n_null), float(self.c), int(self.seed),
+                                        log_weights=True)
             cw = column_weights(v, np.ones(len(v), np.bool_), n_v, float(self.c))
             cweight = weight * cw[v]
 
@@ -306,7 +335,19 @@ class RingDetector(BaseDetector):
                     continue
                 candidates.append((rows, cols, density(rows, cols)))
             if candidates:
-                pv = gumbel_sf([d for *_, d in candidates], self.null_)
+                # confirmation: the same peeling on randomisations where each edge draws its merchant from the
+                # edges of its region outside every candidate (what the candidates' cards would do if they
+                # traded like their neighbours); a block dense only because its region is, is not a ring
+                pool = np.ones(len(r), np.bool_)
+                for rows, cols, _ in candidates:
+                    in_r, in_v = np.zeros(n_r, np.bool_), np.zeros(n_v, np.bool_)
+                    in_r[rows], in_v[cols] = True, True
+                    pool &= ~(in_r[r] & in_v[v])
+                self.regional_null_ = null_densities(r, v, weight, n_r, n_v, int(self.n_null), float(self.c),
+                                                     int(self.seed) + 1, _regions(p, umerch, mask)[v], pool,
+                                                     log_weights=True)
+                pv = np.maximum(gumbel_sf([d for *_, d in candidates], self.null_),
+                                gumbel_sf([d for *_, d in candidates], self.regional_null_))
                 qv = bh_qvalues(pv, m=max(int(self.n_blocks), len(candidates)))
                 taken = np.zeros(n_r, np.bool_)
                 for (rows, _, _), qq in zip(candidates, qv):

@@ -268,7 +268,8 @@ class MerchantNetworkDetector(BaseDetector):
 
     @staticmethod
     def _shape(rows: list[dict]) -> pd.DataFrame:
-        out = [pd.DataFrame({"ring_id": _ring_id(r["members"]), "kind": "merchant_network", "score": round(r["score"], 6),
+        out = [pd.DataFrame({"ring_id": _ring_id(r["members"]), "kind": "merchant_network",
+                             "score": round(r["score"], 6),
                              "member_type": "merchant", "member_id": r["members"], "p_value": r["p"],
                              "q_value": r["q"], "size": len(r["members"]), "shared": r["shared"],
                              "links": r["links"], "agent_share": r["agent_share"],

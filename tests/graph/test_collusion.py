@@ -199,7 +199,8 @@ def test_ring_cards_left_out_by_peeling_are_taken_back_and_neighbours_are_not():
     strong, weak = [f"r{i}" for i in range(20)], [f"w{i}" for i in range(3)]
     merchants = [f"rm{i}" for i in range(4)]
     rng = np.random.default_rng(11)
-    weak_rows = ([c for c in weak for _ in range(2)], [m for _ in weak for m in rng.choice(merchants, 2, replace=False)],
+    weak_rows = ([c for c in weak for _ in range(2)],
+                 [m for _ in weak for m in rng.choice(merchants, 2, replace=False)],
                  [DAY0 + int(rng.integers(0, 60)) * 86400 + 2 * 3600 for _ in range(2 * len(weak))],
                  [5000.0] * (2 * len(weak)))
     neighbours = ([f"n{i}" for i in range(10)], [merchants[i % 4] for i in range(10)],
@@ -210,3 +211,4 @@ def test_ring_cards_left_out_by_peeling_are_taken_back_and_neighbours_are_not():
     [ring] = found.values()
     assert set(weak) <= ring and not any(m.startswith("n") for m in ring)
     assert _jaccard(set(strong + weak + merchants), found) >= 0.9
+

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from graph.kernels.dense import (configuration_randomise, fraudar_blocks, fraudar_python, null_densities,
-                                 roundness_levels)
+                                 pooled_randomise, roundness_levels)
 from tests.graph import reference_dense
 
 
@@ -133,3 +133,15 @@ def test_configuration_randomise_within_strata_keeps_each_stratum_columns():
         after = np.bincount(r[(c >= 15) == region], w[(c >= 15) == region], n_rows)
         assert np.allclose(before, after)
     assert not np.array_equal(c, configuration_randomise(rows, cols, weights, n_cols, seed=1)[1])
+
+
+def test_pooled_randomise_draws_columns_from_the_pool_of_each_stratum():
+    rows, cols, weights, n_rows, n_cols, *_ = _graph(4, n_rows=200, n_cols=30, n_edges=400)
+    strata = (cols >= 15).astype(np.int64)
+    pool = cols % 3 != 0  # columns 0, 3, 6, ... are left out of the pool
+    r, c, w = pooled_randomise(rows, cols, np.log1p(weights), n_cols, strata, pool, seed=2, log_weights=True)
+    assert (c % 3 != 0).all()
+    for region in (0, 1):  # every edge stayed in its stratum; rows keep their amounts (log1p weights merged)
+        before = np.bincount(rows[strata == region], weights[strata == region], n_rows)
+        after = np.bincount(r[(c >= 15) == region], np.expm1(w[(c >= 15) == region]), n_rows)
+        assert np.allclose(before, after)
