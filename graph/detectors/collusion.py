@@ -356,6 +356,10 @@ class RingDetector(BaseDetector):
                     if qq <= REPORT_Q:
                         rows = np.union1d(rows, _attached_cards(r, v, n_r, n_v, cols, taken))
                         taken[rows] = True
+                        if len(rows) > cap_r:
+                            log.info("ring of %d cards with the cards attached is over the cap (%d): not a ring",
+                                     len(rows), cap_r)
+                            continue
                         parts.append(self._ring(p, ucards[rows], umerch[cols], d, float(pp), float(qq), mask))
         self.rings_ = self._shape(parts)
         return self
