@@ -117,9 +117,11 @@ def network_groups(held: pd.DataFrame, n_kind: dict, n_merchants: int, cap: int,
     ``p = min(1, C(N, s) * layouts * prod over values of c_k(h_v))``
 
     (``CollisionRates``; ``_log_layouts``: ``prod C(s, h_v)``, or the connected layouts when every value
-    joins a pair). A value shared by the merchants holding it is, alone, never significant: it is
-    exactly as common as the run's frequencies say (a switchboard number shared by hundreds is no
-    evidence); several values joining the same few merchants are.
+    joins a pair). Only values that join merchants not yet joined count, the most specific first (an
+    owner's businesses sharing its bank account and phone too are one connection, not three). A value shared by the
+    merchants holding it is, alone, never significant: it is exactly as common as the run's frequencies
+    say (a switchboard number shared by hundreds is no evidence); several connections joining the same
+    few merchants are.
     """
     if not len(held):
         return []
@@ -151,15 +153,36 @@ def network_groups(held: pd.DataFrame, n_kind: dict, n_merchants: int, cap: int,
         if size < max(min_size, 2):
             continue
         inside = linking[linking["merchant"].isin(members)]
-        per_value = inside.groupby(["kind", "value"], sort=True).size()
-        per_value = per_value[per_value >= 2]
-        if int((per_value - 1).sum()) < size - 1:  # a Louvain community may not be held by its own links
+        # only the values that join merchants not yet joined count, the most specific first (Kruskal): an
+        # owner's businesses sharing its bank account or phone as well are one connection, not several
+        values = sorted(((rates.log_rate(kind, len(g)), kind, value, sorted(g["merchant"]))
+                         for (kind, value), g in inside.groupby(["kind", "value"], sort=True) if len(g) >= 2),
+                        key=lambda t: (t[0], t[1], t[2]))
+        parent = {m: m for m in members}
+
+        def root(x):
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        best: dict = {}
+        for rate, kind, value, holders_of in values:
+            roots = {root(x) for x in holders_of}
+            if len(roots) < 2:
+                continue
+            first, *rest = sorted(roots)
+            for other in rest:
+                parent[other] = first
+            best[(kind, value)] = (kind, rate, len(holders_of))
+        sizes = np.array([h for _, _, h in best.values()], dtype=np.int64)
+        if int((sizes - 1).sum()) < size - 1:  # a Louvain community may not be held by its own links
             continue
-        kinds = per_value.index.get_level_values("kind")
-        log_p = _log_comb(max(big_n, size), size) + _log_layouts(size, per_value.to_numpy()) + sum(
-            rates.log_rate(k, int(h)) for k, h in zip(kinds, per_value))
-        out.append({"members": members, "p_value": float(math.exp(min(0.0, log_p))), "kinds": sorted(set(kinds)),
-                    "links": len(per_value)})
+        kinds = sorted({k for k, _, _ in best.values()})
+        log_p = (_log_comb(max(big_n, size), size) + _log_layouts(size, sizes)
+                 + sum(rate for _, rate, _ in best.values()))
+        out.append({"members": members, "p_value": float(math.exp(min(0.0, log_p))), "kinds": kinds,
+                    "links": len(best)})
     return out
 
 

@@ -80,17 +80,22 @@ def test_the_same_chain_among_few_merchants_is_not_significant():
 
 def test_one_shared_value_is_no_network_however_many_share_it():
     """A switchboard phone of 300 merchants (over the cap) links nothing; a phone shared by eight (within the
-    cap) is no more than its own frequency; a pair sharing one owner is as common as owners shared."""
+    cap) is no more than its own frequency; a pair sharing one owner is as common as owners shared, and so
+    is the pair sharing its bank account too (an owner's businesses: one connection, not two)."""
     rows = [{"merchant_id": f"S{i:03d}", "phone_token": "switchboard"} for i in range(300)]
     rows += [{"merchant_id": f"E{i}", "phone_token": "eight"} for i in range(8)]
-    rows += [{"merchant_id": "P1", "owner_token": "pair"}, {"merchant_id": "P2", "owner_token": "pair"}]
+    rows += [{"merchant_id": "P1", "owner_token": "pair", "bank_account_token": "b"},
+             {"merchant_id": "P2", "owner_token": "pair", "bank_account_token": "b"}]
     found = _fit(_merchants(rows, background=600))
     assert len(found.rings_) == 0
     assert sorted(map(len, _tested(found))) == [2, 8]
-    # the same pair sharing its owner and its bank account is a network
-    rows[-2]["bank_account_token"] = rows[-1]["bank_account_token"] = "b"
-    found = _fit(_merchants(rows, background=600))
-    assert _groups(found.rings_) == [["P1", "P2"]] and found.rings_["shared"].iloc[0] == "bank_account,owner"
+    # a third merchant joined to the pair through another bank account is a network
+    rows[-2]["bank_account_token"], rows[-1]["bank_account_token"] = None, "b2"
+    found = _fit(_merchants(rows + [{"merchant_id": "P3", "bank_account_token": "b2"}], background=600))
+    assert _groups(found.rings_) == [["P1", "P2", "P3"]]
+    # but not through a phone: in this run, where phones are commonly shared, a phone link is weak
+    found = _fit(_merchants(rows + [{"merchant_id": "P3", "phone_token": "eight"}], background=600))
+    assert len(found.rings_) == 0
 
 
 def test_terminals_moved_between_merchants_link_them():
@@ -104,14 +109,18 @@ def test_terminals_moved_between_merchants_link_them():
     assert found.rings_["shared"].iloc[0] == "terminal"
 
 
-def test_more_shared_identifiers_score_higher():
-    loose = [{"merchant_id": f"A{i}", "phone_token": f"p{i}", "owner_token": f"o{i}"} for i in range(3)]
+def test_more_connections_score_higher():
+    loose = [{"merchant_id": f"A{i}", "phone_token": f"p{i}", "owner_token": f"o{i}", "bank_account_token": f"b{i}"}
+             for i in range(4)]
     loose[1]["phone_token"] = loose[0]["phone_token"]
     loose[2]["owner_token"] = loose[1]["owner_token"]
     tight = [dict(r, merchant_id=r["merchant_id"].replace("A", "B"), phone_token=r["phone_token"] + "b",
-                  owner_token=r["owner_token"] + "b", bank_account_token="shared-b") for r in loose]
-    scores = _fit(_merchants(loose + tight, background=500)).rings_.groupby("member_id")["score"].first()
-    assert scores["B1"] > scores["A1"] > 0
+                  owner_token=r["owner_token"] + "b", bank_account_token=r["bank_account_token"] + "b")
+             for r in loose]
+    tight[3]["bank_account_token"] = tight[2]["bank_account_token"]
+    found = _fit(_merchants(loose + tight, background=500)).rings_
+    scores = found.groupby("member_id")["score"].first()
+    assert scores["B1"] > scores["A1"] > 0 and "A3" not in scores and "B3" in scores
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
