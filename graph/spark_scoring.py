@@ -13,8 +13,9 @@ No detector's maths is written a second time; Spark decides what each Python wor
 - **skimming points**: the candidate subgraph is every transaction of a reported card and of a terminal a
   reported card used; the detector runs on it in the driver, with the two counts over *all* cards (active
   cards in the span, and ``active_days``, summed over card buckets) computed by Spark.
-- **rings**: the suspicious transactions only (``suspicion > 0``, filtered in ``mapInPandas``), where the
-  dense-block search runs in the driver. **merchant networks**: the transactions of terminals seen with
+- **rings**: the run's hour and roundness counts (``suspicion_counts``, summed over partitions), then the
+  transactions unusual enough to become edges by those counts (filtered in ``mapInPandas``), where the
+  dense-block search and its randomised null run in the driver. **merchant networks**: the transactions of terminals seen with
   more than one merchant, plus the merchant table.
 
 The driver must hold the two candidate subgraphs (``ScoreResult.seconds`` and the log give their sizes): on
@@ -240,22 +241,30 @@ def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
 
 
 def _rings(spark, txns, reference: dict, params: dict):
-    from graph.detectors.collusion import RingDetector, suspicion
+    from graph.detectors.collusion import N_LEVELS, RingDetector, suspicion, suspicion_counts
 
     det = RingDetector(**params)
     schema = txns.schema
 
-    def suspicious(batches):
+    def arrays(pdf: pd.DataFrame):
+        return pdf["amount"].to_numpy(np.float64, na_value=np.nan), to_epoch_seconds(pdf["ts"])
+
+    def counts(batches):  # evidence phase: the run's hour and roundness counts, summed below
         for pdf in batches:
-            s = suspicion(pdf["amount"].to_numpy(np.float64, na_value=np.nan), to_epoch_seconds(pdf["ts"]),
-                          tz_offset_hours=det.tz_offset_hours, small_hours=det.small_hours,
-                          round_unit=det.round_unit, min_amount=det.min_amount, near_limit=det.near_limit)
-            yield pdf[s > 0]
+            yield pd.DataFrame({"counts": [suspicion_counts(*arrays(pdf)).tolist()]})
+
+    total = np.zeros(24 + N_LEVELS, dtype=np.int64)
+    for row in txns.select("ts", "amount").mapInPandas(counts, "counts array<long>").collect():
+        total += np.asarray(row["counts"], dtype=np.int64)
+
+    def suspicious(batches):  # decision phase: the transactions that become edges, by the run's counts
+        for pdf in batches:
+            yield pdf[det.keep(suspicion(*arrays(pdf), total))]
 
     sub = txns.mapInPandas(suspicious, schema).toPandas()
     log.info("ring subgraph: %s suspicious transactions", f"{len(sub):,}")
     p = Projection.from_frames(sub, reference["terminals"], reference["merchants"])
-    return det.fit(p).rings_, len(sub)
+    return det.fit(p, counts=total).rings_, len(sub)
 
 
 def _networks(spark, txns, reference: dict, params: dict):
