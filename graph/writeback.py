@@ -200,10 +200,10 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
                                        params={"run": run_id})
     counts["ring_members"] = db.write_batches(CYPHER["ring_members"], _records(
         rings, ["ring_id", "member_type", "member_id"]), params={"run": run_id})
-    alerts = frames["alerts"]
-    counts["alerts"] = db.write_batches(CYPHER["alerts"], _records(alerts, [
-        "alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary", "q_value",
-        "evidence_at", "impact"]),
+    alert_columns = ["alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary",
+                     "q_value", "evidence_at", "impact"]
+    alerts = frames["alerts"].reindex(columns=alert_columns)  # the queue's extra columns may be absent
+    counts["alerts"] = db.write_batches(CYPHER["alerts"], _records(alerts, alert_columns),
         params={"run": run_id}, batch_size=2_000)
     for step in ("skimming_clear", "exposed_clear", "findings_clear", "alerts_retire", "rings_clear"):
         db.run(CYPHER[step], run=run_id)
