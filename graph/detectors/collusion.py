@@ -253,6 +253,25 @@ class RingDetector(BaseDetector):
        often than their share of all edges allows (binomial tail, BH within ``REPORT_Q``;
        ``_attached_cards``) joins that ring: peeling drops ring cards whose degree is below the density.
 
+    Parameters
+    ----------
+    n_blocks : int
+        Most dense blocks peeled (and planned tests of the BH family).
+    c : float
+        FRAUDAR's column-weight constant: a merchant of degree d weighs ``1 / log(d + c)``.
+    min_cards, min_merchants : int
+        Smallest ring: parts with fewer cards or merchants are not rings.
+    txn_alpha : float
+        A transaction becomes an edge when its hour and roundness together are at most this likely in the run.
+    n_null : int
+        Randomised graphs peeled for each null (nationwide and regional).
+    max_share : float
+        Cap of a ring: this share of the graph's cards or merchants (at least ``min_cap`` of each).
+    min_cap : int
+        Smallest cap, for small runs.
+    seed : int
+        Seed of the randomisations.
+
     Attributes
     ----------
     rings_ : DataFrame

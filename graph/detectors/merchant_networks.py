@@ -200,6 +200,22 @@ class MerchantNetworkDetector(BaseDetector):
     -log10(q) / 10)``. The cap is ``max_size``, by default ``max(min_cap, max_share x merchants)``: a value
     held by more merchants links nothing (logged), a group is never larger.
 
+    Parameters
+    ----------
+    min_size : int
+        Smallest group of merchants tested as a network.
+    max_size : int, optional
+        Cap of a group and of the merchants one identifier value may link (default ``max(min_cap, max_share x
+        merchants)``).
+    max_share : float
+        Share of the run's merchants that makes the default cap.
+    min_cap : int
+        Smallest default cap, for small runs.
+    moved_min_txns : int
+        Transactions of another merchant on a terminal that make it a moved terminal linking the two.
+    seed : int
+        Seed of the Louvain split of a component over the cap.
+
     Attributes
     ----------
     rings_ : DataFrame
@@ -215,12 +231,11 @@ class MerchantNetworkDetector(BaseDetector):
     """
 
     def __init__(self, min_size: int = 2, max_size: int | None = None, max_share: float = 0.01, min_cap: int = 10,
-                 onboard_days: float = 60.0, moved_min_txns: int = 3, seed: int = 0):
+                 moved_min_txns: int = 3, seed: int = 0):
         self.min_size = min_size
         self.max_size = max_size
         self.max_share = max_share
         self.min_cap = min_cap
-        self.onboard_days = onboard_days
         self.moved_min_txns = moved_min_txns
         self.seed = seed
 

@@ -164,6 +164,33 @@ class IntegrityDetector(BaseDetector):
     ``min_missing``, ``min_far``, ``min_mcc`` and ``min_voids`` are minimum evidence sizes (a terminal with
     less is tested and given p = 1), not decisions. ``score = min(1, -log10(q) / 10)``.
 
+    Parameters
+    ----------
+    min_gap : int
+        A STAN jump of more than this many numbers hides messages (trace_gap).
+    min_missing : int
+        Fewest hidden messages tested as a trace gap.
+    skew_tolerance_s : int
+        Seconds a message may lie behind an earlier one in STAN order before it counts as clock skew.
+    far_km : float
+        Distance from the registered position that counts as elsewhere (relocation).
+    min_far : int
+        Fewest far positions tested as a relocation.
+    min_mcc : int
+        Fewest transactions under another MCC tested as an MCC mismatch.
+    window_hours : float
+        Length of the burst window of voids and refunds (void_spike).
+    min_voids : int
+        Fewest voids and refunds in the burst tested as a void spike.
+    prior_weight : float
+        Messages' worth of the network's void rate mixed into a terminal's own rate.
+    prior_terminals : float
+        Terminals' worth of the network's rate mixed into a model's rate (counting kinds).
+    trim : float
+        Share of a model's highest rates left out when its spread between terminals is estimated.
+    odd_share : float
+        A boot hour holding less than this share of the model's boots is odd (odd_hour_boot).
+
     Attributes: ``findings_`` (``FINDING_COLUMNS``, by ascending q-value), ``stats_`` (the per-terminal
     transaction evidence), ``tested_`` (kind -> size of the family tested).
 
