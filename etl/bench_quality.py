@@ -12,15 +12,18 @@ import pandas as pd
 
 from etl.adversary import generate_adversarial
 from etl.generate import generate as generate_standard
-from graph.evaluation import projection_from_drop
+from graph.detectors.significance import REPORT_Q
+from graph.evaluation import load_truth, projection_from_drop, reporting_rate_curve
 from graph.quality import drop_quality
 from graph.scoring import run_detectors
 
-__all__ = ["run_quality", "quality_markdown", "GENERATORS"]
+__all__ = ["run_quality", "quality_markdown", "curve_markdown", "GENERATORS", "REPORTING_RATES"]
 
 log = logging.getLogger("posguard.bench")
 
 GENERATORS = ("standard", "adversarial")
+# Shares of the skimmers' cloned victims reported, for the reporting-rate curve of the skimming points.
+REPORTING_RATES = (0.05, 0.1, 0.25, 0.5, 1.0)
 # The columns of BENCHMARKS.md's "Detection quality" table, in order.
 _COLUMNS = ["generator", "seed", "txns", "planted", "skimming_recall_top", "at_terminal_average_precision",
             "cloned_precision_at_k", "cloned_reported", "cloned_planted", "ring_jaccard_min", "largest_ring_members",
@@ -37,7 +40,8 @@ def _generate(generator: str, out: Path, seed: int, txns: int, clean: bool) -> N
 
 
 def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: int = 250_000,
-                clean_txns: int = 1_000_000, params: dict | None = None, root: Path | None = None) -> list[dict]:
+                clean_txns: int = 1_000_000, params: dict | None = None, root: Path | None = None,
+                curve: bool = True) -> tuple[list[dict], list[dict]]:
     """Generate, score (no Neo4j: projection straight from the drop) and measure drops of every generator.
 
     Parameters
@@ -46,13 +50,15 @@ def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: in
     generators : which generators to run; seeds : one planted drop per seed and generator
     txns : size of each planted drop; clean_txns : size of one clean drop per generator (0: none)
     params : per-detector parameters, the same for every generator
+    curve : also measure the skimming points when only a share of the cloned victims is reported
 
     Returns
     -------
-    list of dict, one per drop: generator, seed, txns, planted (bool) and the ``graph.quality.drop_quality``
-    figures, with ``score_s`` the seconds of projection and scoring.
+    (rows, curve_rows): one row per drop (generator, seed, txns, planted and the
+    ``graph.quality.drop_quality`` figures, ``score_s`` the seconds of projection and scoring), and one row per
+    planted drop and reporting rate (``graph.evaluation.reporting_rate_curve``, reported points: q <= 0.05).
     """
-    rows = []
+    rows, curve_rows = [], []
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         plan = [(g, s, txns, True) for g in generators for s in seeds]
         plan += [(g, seeds[0], clean_txns, False) for g in generators if clean_txns]
@@ -69,7 +75,29 @@ def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: in
             log.info("quality %s seed %s (%s): %s", generator, seed, "planted" if planted else "clean",
                      {k: row.get(k) for k in _COLUMNS[4:]})
             rows.append(row)
-    return rows
+            if curve and planted:
+                truth = load_truth(drop, key)
+                skim = (params or {}).get("skimming", {})
+                table = reporting_rate_curve(projection, truth["skimmers"], truth["cloned_cards"]["card_token"],
+                                             rates=REPORTING_RATES, seed=seed, alpha=REPORT_Q, **skim)
+                curve_rows += [{"generator": generator, "seed": seed, **r} for r in table.to_dict("records")]
+    return rows, curve_rows
+
+
+def curve_markdown(rows: list[dict]) -> str:
+    """The reporting-rate curve as a table: per generator and rate, the points' precision and recall (mean)."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return ""
+    g = frame.groupby(["generator", "rate"]).agg(drops=("seed", "size"), reported=("reported", "mean"),
+                                                 precision=("precision", "mean"), recall=("recall", "mean"),
+                                                 recall_top=("recall_top", "mean")).reset_index()
+    lines = ["| generator | share of victims reported | drops | reports (mean) | precision | recall | in top max(5, k) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in g.itertuples(index=False):
+        lines.append(f"| {r.generator} | {r.rate:.0%} | {r.drops} | {r.reported:.0f} | {_cell(r.precision)} | "
+                     f"{_cell(r.recall)} | {_cell(r.recall_top)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _cell(value) -> str:

@@ -230,7 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench_quality(args: argparse.Namespace) -> int:
-    from etl.bench_quality import quality_markdown, run_quality
+    from etl.bench_quality import curve_markdown, quality_markdown, run_quality
 
     params = _detector_params(args)
     settings = _settings(args)
@@ -238,12 +238,14 @@ def _bench_quality(args: argparse.Namespace) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
         raise UsageError(f"--seeds takes comma-separated integers, not {args.seeds!r}") from None
-    rows = run_quality(settings.token_key, generators=tuple(args.generators.split(",")), seeds=seeds,
-                       txns=args.txns if args.txns != 1_000_000 else 250_000, clean_txns=args.clean_txns,
-                       params=params)
+    rows, curve = run_quality(settings.token_key, generators=tuple(args.generators.split(",")), seeds=seeds,
+                              txns=args.txns if args.txns != 1_000_000 else 250_000, clean_txns=args.clean_txns,
+                              params=params)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
+        args.json.write_text(json.dumps({"drops": rows, "reporting_rate_curve": curve}, indent=2, default=str),
+                             encoding="utf-8")
     print(quality_markdown(rows))
+    print(curve_markdown(curve))
     return EXIT_OK
 
 

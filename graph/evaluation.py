@@ -100,7 +100,8 @@ def skimming_metrics(points: pd.DataFrame, skimmers: pd.DataFrame, alpha: float 
     """Precision/recall of skimming points against truth (terminal_id, window_start, window_end).
 
     Returns precision_at_k and recall_at_k (k = number of true skimmers), recall_top (true skimmers within
-    the first ``max(top, k)``), precision/recall of the points with ``p_value_adjusted <= alpha``, and
+    the first ``max(top, k)``), precision/recall of the accepted points with ``q_value <= alpha`` (outputs
+    without q-values: ``p_value_adjusted <= alpha``), and
     window_overlap: the share of found true skimmers (within ``max(top, k)``) whose estimated window
     overlaps the true one.
     """
@@ -110,7 +111,13 @@ def skimming_metrics(points: pd.DataFrame, skimmers: pd.DataFrame, alpha: float 
     k = len(truth)
     top = max(top, k)
     ranked = points["terminal_id"].tolist()
-    flagged = set(points.loc[points["p_value_adjusted"] <= alpha, "terminal_id"])
+    if "q_value" in points.columns:  # reported: accepted points within the false-discovery level
+        keep = points["q_value"] <= alpha
+        if "accepted" in points.columns:
+            keep &= points["accepted"].astype(bool)
+        flagged = set(points.loc[keep, "terminal_id"])
+    else:
+        flagged = set(points.loc[points["p_value_adjusted"] <= alpha, "terminal_id"])
     found = points.head(top).merge(skimmers, on="terminal_id", suffixes=("", "_true"))
     overlap = ((found["window_start"] <= pd.to_datetime(found["window_end_true"], utc=True))
                & (found["window_end"] >= pd.to_datetime(found["window_start_true"], utc=True)))
