@@ -14,8 +14,8 @@ from graph.detectors.cloned import ClonedCardDetector
 from graph.detectors.skimming import SkimmingDetector
 from graph.projection import ENTRY_FALLBACK, ENTRY_MAGSTRIPE, Projection
 
-__all__ = ["read_drop_kind", "tokenize_pan", "projection_from_drop", "precision_at_k", "skimming_metrics",
-           "reporting_rate_curve", "load_truth", "threshold_curve", "match_rings"]
+__all__ = ["read_drop_kind", "tokenize_pan", "drop_frames", "projection_from_drop", "precision_at_k",
+           "skimming_metrics", "reporting_rate_curve", "load_truth", "threshold_curve", "match_rings"]
 
 DAY = 86_400
 
@@ -57,16 +57,13 @@ def _tokenize_merchants(merchants: pd.DataFrame | None, key: str | bytes) -> pd.
     return out
 
 
-def projection_from_drop(drop: str | Path, key: str) -> Projection:
-    """A Projection straight from a drop directory (no ETL, no Neo4j): PANs tokenized, contract defaults.
-
-    Parameters
-    ----------
-    drop : path of the drop; key : the tokenization key
+def drop_frames(drop: str | Path, key: str) -> dict[str, pd.DataFrame | None]:
+    """A drop's input kinds as frames, PANs and merchant secrets tokenized, numbers parsed (no ETL).
 
     Returns
     -------
-    Projection
+    dict: transactions, terminals, merchants, fraud_reports, approved_firmware, terminal_events (None when
+    the drop has no file of that kind), in ``Projection.from_frames``'s order.
     """
     tx = read_drop_kind(drop, "transactions")
     tx = tx.assign(card_token=tokenize_pan(tx["pan"], key)).drop(columns="pan")
@@ -83,8 +80,23 @@ def projection_from_drop(drop: str | Path, key: str) -> Projection:
             for col in ("lat", "lon"):
                 if col in frame.columns:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return Projection.from_frames(tx, terminals, merchants, reports,
-                                  read_drop_kind(drop, "approved_firmware"), read_drop_kind(drop, "terminal_events"))
+    return {"transactions": tx, "terminals": terminals, "merchants": merchants, "fraud_reports": reports,
+            "approved_firmware": read_drop_kind(drop, "approved_firmware"),
+            "terminal_events": read_drop_kind(drop, "terminal_events")}
+
+
+def projection_from_drop(drop: str | Path, key: str) -> Projection:
+    """A Projection straight from a drop directory (no ETL, no Neo4j): PANs tokenized, contract defaults.
+
+    Parameters
+    ----------
+    drop : path of the drop; key : the tokenization key
+
+    Returns
+    -------
+    Projection
+    """
+    return Projection.from_frames(*drop_frames(drop, key).values())
 
 
 def precision_at_k(ranked_ids: Iterable, truth: Iterable, k: int | None = None) -> float:

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.evaluation import load_truth, match_rings, precision_at_k
+from graph.detectors.skimming import SkimmingDetector
+from graph.evaluation import drop_frames, load_truth, match_rings, precision_at_k
+from graph.projection import Projection
 
-__all__ = ["average_precision", "queue_truth", "drop_quality", "TRUE_RING_JACCARD"]
+__all__ = ["average_precision", "queue_truth", "drop_quality", "early_warning", "TRUE_RING_JACCARD"]
 
 # A found ring counts as the planted ring it overlaps by at least this member Jaccard (merchants).
 TRUE_RING_JACCARD = 0.5
@@ -157,3 +159,61 @@ def drop_quality(frames: dict[str, pd.DataFrame], drop: str | Path, key: str | b
     out["high_critical_false"] = int((severe & ~is_true).sum())
     out["high_critical_precision"] = float(is_true[severe].mean()) if severe.any() else float("nan")
     return out
+
+
+def _as_utc(values) -> np.ndarray:
+    """Timestamps (ISO-8601 strings with offsets, or datetimes) as naive UTC datetime64 values."""
+    return pd.to_datetime(pd.Series(values), utc=True, format="ISO8601").dt.tz_convert(None).to_numpy()
+
+
+def early_warning(drop: str | Path, key: str | bytes, *, step_days: float = 7.0, params: dict | None = None) -> dict:
+    """How early the exposed-card lists name the cloned cards that are never reported.
+
+    The drop is replayed week by week: at each cut-off ``t`` the points-of-compromise detector sees only the
+    transactions, events and fraud reports known by ``t`` and lists its exposed cards. A cloned card that is
+    never reported is *warned* when it sits on a list at a cut-off before its first clone use (the truth's
+    ``fraud_txns`` of kind ``clone``; drops of the adversarial generator).
+
+    Returns
+    -------
+    dict: unreported_clones, warned (share warned before the first clone use), median_warning_days (between
+    the first list and the first clone use, among the warned), listed_ever (share on any list by the end),
+    cut_offs.
+    """
+    truth = load_truth(drop, key)
+    frames = drop_frames(drop, key)
+    tx, reports = frames["transactions"], frames["fraud_reports"]
+    ts = _as_utc(tx["ts"])
+    fraud = truth.get("fraud_txns")
+    if fraud is None or not len(fraud):
+        return {"unreported_clones": 0}
+    reported = set(reports["card_token"]) if reports is not None else set()
+    clone_txns = fraud.loc[fraud["kind"] == "clone", ["txn_id", "card_token"]]
+    first_use = (clone_txns.merge(pd.DataFrame({"txn_id": tx["txn_id"].to_numpy(), "ts": ts}), on="txn_id")
+                 .groupby("card_token")["ts"].min())
+    targets = first_use[~first_use.index.isin(reported)]
+    first_listed: dict[str, pd.Timestamp] = {}
+    start, end = pd.Timestamp(ts.min()), pd.Timestamp(ts.max())
+    cut = start + pd.Timedelta(days=step_days)
+    cut_offs = 0
+    report_at = _as_utc(reports["reported_at"]) if reports is not None else None
+    events = frames["terminal_events"]
+    event_at = _as_utc(events["ts"]) if events is not None else None
+    while cut <= end + pd.Timedelta(days=step_days):
+        upto = cut.to_datetime64()
+        part = dict(frames, transactions=tx[ts <= upto])
+        if reports is not None:
+            part["fraud_reports"] = reports[report_at <= upto]
+        if events is not None:
+            part["terminal_events"] = events[event_at <= upto]
+        detector = SkimmingDetector(**(params or {}).get("skimming", {})).fit(Projection.from_frames(*part.values()))
+        for card in set(detector.exposed_["card_token"]) & set(targets.index):
+            first_listed.setdefault(card, cut)
+        cut_offs += 1
+        cut += pd.Timedelta(days=step_days)
+    lead = pd.Series({c: (targets[c] - t).total_seconds() / 86_400 for c, t in first_listed.items()}, dtype=float)
+    warned = lead[lead > 0]
+    n = len(targets)
+    return {"unreported_clones": n, "warned": len(warned) / n if n else float("nan"),
+            "median_warning_days": float(warned.median()) if len(warned) else float("nan"),
+            "listed_ever": len(first_listed) / n if n else float("nan"), "cut_offs": cut_offs}
