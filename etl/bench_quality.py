@@ -14,7 +14,7 @@ from etl.adversary import generate_adversarial
 from etl.generate import generate as generate_standard
 from graph.detectors.significance import REPORT_Q
 from graph.evaluation import load_truth, projection_from_drop, reporting_rate_curve
-from graph.quality import drop_quality, early_warning
+from graph.quality import average_precision, drop_quality, early_warning, naive_point_ranking
 from graph.scoring import run_detectors
 
 __all__ = ["run_quality", "quality_markdown", "curve_markdown", "GENERATORS", "REPORTING_RATES"]
@@ -26,6 +26,7 @@ GENERATORS = ("standard", "adversarial")
 REPORTING_RATES = (0.05, 0.1, 0.25, 0.5, 1.0)
 # The columns of BENCHMARKS.md's "Detection quality" table, in order.
 _COLUMNS = ["generator", "seed", "txns", "planted", "skimming_recall_top", "at_terminal_average_precision",
+            "at_terminal_naive_ap",
             "cloned_precision_at_k", "cloned_reported", "cloned_planted", "ring_jaccard_min", "largest_ring_members",
             "terminal_recall", "terminal_false_per_kind_per_2000_max", "alerts_critical", "alerts_high",
             "high_critical_precision", "high_critical_false", "unreported_clones", "early_warned", "warning_days",
@@ -73,6 +74,10 @@ def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: in
             figures = drop_quality(result.frames, drop, key, n_terminals=projection.n_terminals)
             row = {"generator": generator, "seed": seed, "txns": projection.n_txns, "planted": planted,
                    **figures, "score_s": round(seconds, 1)}
+            at_terminal = set(load_truth(drop, key).get("compromise_points", pd.DataFrame(columns=["terminal_id", "mode"]))
+                              .query("mode == 'at_terminal'")["terminal_id"]) if planted else set()
+            if at_terminal:
+                row["at_terminal_naive_ap"] = average_precision(naive_point_ranking(projection), at_terminal)
             if planted and (drop / "truth" / "fraud_txns.parquet").exists():
                 warning = early_warning(drop, key, params=params)
                 row.update(early_warned=warning.get("warned"), warning_days=warning.get("median_warning_days"),

@@ -11,7 +11,8 @@ from graph.detectors.skimming import SkimmingDetector
 from graph.evaluation import drop_frames, load_truth, match_rings, precision_at_k
 from graph.projection import Projection
 
-__all__ = ["average_precision", "queue_truth", "drop_quality", "early_warning", "TRUE_RING_JACCARD"]
+__all__ = ["average_precision", "queue_truth", "drop_quality", "early_warning", "naive_point_ranking",
+           "TRUE_RING_JACCARD"]
 
 # A found ring counts as the planted ring it overlaps by at least this member Jaccard (merchants).
 TRUE_RING_JACCARD = 0.5
@@ -36,6 +37,16 @@ def average_precision(ranked_ids, truth) -> float:
             hits += 1
             total += hits / i
     return total / len(truth)
+
+
+def naive_point_ranking(projection: Projection) -> list:
+    """Terminals by the number of distinct reported cards that ever used them (the naive baseline), descending."""
+    reported = np.zeros(projection.n_cards, dtype=bool)
+    reported[projection.report_card] = True
+    used = reported[projection.txn_card]
+    pairs = pd.DataFrame({"terminal": projection.txn_terminal[used], "card": projection.txn_card[used]})
+    counts = pairs.drop_duplicates().groupby("terminal").size().sort_values(ascending=False, kind="stable")
+    return projection.terminal_ids[counts.index.to_numpy()].tolist()
 
 
 def _truth_frame(truth: dict, name: str, columns: list[str]) -> pd.DataFrame:
