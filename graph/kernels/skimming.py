@@ -314,63 +314,12 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
     """
     n_terms = term_ptr.shape[0] - 1
     m = comp_ptr.shape[0] - 1
-    n_rows = qmat.shape[0]
-    seen = seen.astype(np.float64)
-    k_int = np.zeros(n_terms, dtype=np.int64)
-    k_w = np.zeros(n_terms, dtype=np.float64)
-    mu = np.zeros(n_rows, dtype=np.float64)
-    alive = np.zeros(m, dtype=np.bool_)
-    successes = 0.0
-    for c in range(m):
-        if weights[c] > 0.0 and comp_ptr[c + 1] > comp_ptr[c]:
-            alive[c] = True
-            successes += weights[c]
-            for j in range(comp_ptr[c], comp_ptr[c + 1]):
-                k_int[comp_terms[j]] += 1
-                k_w[comp_terms[j]] += weights[c]
-            for r in range(n_rows):
-                mu[r] += weights[c] * qmat[r, card_day[c]]
-    pop = float(population)
-    done = np.zeros(n_terms, dtype=np.bool_)
-    logp = np.zeros(n_terms, dtype=np.float64)
-    logp_accept = np.zeros(n_terms, dtype=np.float64)
-    k_accept = np.zeros(n_terms, dtype=np.int64)
-    order = np.empty(n_terms, dtype=np.int64)
-    n_acc = 0
-    while True:
-        _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done, logp)
-        best = -1
-        for t in range(n_terms):
-            if done[t] or k_int[t] < min_compromised or k_w[t] <= 0.0:
-                continue
-            if best < 0 or logp[t] < logp[best] or (logp[t] == logp[best] and k_w[t] > k_w[best]):
-                best = t
-        if best < 0:
-            break
-        done[best] = True
-        order[n_acc] = best
-        n_acc += 1
-        logp_accept[best] = logp[best]
-        k_accept[best] = k_int[best]
-        if not explain:
-            continue
-        for j in range(term_ptr[best], term_ptr[best + 1]):
-            c = term_comps[j]
-            if not alive[c]:
-                continue
-            alive[c] = False
-            successes = max(0.0, successes - weights[c])
-            pop -= 1.0
-            for q in range(comp_ptr[c], comp_ptr[c + 1]):
-                k_int[comp_terms[q]] -= 1
-                k_w[comp_terms[q]] -= weights[c]
-            for q in range(span_ptr[c], span_ptr[c + 1]):
-                seen[span_terms[q]] -= 1.0
-            for r in range(n_rows):
-                mu[r] -= weights[c] * qmat[r, card_day[c]]
-    _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done, logp)
-    logp_final = np.where(done, 0.0, logp)
-    return order[:n_acc].copy(), logp_accept, k_accept, logp_final
+    no_at = np.zeros(m + 1, dtype=np.int64)
+    order, logp_accept, k_accept, logp_final = explain_away_modes(
+        comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population, min_compromised,
+        explain, qmat, q_row, card_day, no_at, np.zeros(0, dtype=np.int64), np.zeros(n_terms + 1, dtype=np.int64),
+        np.zeros(0, dtype=np.int64), np.zeros(m), np.zeros(n_terms), np.zeros(0, dtype=np.bool_))
+    return order, logp_accept[:n_terms].copy(), k_accept[:n_terms].copy(), logp_final[:n_terms].copy()
 
 
 @njit(cache=True)

@@ -143,28 +143,6 @@ def test_explain_away_across_modes_retires_cards_for_the_other_kind():
     assert max(h["q_value"], x["q_value"]) < 1e-3
 
 
-def test_modes_kernel_without_at_terminal_block_equals_explain_away():
-    rng = np.random.default_rng(3)
-    n_cards, n_terms = 40, 15
-    comp = [np.unique(rng.integers(0, n_terms, rng.integers(1, 5))) for _ in range(n_cards)]
-    comp_ptr = np.concatenate([[0], np.cumsum([len(c) for c in comp])]).astype(np.int64)
-    comp_terms = np.concatenate(comp).astype(np.int64)
-    term_ptr, term_comps = ks.transpose_csr(comp_ptr, comp_terms, n_terms)
-    weights = rng.choice([0.0, 0.25, 1.0], n_cards)
-    seen = rng.integers(20, 60, n_terms).astype(np.int64)
-    null = (np.zeros((0, 1), np.float32), np.full(n_terms, -1, np.int64), np.zeros(n_cards, np.int64))
-    empty = (np.zeros(n_cards + 1, np.int64), np.zeros(0, np.int64), np.zeros(n_terms + 1, np.int64),
-             np.zeros(0, np.int64), np.zeros(n_cards), np.zeros(n_terms), np.zeros(0, np.bool_))
-    for explain in (True, False):
-        old = ks.explain_away(comp_ptr, comp_terms, term_ptr, term_comps, comp_ptr, comp_terms, weights, seen, 500,
-                              2, explain, *null)
-        new = ks.explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, comp_ptr, comp_terms, weights, seen,
-                                    500, 2, explain, *null, *empty)
-        assert new[0].tolist() == old[0].tolist()
-        for a, b in zip(new[1:], old[1:]):
-            assert np.allclose(a[:n_terms], b) and not a[n_terms:].any()
-
-
 def test_at_terminal_null_is_fitted_to_traffic():
     """The same count of fraud cards is significant at a quiet terminal and not at one serving most visits."""
     rows, reports = [], []
