@@ -69,3 +69,25 @@ def test_run_end_to_end_outputs_idempotence_and_no_leaks(db, neo4j_settings, tmp
     blob = "\n".join(texts)
     leaked = [s for s in secrets if s in blob]
     assert not leaked, f"{len(leaked)} raw secrets leaked, e.g. {leaked[0][:4]}..."
+
+
+def test_a_clean_drop_scores_with_typed_outputs_and_no_confident_alert(db, neo4j_settings, tmp_path):
+    """Nothing planted, the adversarial generator's noise: exit 0, every output written with the contract's
+    schema (an empty cloned-card output once crashed the writer and left a half-filled folder), nothing high
+    or critical in the queue and none of it in Neo4j either."""
+    drop, out, home = tmp_path / "drop", tmp_path / "out", tmp_path / "home"
+    env = _env(neo4j_settings, home)
+    made = posguard("generate", "--generator", "adversarial", "--clean", "--txns", "40000", "--seed", "5",
+                    "--out", str(drop), env=env)
+    assert made.returncode == 0, made.stderr
+    result = posguard("run", str(drop), "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.parquet" for name in OUTPUT_SCHEMAS)
+    for name, schema in OUTPUT_SCHEMAS.items():
+        table = pq.read_table(out / f"{name}.parquet")
+        for field in schema:
+            assert table.schema.field(field.name).type == field.type, (name, field.name)
+    alerts = pd.read_parquet(out / "alerts.parquet")
+    assert not alerts["severity"].isin(["high", "critical"]).any(), alerts[["kind", "summary"]].to_string()
+    assert db.run("MATCH (a:Alert) WHERE a.severity IN ['high', 'critical'] RETURN count(a) AS n") == [{"n": 0}]
+    assert len(pd.read_parquet(out / "rings.parquet")) == 0
