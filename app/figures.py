@@ -130,8 +130,8 @@ def evidence_map_figure(txns: pd.DataFrame, evidence: set, pairs: pd.DataFrame) 
     fig.update_geos(resolution=GEO_RESOLUTION, projection_type="mercator", showland=True, landcolor="#f2efe9",
                     showocean=True, oceancolor="#dbe8f3", showcountries=True, countrycolor="#9a9a9a",
                     showcoastlines=True, coastlinecolor="#7a8fa3", fitbounds="locations" if len(located) else False)
-    fig.update_layout(title="where the card was used (red: evidence; orange: impossible travel)", height=420,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_layout(title="where the card was used", height=440, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.02, "x": 0})
     return fig
 
 
@@ -147,7 +147,7 @@ def atc_figure(steps: pd.DataFrame, evidence: set) -> go.Figure:
             fig.add_trace(go.Scatter(x=odd["ts"], y=odd["atc"], mode="markers", name="replay / regression",
                                      marker={"size": 12, "color": "#d62728", "symbol": "x"},
                                      text=["replay" if r else "regression" for r in odd["replay"]]))
-    fig.update_layout(title="ATC over time (a replay or regression: the counter of another chip)", height=300,
+    fig.update_layout(title="ATC over time (red x: another chip's counter)", height=300,
                       margin={"l": 50, "r": 10, "t": 40, "b": 30}, xaxis_title="time (UTC)",
                       yaxis_title="ATC", template="plotly_white", legend={"orientation": "h", "y": -0.25})
     return fig

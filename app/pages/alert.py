@@ -35,11 +35,23 @@ EXPOSED_COLUMNS = [
     {"field": "decided_by", "headerName": "by", "width": 90},
 ]
 _MODE_WORDS = {"skimming": "shared skimming point", "at_terminal": "fraud at the terminal"}
+_NOWRAP = {"whiteSpace": "nowrap"}
 
 
 def audit_grid(trail: list[dict]):
     rows = [dict(e, at=format_value(e["at"]), card=f"*{e['card']}" if e.get("card") else "") for e in trail]
     return grid("alert-audit-grid", rows, AUDIT_COLUMNS, page_size=20 if len(rows) > 20 else None)
+
+
+def _paragraphs(words: str) -> list:
+    """The stored words as shown: a list of reasons ("Evidence: a; b; c.") becomes a bulleted list."""
+    head, sep, rest = words.partition(" Evidence: ")
+    end = rest.find(". ")
+    if not sep or end < 0:
+        return [dmc.Text(words, size="md")]
+    items = [dmc.ListItem(r.strip()) for r in rest[:end].split("; ")]
+    return [dmc.Text(head + " Evidence:", size="md"), dmc.List(items, size="sm", my=4, withPadding=True),
+            dmc.Text(rest[end + 2:], size="md")]
 
 
 def explanation_view(a: dict):
@@ -50,8 +62,8 @@ def explanation_view(a: dict):
                          title="Why", color="gray", id="alert-explanation")
     words, _, stamp = text.rpartition("\n") if "\n" in text else (text, "", "")
     when = f" Written {format_value(a['explained_at'])}." if a.get("explained_at") else ""
-    return dmc.Alert([dmc.Text(words, size="md"), dmc.Text(stamp + when, size="xs", c="dimmed", mt=6,
-                                                           id="alert-explanation-stamp")],
+    return dmc.Alert(_paragraphs(words) + [dmc.Text(stamp + when, size="xs", c="dimmed", mt=6,
+                                                    id="alert-explanation-stamp")],
                      title="Why this alert", color="indigo", variant="light", id="alert-explanation")
 
 
@@ -139,8 +151,8 @@ def _pairs_table(pairs: pd.DataFrame):
     head = html.Thead(html.Tr([html.Th(c) for c in ("from", "to", "distance", "time", "implied speed")]))
     body = [html.Tr([html.Td(f"{format_value(p.from_ts.isoformat())} at {p.from_terminal}"),
                      html.Td(f"{format_value(p.to_ts.isoformat())} at {p.to_terminal}"),
-                     html.Td(f"{p.km:,.0f} km"), html.Td(f"{p.hours * 60:,.0f} min"),
-                     html.Td("instant" if p.kmh == float("inf") else f"{p.kmh:,.0f} km/h")])
+                     html.Td(f"{p.km:,.0f} km", style=_NOWRAP), html.Td(f"{p.hours * 60:,.0f} min", style=_NOWRAP),
+                     html.Td("instant" if p.kmh == float("inf") else f"{p.kmh:,.0f} km/h", style=_NOWRAP)])
             for p in pairs.head(10).itertuples(index=False)]
     rule = evidence.TRAVEL_RULE
     note = (f"Pairs of consecutive located uses at least {rule['min_distance_km']:,.0f} km apart that no plane "
