@@ -16,7 +16,7 @@ __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options
            "audit_log", "audit_options", "alert", "alert_evidence", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
            "portfolio", "latest_transaction", "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
-           "card_exposures", "exposed_csv", "CARD_DECISIONS", "EXPOSURE_MODE", "EXPOSED_CSV_COLUMNS"]
+           "card_exposures", "terminal_exposures", "exposed_csv", "CARD_DECISIONS", "EXPOSURE_MODE", "EXPOSED_CSV_COLUMNS"]
 
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -168,6 +168,13 @@ SET e.decision = $decision, e.decided_by = $user, e.decided_at = datetime()
 CREATE (ev:CaseEvent {at: datetime(), seq: timestamp(), user: $user, action: 'card ' + $decision, before: before,
                       after: $decision, card: c.token, last4: c.pan_last4, comment: $comment})-[:CONCERNS]->(a)
 RETURN count(ev) AS n""",
+    "terminal_exposures": """
+MATCH (:Card)-[e:EXPOSED_AT]->(t:Terminal {terminal_id: $id})
+WITH t, e.mode AS mode, count(e) AS cards, count(CASE WHEN e.reported THEN 1 END) AS reported,
+     count(e.decision) AS decided
+OPTIONAL MATCH (a:Alert)-[:ABOUT]->(t) WHERE a.kind = CASE mode WHEN 'at_terminal' THEN 'compromised_terminal'
+                                                      ELSE 'skimming_point' END
+RETURN mode, cards, reported, decided, a.alert_id AS alert_id ORDER BY mode""",
     "card_exposures": """
 MATCH (:Card {token: $id})-[e:EXPOSED_AT]->(t:Terminal)
 OPTIONAL MATCH (a:Alert)-[:ABOUT]->(t) WHERE a.kind = CASE e.mode WHEN 'at_terminal' THEN 'compromised_terminal'
@@ -430,6 +437,11 @@ def decide_cards(db, alert_id: str, cards: list[str], decision: str, user, comme
 def card_exposures(db, token: str) -> list[dict]:
     """The points of compromise a card was exposed at, with the window, the probability and the decision."""
     return db.read(CYPHER["card_exposures"], id=token)
+
+
+def terminal_exposures(db, terminal_id: str) -> list[dict]:
+    """Per mode of compromise at a terminal: how many cards were exposed, reported, decided, and the alert."""
+    return db.read(CYPHER["terminal_exposures"], id=terminal_id)
 
 
 EXPOSED_CSV_COLUMNS = ["card_token", "pan_last4", "terminal_id", "mode", "p_compromised", "reported",

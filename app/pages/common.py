@@ -17,7 +17,8 @@ from app.context import database, guarded
 
 __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
            "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
-           "expand_graph", "SEVERITY_COLORS", "exposures_view"]
+           "expand_graph", "SEVERITY_COLORS", "exposures_view",
+           "terminal_exposures_view"]
 
 SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "gray"}
 _HIDDEN_PROPS = {"clone_evidence_txn_ids"}
@@ -130,6 +131,22 @@ def exposures_view(exposures: list[dict], id_: str):
                      variant="light", id=id_, mt="sm")
 
 
+def terminal_exposures_view(rows: list[dict], id_: str):
+    """A point of compromise's exposed cards in one line per mode, with a link to the alert that lists them."""
+    if not rows:
+        return html.Div(id=id_)
+    items = []
+    for r in rows:
+        words = [f"{r['cards']:,} cards exposed here ({_MODE_WORDS.get(r['mode'], r['mode'])}): {r['reported']:,} "
+                 f"reported, {r['cards'] - r['reported']:,} not yet, {r['decided']:,} decided"]
+        if r.get("alert_id"):
+            words += [" · ", dcc.Link("list, decide and export them on the alert",
+                                      href=f"/alert/{quote(r['alert_id'])}")]
+        items.append(dmc.ListItem(dmc.Text(words, size="sm")))
+    return dmc.Alert(dmc.List(items, size="sm"), title="Point of compromise", color="red", variant="light", id=id_,
+                     mt="sm")
+
+
 def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
     """A card, terminal, merchant or ring page: title, properties and alerts at once; the rest
     (timeline, map or members, neighbourhood graph) loads behind loading indicators."""
@@ -147,6 +164,9 @@ def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
              dcc.Store(id=f"{prefix}-key", data=entity_id)]
     if entity_type == "card":
         parts.append(exposures_view(queries.card_exposures(database(), entity_id), f"{prefix}-exposures"))
+    if entity_type == "terminal":
+        parts.append(terminal_exposures_view(queries.terminal_exposures(database(), entity_id),
+                                             f"{prefix}-exposures"))
     parts += [section(titles[name], html.Div(id=f"{prefix}-{name}-box", style={"minHeight": "60px"}))
               for name in _SECTIONS[entity_type]]
     parts.append(section("Neighbourhood (click a node to expand it, a group to open it)", html.Div([

@@ -266,3 +266,10 @@ def test_a_card_page_says_where_and_when_it_was_exposed(client, app_db):
     text = json.dumps(_find(out["_pages_content.children"], "card-exposures"))
     assert "Exposed at point " in text and point["terminal"] in text and "during its window" in text
     assert card["start"][:10] in text and f"/alert/{point['id']}" in text
+
+
+def test_a_terminal_page_counts_its_exposed_cards_and_links_to_the_alert(client, app_db):
+    point = _point_alert(app_db)
+    status, out = _route(client, f"/terminal/{point['terminal']}")
+    text = json.dumps(_find(out["_pages_content.children"], "terminal-exposures"))
+    assert f"{point['n']:,} cards exposed here (shared skimming point)" in text and f"/alert/{point['id']}" in text
