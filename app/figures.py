@@ -142,6 +142,11 @@ def atc_figure(steps: pd.DataFrame, evidence: set) -> go.Figure:
     if len(steps):
         fig.add_trace(go.Scatter(x=steps["ts"], y=steps["atc"], mode="lines+markers", name="ATC",
                                  line={"color": "#6b7c93", "width": 1}, marker={"size": 5, "color": "#1f77b4"}))
+        mine = steps[steps["txn_id"].isin(evidence)]
+        if len(mine):
+            fig.add_trace(go.Scatter(x=mine["ts"], y=mine["atc"], mode="markers", name="evidence",
+                                     marker={"size": 11, "color": "rgba(0,0,0,0)",
+                                             "line": {"width": 2, "color": "#d62728"}}))
         odd = steps[steps["replay"] | steps["regression"]]
         if len(odd):
             fig.add_trace(go.Scatter(x=odd["ts"], y=odd["atc"], mode="markers", name="replay / regression",

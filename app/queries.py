@@ -16,7 +16,7 @@ __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options
            "audit_log", "audit_options", "alert", "alert_evidence", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
            "portfolio", "latest_transaction", "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
-           "card_exposures", "terminal_exposures", "exposed_csv", "CARD_DECISIONS", "EXPOSURE_MODE", "EXPOSED_CSV_COLUMNS"]
+           "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "CARD_DECISIONS", "EXPOSURE_MODE", "EXPOSED_CSV_COLUMNS"]
 
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -168,6 +168,8 @@ SET e.decision = $decision, e.decided_by = $user, e.decided_at = datetime()
 CREATE (ev:CaseEvent {at: datetime(), seq: timestamp(), user: $user, action: 'card ' + $decision, before: before,
                       after: $decision, card: c.token, last4: c.pan_last4, comment: $comment})-[:CONCERNS]->(a)
 RETURN count(ev) AS n""",
+    "exposure_window": "MATCH (:Card)-[e:EXPOSED_AT {mode: $mode}]->(:Terminal {terminal_id: $id}) "
+                       "RETURN toString(min(e.window_start)) AS start, toString(max(e.window_end)) AS end",
     "terminal_exposures": """
 MATCH (:Card)-[e:EXPOSED_AT]->(t:Terminal {terminal_id: $id})
 WITH t, e.mode AS mode, count(e) AS cards, count(CASE WHEN e.reported THEN 1 END) AS reported,
@@ -437,6 +439,12 @@ def decide_cards(db, alert_id: str, cards: list[str], decision: str, user, comme
 def card_exposures(db, token: str) -> list[dict]:
     """The points of compromise a card was exposed at, with the window, the probability and the decision."""
     return db.read(CYPHER["card_exposures"], id=token)
+
+
+def exposure_window(db, terminal_id: str, mode: str) -> tuple:
+    """The compromise window of a point in one mode (from its exposed cards), or (None, None)."""
+    rows = db.read(CYPHER["exposure_window"], id=terminal_id, mode=mode)
+    return (rows[0]["start"], rows[0]["end"]) if rows else (None, None)
 
 
 def terminal_exposures(db, terminal_id: str) -> list[dict]:

@@ -171,7 +171,9 @@ def evidence_view(db, a: dict) -> list:
     if kind in queries.EXPOSURE_MODE and entity_type == "terminal":
         props = (queries.entity(db, "terminal", entity_id) or {"props": {}})["props"]
         txns = queries.timeline(db, "terminal", entity_id)
-        window = (props.get("skim_window_start"), props.get("skim_window_end"))
+        window = queries.exposure_window(db, entity_id, queries.EXPOSURE_MODE[kind])  # this mode's window
+        if not window[0]:
+            window = (props.get("skim_window_start"), props.get("skim_window_end"))
         title = "cards served per day; red: cards later reported (the window's reported cards are the evidence)"
         return [dcc.Graph(id="alert-evidence-chart", figure=figures.victims_figure(txns, window, title),
                           config=config)]

@@ -195,15 +195,15 @@ def rings(groups: pd.DataFrame, first: pd.DataFrame) -> list[str]:
             text += "."
         else:
             text = (f"{row.cards} cards trade with {row.merchants} merchants ({row.terminals} terminals) among "
-                    f"themselves far more than the run's cards and merchants do at random")
+                    f"themselves")
             txns, amount, density = f.get("txns"), f.get("amount"), f.get("density")
             if txns is not None and not pd.isna(txns):
-                text += f": {float(txns):,.0f} transactions"
-                if amount is not None and not pd.isna(amount):
-                    text += f" for {float(amount):,.0f}"
-            if density is not None and not pd.isna(density):
-                text += f" (density {float(density):.2g})"
-            text += "."
+                text += f" ({float(txns):,.0f} transactions"
+                text += f" for {float(amount):,.0f})" if amount is not None and not pd.isna(amount) else ")"
+            text += (" more densely" + (f" (density {float(density):.2g})" if density is not None
+                                         and not pd.isna(density) else "")
+                     + " than the densest group found in this run's graph randomised with every card's and "
+                       "merchant's number of partners kept.")
         out.append(text + f" Strength: {q_in_words(row.q)}.")
     return out
 

@@ -63,7 +63,8 @@ def test_every_kind_of_alert_is_explained():
                               "last_seen": TS, "q_value": 1e-5}])
     alerts = build_alerts(EMPTY_POINTS, EMPTY_CARDS, rings, findings, AT).set_index("kind")
     assert "2 cards trade with 1 merchants" in alerts.loc["cash_out", "explanation"]
-    assert "40 transactions for 9,000" in alerts.loc["cash_out", "explanation"]
+    assert "(40 transactions for 9,000) more densely" in alerts.loc["cash_out", "explanation"]
+    assert "randomised" in alerts.loc["cash_out", "explanation"]
     assert "usual rate 7%" in alerts.loc["void_spike", "explanation"]
     assert alerts.loc["void_spike", "explanation"].endswith(explain.stamp("void_spike"))
     assert "integrity" in explain.stamp("void_spike") and "rings" in explain.stamp("cash_out")
