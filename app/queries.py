@@ -157,7 +157,7 @@ RETURN c.token AS card, c.pan_last4 AS last4, e.mode AS mode, e.p_compromised AS
        e.reported AS reported, e.recommended_action AS recommended_action,
        toString(e.first_exposed_at) AS first_exposed_at, toString(last) AS last_activity,
        e.decision AS decision, e.decided_by AS decided_by, toString(e.decided_at) AS decided_at
-ORDER BY e.p_compromised DESC, c.token""",
+ORDER BY coalesce(e.reported, false), e.p_compromised DESC, c.token""",
     # Only cards exposed at the alert's own terminal in the alert's mode can be decided through it.
     "decide_cards": """
 MATCH (a:Alert {alert_id: $id})-[:ABOUT]->(t:Terminal)
@@ -413,7 +413,8 @@ def case_bundle(db, alert_id: str) -> bytes:
 
 
 def exposed_cards(db, terminal_id: str, mode: str | None = None, cards: list[str] | None = None) -> list[dict]:
-    """The cards exposed at a point of compromise (``EXPOSED_AT``), most probably compromised first: last four
+    """The cards exposed at a point of compromise (``EXPOSED_AT``), the cards at risk (not yet reported) first,
+    each group most probably compromised first: last four
     digits, probability, reported or not, first exposure, last activity, recommended action and the decision
     taken (if any). ``mode``: one mode of compromise; ``cards``: only these tokens."""
     return db.read(CYPHER["exposed"], id=terminal_id, mode=mode, cards=list(cards) if cards is not None else None)

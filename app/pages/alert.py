@@ -25,12 +25,12 @@ AUDIT_COLUMNS = [{"field": c, "headerName": c, "minWidth": 90} for c in ("at", "
 EXPOSED_COLUMNS = [
     link_column("card", "card", "href", width=120, minWidth=110),
     {"field": "p_compromised", "headerName": "P(compromised)", "width": 140, "type": "numericColumn",
-     "valueFormatter": {"function": "d3.format('.2f')(params.value)"}, "sort": "desc"},
-    {"field": "reported", "headerName": "reported", "width": 105,
-     "cellClassRules": {"pg-flagged": "params.value === 'yes'"}},
+     "valueFormatter": {"function": "d3.format('.2f')(params.value)"}},
+    {"field": "reported", "headerName": "reported", "width": 105},
     {"field": "last_activity", "headerName": "last activity", "width": 170},
     {"field": "first_exposed_at", "headerName": "exposed", "width": 170},
-    {"field": "recommended_action", "headerName": "recommended", "width": 125},
+    {"field": "recommended_action", "headerName": "recommended", "width": 125,
+     "cellClassRules": {"pg-flagged": "params.value === 'reissue' && params.data.reported === 'no'"}},
     {"field": "decision", "headerName": "decision", "width": 120, "minWidth": 110},
     {"field": "decided_by", "headerName": "by", "width": 90},
 ]
@@ -81,7 +81,8 @@ def _exposed_section(a: dict, rows: list[dict], can_decide: bool):
     mode = queries.EXPOSURE_MODE[a["kind"]]
     reported = sum(1 for r in rows if r["reported"])
     intro = (f"{len(rows):,} cards exposed at {a['entity_id']} ({_MODE_WORDS[mode]}) in its window: {reported:,} "
-             f"already reported, {len(rows) - reported:,} not yet. Select cards, then decide or export them.")
+             f"already reported, {len(rows) - reported:,} not yet (listed first). Select cards, then decide or "
+             f"export them.")
     buttons = [dmc.Button(label, id=f"alert-cards-{d}", color=color, variant="filled" if d == "reissue" else "light",
                           disabled=not can_decide)
                for d, label, color in (("reissue", "Reissue", "red"), ("watch", "Watch", "orange"),

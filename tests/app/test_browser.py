@@ -222,6 +222,8 @@ def test_investigator_finishes_a_skimming_case_and_sees_a_clones_evidence(browse
     undecided = [r for r in _grid_rows(browser, "alert-exposed-grid")
                  if not r.find_element(By.CSS_SELECTOR, "[col-id='decision']").text.strip()][:2]
     last4 = [r.find_element(By.CSS_SELECTOR, "[col-id='card']").text for r in undecided]
+    reissued_before = sum(r.find_element(By.CSS_SELECTOR, "[col-id='decision']").text.strip() == "reissue"
+                          for r in _grid_rows(browser, "alert-exposed-grid"))
     for row in undecided:
         row.find_element(By.CSS_SELECTOR, ".ag-selection-checkbox input").click()
     browser.find_element(By.ID, "alert-cards-reissue").click()
@@ -231,7 +233,7 @@ def test_investigator_finishes_a_skimming_case_and_sees_a_clones_evidence(browse
         assert card in browser.find_element(By.ID, "alert-audit").text
     decided = [r.find_element(By.CSS_SELECTOR, "[col-id='card']").text for r in _grid_rows(browser, "alert-exposed-grid")
                if r.find_element(By.CSS_SELECTOR, "[col-id='decision']").text.strip() == "reissue"]
-    assert sorted(decided) == sorted(last4)
+    assert set(last4) <= set(decided) and len(decided) == reissued_before + 2
     _shot(browser, tmp_path, "skimming-alert-decided.png")
 
     # The audit log of every alert shows the decision per card.

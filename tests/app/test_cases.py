@@ -128,7 +128,9 @@ def test_a_skimming_alert_lists_its_exposed_cards_without_a_pan(client, app_db, 
         assert r["card"] == f"*{t['last4']}" and r["p_compromised"] == t["p"]
         assert r["reported"] == ("yes" if t["reported"] else "no") and r["recommended_action"] == t["action"]
         assert r["last_activity"] == t["last"].to_native().strftime("%Y-%m-%d %H:%M UTC")
-    assert [r["p_compromised"] for r in rows] == sorted((r["p_compromised"] for r in rows), reverse=True)
+    # the cards at risk (not yet reported) first, each group most probably compromised first
+    keys = [(r["reported"] == "yes", -r["p_compromised"]) for r in rows]
+    assert keys == sorted(keys)
     assert {r["reported"] for r in rows} == {"yes", "no"}  # victims and cards not yet reported
     assert not any(pan in json.dumps(out) for pan in raw_pans)
 
