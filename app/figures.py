@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 __all__ = ["timeline_figure", "map_figure", "graph_elements", "open_group", "node_label", "GRAPH_CAP",
-           "GROUP_OVER", "MAP_CONFIG", "LEGEND", "ring_figures", "CYTO_STYLE"]
+           "GROUP_OVER", "MAP_CONFIG", "LEGEND", "ring_figures", "CYTO_STYLE", "victims_figure",
+           "evidence_timeline_figure", "evidence_map_figure", "atc_figure"]
 
 GRAPH_CAP = 150  # elements (nodes + edges) the neighbourhood graph draws at most
 GROUP_OVER = 8  # a node's cards are grouped (reported / other) when more than this many would be drawn
@@ -59,6 +60,101 @@ def timeline_figure(txns: pd.DataFrame, title: str, window: tuple | None = None)
                       annotation_text="estimated compromise window", annotation_position="top left")
     fig.update_layout(title=title, height=320, margin={"l": 40, "r": 10, "t": 40, "b": 30},
                       xaxis_title="time (UTC)", yaxis_title="amount", template="plotly_white")
+    return fig
+
+
+def victims_figure(txns: pd.DataFrame, window: tuple | None, title: str) -> go.Figure:
+    """A point of compromise's evidence: cards served per day, the later-reported cards among them (the
+    victims) in red, and the estimated compromise window shaded."""
+    fig = go.Figure()
+    if len(txns):
+        day = txns["ts"].dt.floor("D")
+        per_day = txns.assign(day=day).groupby("day")["counterpart"].nunique()
+        fig.add_trace(go.Bar(x=per_day.index, y=per_day.to_numpy(), name="cards served", marker_color="#b8c4d6"))
+        if "reported" in txns.columns:
+            rep = txns[txns["reported"].fillna(False).astype(bool)]
+            if len(rep):
+                victims = rep.assign(day=rep["ts"].dt.floor("D")).groupby("day")["counterpart"].nunique()
+                fig.add_trace(go.Bar(x=victims.index, y=victims.to_numpy(), name="cards later reported",
+                                     marker_color="#d62728"))
+    if window and window[0] and window[1]:
+        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#d62728", opacity=0.10, line_width=0,
+                      annotation_text="compromise window", annotation_position="top left")
+    fig.update_layout(title=title, height=300, barmode="overlay", margin={"l": 40, "r": 10, "t": 40, "b": 30},
+                      xaxis_title="day (UTC)", yaxis_title="cards", template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def evidence_timeline_figure(txns: pd.DataFrame, evidence: set, pairs: pd.DataFrame | None = None) -> go.Figure:
+    """A card's transactions over time with its cloning evidence highlighted (red) and its worst
+    impossible-travel pair joined by a line."""
+    fig = go.Figure()
+    if len(txns):
+        is_evidence = txns["txn_id"].isin(evidence)
+        other, hit = txns[~is_evidence], txns[is_evidence]
+        trace = _scatter(len(txns))
+        fig.add_trace(trace(x=other["ts"], y=other["amount"], mode="markers", name="other transactions",
+                            marker={"size": 6, "color": "#9aa9bd"}, text=other["entry_mode"]))
+        fig.add_trace(trace(x=hit["ts"], y=hit["amount"], mode="markers", name="evidence",
+                            marker={"size": 11, "color": "#d62728", "symbol": "diamond",
+                                    "line": {"width": 1, "color": "#600"}},
+                            text=hit["txn_id"] + " " + hit["entry_mode"].astype(str) + " at " + hit["counterpart"]))
+        if pairs is not None and len(pairs):
+            top = pairs.iloc[0]
+            ends = txns[txns["txn_id"].isin([top["from_txn"], top["to_txn"]])]
+            fig.add_trace(go.Scatter(x=ends["ts"], y=ends["amount"], mode="lines", name="worst travel pair",
+                                     line={"color": "#ff7f0e", "width": 3}))
+    fig.update_layout(title="transactions (red: the detector's evidence)", height=320,
+                      margin={"l": 40, "r": 10, "t": 40, "b": 30}, xaxis_title="time (UTC)", yaxis_title="amount",
+                      template="plotly_white", legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def evidence_map_figure(txns: pd.DataFrame, evidence: set, pairs: pd.DataFrame) -> go.Figure:
+    """Where a card was used: evidence transactions in red, impossible-travel pairs as orange lines (up to
+    five, fastest first), on the explorer's own base map."""
+    fig = go.Figure()
+    located = txns[txns["lat"].notna() & txns["lon"].notna()] if len(txns) else txns
+    if len(located):
+        is_evidence = located["txn_id"].isin(evidence)
+        fig.add_trace(go.Scattergeo(lat=located.loc[~is_evidence, "lat"], lon=located.loc[~is_evidence, "lon"],
+                                    mode="markers", name="other transactions",
+                                    marker={"size": 6, "color": "#1f77b4", "opacity": 0.5}))
+        fig.add_trace(go.Scattergeo(lat=located.loc[is_evidence, "lat"], lon=located.loc[is_evidence, "lon"],
+                                    mode="markers", name="evidence", marker={"size": 10, "color": "#d62728"}))
+    for i, p in enumerate(pairs.head(5).itertuples(index=False)):
+        fig.add_trace(go.Scattergeo(lat=[p.from_lat, p.to_lat], lon=[p.from_lon, p.to_lon], mode="lines",
+                                    line={"width": 3 if i == 0 else 1.5, "color": "#ff7f0e"},
+                                    name=f"{p.km:,.0f} km in {p.hours * 60:,.0f} min", showlegend=i < 3))
+    fig.update_geos(resolution=GEO_RESOLUTION, projection_type="mercator", showland=True, landcolor="#f2efe9",
+                    showocean=True, oceancolor="#dbe8f3", showcountries=True, countrycolor="#9a9a9a",
+                    showcoastlines=True, coastlinecolor="#7a8fa3", fitbounds="locations" if len(located) else False)
+    fig.update_layout(title="where the card was used", height=440, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.02, "x": 0})
+    return fig
+
+
+def atc_figure(steps: pd.DataFrame, evidence: set) -> go.Figure:
+    """The card's application transaction counter over time: a genuine chip counts up; a replay (an ATC seen
+    before) or a regression (below the highest seen) shows a second chip."""
+    fig = go.Figure()
+    if len(steps):
+        fig.add_trace(go.Scatter(x=steps["ts"], y=steps["atc"], mode="lines+markers", name="ATC",
+                                 line={"color": "#6b7c93", "width": 1}, marker={"size": 5, "color": "#1f77b4"}))
+        mine = steps[steps["txn_id"].isin(evidence)]
+        if len(mine):
+            fig.add_trace(go.Scatter(x=mine["ts"], y=mine["atc"], mode="markers", name="evidence",
+                                     marker={"size": 11, "color": "rgba(0,0,0,0)",
+                                             "line": {"width": 2, "color": "#d62728"}}))
+        odd = steps[steps["replay"] | steps["regression"]]
+        if len(odd):
+            fig.add_trace(go.Scatter(x=odd["ts"], y=odd["atc"], mode="markers", name="replay / regression",
+                                     marker={"size": 12, "color": "#d62728", "symbol": "x"},
+                                     text=["replay" if r else "regression" for r in odd["replay"]]))
+    fig.update_layout(title="ATC over time (red x: another chip's counter)", height=300,
+                      margin={"l": 50, "r": 10, "t": 40, "b": 30}, xaxis_title="time (UTC)",
+                      yaxis_title="ATC", template="plotly_white", legend={"orientation": "h", "y": -0.25})
     return fig
 
 

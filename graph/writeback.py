@@ -95,6 +95,13 @@ MERGE (a:Alert {alert_id: row.alert_id})
 SET a.entity_type = row.entity_type, a.entity_id = row.entity_id, a.kind = row.kind, a.score = row.score,
     a.severity = row.severity, a.created_at = row.created_at, a.summary = row.summary, a.score_run = $run,
     a.q_value = row.q_value, a.evidence_at = row.evidence_at, a.impact = row.impact, a.active = true
+WITH a, row, row.explanation IS NOT NULL AND coalesce(a.explanation_key, '') <> row.explanation_key AS new_words
+SET a.explanations_before = CASE WHEN new_words AND a.explanation IS NOT NULL
+                                 THEN coalesce(a.explanations_before, []) + [a.explanation]
+                                 ELSE a.explanations_before END,
+    a.explanation = CASE WHEN new_words THEN row.explanation ELSE a.explanation END,
+    a.explained_at = CASE WHEN new_words THEN row.created_at ELSE a.explained_at END,
+    a.explanation_key = CASE WHEN new_words THEN row.explanation_key ELSE a.explanation_key END
 WITH a, row
 CALL (a, row) {
   WITH a, row WHERE row.entity_type = 'card'
@@ -158,7 +165,14 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
 
     Investigator decisions live on Alert nodes (status, assignee) and CaseEvent nodes; an alert id is a
     hash of entity and kind, so a re-raised alert keeps its decision; an alert not raised again is
-    kept (inactive) if anyone touched it, otherwise deleted.
+    kept (inactive) if anyone touched it, otherwise deleted. Decisions on exposed cards live on the
+    ``EXPOSED_AT`` relationships (``decision``, ``decided_by``, ``decided_at``, set by the explorer), which a
+    re-run merges without touching them.
+
+    An alert's ``explanation`` (written at scoring time, ``graph.detectors.explain``) is kept as it was first
+    written while its ``explanation_key`` (the evidence in words, without the detector's version stamp) stays
+    the same: a re-run on the same evidence, even by newer code, never rewrites it. New evidence writes the new
+    words (``explained_at`` is that run's time) and keeps the replaced ones in ``explanations_before``.
 
     Returns
     -------
@@ -201,7 +215,7 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
     counts["ring_members"] = db.write_batches(CYPHER["ring_members"], _records(
         rings, ["ring_id", "member_type", "member_id"]), params={"run": run_id})
     alert_columns = ["alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary",
-                     "q_value", "evidence_at", "impact"]
+                     "q_value", "evidence_at", "impact", "explanation", "explanation_key"]
     alerts = frames["alerts"].reindex(columns=alert_columns)  # the queue's extra columns may be absent
     counts["alerts"] = db.write_batches(CYPHER["alerts"], _records(alerts, alert_columns),
         params={"run": run_id}, batch_size=2_000)

@@ -17,7 +17,8 @@ __all__ = ["register", "layout", "audit_rows", "until_exclusive", "AUDIT_LIMIT"]
 
 AUDIT_LIMIT = 1_000
 COLUMNS = [{"field": "at", "headerName": "at", "width": 160}, {"field": "user", "headerName": "user", "width": 100},
-           {"field": "action", "headerName": "action", "width": 100}, link_column("alert", "alert", "href", width=200),
+           {"field": "action", "headerName": "action", "width": 120}, link_column("alert", "alert", "href", width=200),
+           {"field": "card", "headerName": "card", "width": 90},
            {"field": "before", "headerName": "before", "width": 110},
            {"field": "after", "headerName": "after", "width": 110},
            {"field": "comment", "headerName": "comment", "flex": 1, "minWidth": 200}]
@@ -26,7 +27,8 @@ COLUMNS = [{"field": "at", "headerName": "at", "width": 160}, {"field": "user", 
 def audit_rows(events: list[dict]) -> list[dict]:
     return [{"at": format_value(e["at"]), "user": e["user"], "action": e["action"],
              "alert": f"{e['kind']} {e['alert_id'][:10]}", "href": f"/alert/{quote(e['alert_id'])}",
-             "before": e["before"], "after": e["after"], "comment": e["comment"]} for e in events]
+             "card": f"*{e['card']}" if e.get("card") else "", "before": e["before"], "after": e["after"],
+             "comment": e["comment"]} for e in events]
 
 
 def layout(**_):

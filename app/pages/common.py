@@ -17,7 +17,8 @@ from app.context import database, guarded
 
 __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
            "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
-           "expand_graph", "SEVERITY_COLORS"]
+           "expand_graph", "SEVERITY_COLORS", "exposures_view",
+           "terminal_exposures_view"]
 
 SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "gray"}
 _HIDDEN_PROPS = {"clone_evidence_txn_ids"}
@@ -106,6 +107,46 @@ def _legend():
                      for kind, text in figures.LEGEND], className="pg-legend", style={"fontSize": "12px"})
 
 
+_MODE_WORDS = {"skimming": "shared skimming point", "at_terminal": "compromised terminal"}
+
+
+def exposures_view(exposures: list[dict], id_: str):
+    """A card's exposures: "exposed at point T during its window", with the probability and the decision."""
+    if not exposures:
+        return html.Div(id=id_)
+    items = []
+    for e in exposures:
+        words = [f"Exposed at point ", dcc.Link(e["terminal_id"], href=f"/terminal/{quote(e['terminal_id'])}"),
+                 f" ({_MODE_WORDS.get(e['mode'], e['mode'])}) during its window "
+                 f"{format_value(e['window_start'])[:10] if e['window_start'] else '?'} to "
+                 f"{format_value(e['window_end'])[:10] if e['window_end'] else '?'}"
+                 f" (here {format_value(e['first_exposed_at']) if e['first_exposed_at'] else '-'}); "
+                 f"P(compromised) {e['p_compromised']:.2f}, {'reported' if e['reported'] else 'not reported'}, "
+                 f"recommended: {e['recommended_action']}"
+                 + (f"; decided: {e['decision']}" if e.get("decision") else "")]
+        if e.get("alert_id"):
+            words += [" · ", dcc.Link("alert", href=f"/alert/{quote(e['alert_id'])}")]
+        items.append(dmc.ListItem(dmc.Text(words, size="sm")))
+    return dmc.Alert(dmc.List(items, size="sm"), title="Exposed at a point of compromise", color="red",
+                     variant="light", id=id_, mt="sm")
+
+
+def terminal_exposures_view(rows: list[dict], id_: str):
+    """A point of compromise's exposed cards in one line per mode, with a link to the alert that lists them."""
+    if not rows:
+        return html.Div(id=id_)
+    items = []
+    for r in rows:
+        words = [f"{r['cards']:,} cards exposed here ({_MODE_WORDS.get(r['mode'], r['mode'])}): {r['reported']:,} "
+                 f"reported, {r['cards'] - r['reported']:,} not yet, {r['decided']:,} decided"]
+        if r.get("alert_id"):
+            words += [" · ", dcc.Link("list, decide and export them on the alert",
+                                      href=f"/alert/{quote(r['alert_id'])}")]
+        items.append(dmc.ListItem(dmc.Text(words, size="sm")))
+    return dmc.Alert(dmc.List(items, size="sm"), title="Point of compromise", color="red", variant="light", id=id_,
+                     mt="sm")
+
+
 def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
     """A card, terminal, merchant or ring page: title, properties and alerts at once; the rest
     (timeline, map or members, neighbourhood graph) loads behind loading indicators."""
@@ -121,6 +162,11 @@ def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
                                                                                   f"{prefix}-alerts")])],
                             cols={"base": 1, "lg": 2}, spacing="lg"),
              dcc.Store(id=f"{prefix}-key", data=entity_id)]
+    if entity_type == "card":
+        parts.append(exposures_view(queries.card_exposures(database(), entity_id), f"{prefix}-exposures"))
+    if entity_type == "terminal":
+        parts.append(terminal_exposures_view(queries.terminal_exposures(database(), entity_id),
+                                             f"{prefix}-exposures"))
     parts += [section(titles[name], html.Div(id=f"{prefix}-{name}-box", style={"minHeight": "60px"}))
               for name in _SECTIONS[entity_type]]
     parts.append(section("Neighbourhood (click a node to expand it, a group to open it)", html.Div([

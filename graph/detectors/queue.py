@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from graph.detectors import explain
 from graph.detectors.significance import SEVERITY_Q, bh_qvalues, severity_from_q
 
 __all__ = ["build_alerts", "alert_id", "ALERT_COLUMNS", "SEVERITIES", "q_values_of"]
@@ -15,8 +16,11 @@ __all__ = ["build_alerts", "alert_id", "ALERT_COLUMNS", "SEVERITIES", "q_values_
 ALERT_COLUMNS = ["alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary"]
 # Extra columns after the contract's: the q-value behind the severity, the date of the evidence (not of the
 # scoring run) and the impact used to order alerts of one severity (cards at risk: a skimming point's cards seen
-# in its window, a ring's cards, 1 for a cloned card, 0 for a terminal finding).
-EXTRA_COLUMNS = ["q_value", "evidence_at", "impact"]
+# in its window, a ring's cards, 1 for a cloned card, 0 for a terminal finding), then the plain-language
+# explanation written now from the detector's outputs (``graph.detectors.explain``: evidence, comparison with
+# normal, strength, and a stamp naming the detector's version) and the key of its evidence (a hash of the words
+# without the stamp; ``graph.writeback`` keeps an alert's explanation while that key stays the same).
+EXTRA_COLUMNS = ["q_value", "evidence_at", "impact", "explanation", "explanation_key"]
 SEVERITIES = tuple(reversed(SEVERITY_Q))  # least to most severe: medium, high, critical
 
 
@@ -50,13 +54,17 @@ def q_values_of(frame: pd.DataFrame) -> np.ndarray:
     raise ValueError(f"a detector's output has no q_value or p_value column: {list(frame.columns)}")
 
 
-def _part(entity_type: str, ids, kind, q, score, summary, evidence_at, impact) -> pd.DataFrame:
+def _part(entity_type: str, ids, kind, q, score, summary, evidence_at, impact, why) -> pd.DataFrame:
+    kinds = np.broadcast_to(np.asarray(kind, dtype=object), (len(why),))
+    why = list(why)
     frame = pd.DataFrame({"entity_type": entity_type, "entity_id": np.asarray(ids, dtype=object), "kind": kind,
                           "score": np.asarray(score, dtype=np.float64), "severity": severity_from_q(q),
                           "summary": list(summary), "q_value": np.asarray(q, dtype=np.float64),
                           "evidence_at": pd.Series(pd.to_datetime(pd.Series(evidence_at), utc=True).to_numpy(),
                                                    dtype="datetime64[us, UTC]").to_numpy(),
-                          "impact": np.asarray(impact, dtype=np.int64)})
+                          "impact": np.asarray(impact, dtype=np.int64),
+                          "explanation": [f"{w}\n{explain.stamp(k)}" for w, k in zip(why, kinds)],
+                          "explanation_key": [explain.explanation_key(w) for w in why]})
     return frame[frame["severity"].notna()]
 
 
@@ -74,7 +82,7 @@ def _skimming(points: pd.DataFrame) -> pd.DataFrame:
                                                                points["window_start"], points["window_end"], q)]
     kind = np.where(mode.to_numpy() == "at_terminal", "compromised_terminal", "skimming_point")
     return _part("terminal", points["terminal_id"], kind, q, points["score"], summary, points["window_end"],
-                 points["cards_seen"])
+                 points["cards_seen"], explain.skimming(points, q))
 
 
 def _cloned(cards: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +93,7 @@ def _cloned(cards: pd.DataFrame) -> pd.DataFrame:
                else f"cloned card: {r.replace(';', ', ')} (q={qq:.1e})"
                for r, t, qq in zip(cards["reasons"], cards["first_evidence_at"], q)]
     return _part("card", cards["card_token"], "cloned_card", q, cards["score"], summary, cards["first_evidence_at"],
-                 np.ones(len(cards), dtype=np.int64))
+                 np.ones(len(cards), dtype=np.int64), explain.cloned(cards, q))
 
 
 def _rings(rings: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +109,7 @@ def _rings(rings: pd.DataFrame) -> pd.DataFrame:
                else f"{label.get(k, k)}: {m} merchants linked (q={q:.1e})" for k, c, m, t, q in
                zip(g["kind"], g["cards"], g["merchants"], g["terminals"], g["q"])]
     return _part("ring", g["ring_id"], g["kind"].to_numpy(), g["q"], g["score"], summary,
-                 [pd.NaT] * len(g), g["cards"])
+                 [pd.NaT] * len(g), g["cards"], explain.rings(g, rings.drop_duplicates("ring_id")))
 
 
 def _findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +118,7 @@ def _findings(findings: pd.DataFrame) -> pd.DataFrame:
     q = q_values_of(findings)
     summary = [f"{k.replace('_', ' ')}: {d} (q={qq:.1e})" for k, d, qq in zip(findings["kind"], findings["details"], q)]
     return _part("terminal", findings["terminal_id"], findings["kind"].to_numpy(), q, findings["score"], summary,
-                 findings["first_seen"], np.zeros(len(findings), dtype=np.int64))
+                 findings["first_seen"], np.zeros(len(findings), dtype=np.int64), explain.findings(findings, q))
 
 
 def build_alerts(points: pd.DataFrame, cards: pd.DataFrame, rings: pd.DataFrame, findings: pd.DataFrame,
@@ -132,7 +140,8 @@ def build_alerts(points: pd.DataFrame, cards: pd.DataFrame, rings: pd.DataFrame,
     Returns
     -------
     DataFrame
-        ``ALERT_COLUMNS`` then ``q_value``, ``evidence_at``, ``impact``; ``alert_id`` is
+        ``ALERT_COLUMNS`` then ``EXTRA_COLUMNS`` (q_value, evidence_at, impact, explanation,
+        explanation_key); ``alert_id`` is
         ``alert_id(entity_type, entity_id, kind)``.
 
     Example
@@ -148,6 +157,8 @@ def build_alerts(points: pd.DataFrame, cards: pd.DataFrame, rings: pd.DataFrame,
         frame["created_at"] = pd.Series([], dtype="datetime64[us, UTC]")
         frame["evidence_at"] = pd.Series([], dtype="datetime64[us, UTC]")
         frame["impact"] = pd.Series([], dtype=np.int64)
+        frame["explanation"] = pd.Series([], dtype=object)
+        frame["explanation_key"] = pd.Series([], dtype=object)
         return frame
     frame = pd.concat(parts, ignore_index=True)
     frame["alert_id"] = [alert_id(t, e, k) for t, e, k in zip(frame["entity_type"], frame["entity_id"], frame["kind"])]

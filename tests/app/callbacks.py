@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 __all__ = ["call"]
 
@@ -18,6 +19,7 @@ def call(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, ob
     else:
         output = ".." + "...".join(f"{i}.{p}" for i, p in outputs) + ".."
         outs = [{"id": i, "property": p} for i, p in outputs]
+    output = _registered(client, output)
     body = {"output": output, "outputs": outs,
             "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
             "changedPropIds": [changed] if changed else [f"{inputs[0][0]}.{inputs[0][1]}"] if inputs else [],
@@ -27,3 +29,17 @@ def call(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, ob
         return response.status_code, None
     payload = response.get_json()["response"]
     return 200, {f"{i}.{p}": v for i, props in payload.items() for p, v in props.items()}
+
+
+def _registered(client, output: str) -> str:
+    """The output key as the app registered it: an output with ``allow_duplicate`` carries a hash suffix
+    ("alert-audit.children@3f2a..."), which the browser reads from ``/_dash-dependencies`` as done here."""
+    if "@" in output:
+        return output
+    deps = client.get("/_dash-dependencies")
+    if deps.status_code != 200:
+        return output
+    for dep in deps.get_json():
+        if dep["output"] != output and re.sub(r"@[0-9a-f]+", "", dep["output"]) == output:
+            return dep["output"]
+    return output

@@ -4,6 +4,8 @@ the audit log, and nothing fetched from anywhere but the explorer itself."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from selenium.webdriver.common.by import By
@@ -184,3 +186,77 @@ def test_analyst_cannot_decide_in_the_browser(browser, live_url, app_db):
     _wait(browser, ec.presence_of_element_located((By.ID, "login-form")))
     browser.get(f"{live_url}/alert/{alert_id}")
     _wait(browser, ec.presence_of_element_located((By.ID, "login-form")))
+
+
+def _shot(driver, tmp_path, name: str) -> None:
+    """A full-window screenshot into the test's folder, and into ``$POSGUARD_SCREENSHOTS`` when set."""
+    driver.save_screenshot(str(tmp_path / name))
+    if os.environ.get("POSGUARD_SCREENSHOTS"):
+        Path(os.environ["POSGUARD_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(os.environ["POSGUARD_SCREENSHOTS"]) / name))
+
+
+def _grid_rows(driver, grid_id: str) -> list:
+    return driver.find_elements(By.CSS_SELECTOR, f"#{grid_id} .ag-center-cols-container .ag-row")
+
+
+def test_investigator_finishes_a_skimming_case_and_sees_a_clones_evidence(browser, live_url, app_db, tmp_path):
+    browser.set_window_size(1440, 900)
+    _sign_in(browser, live_url, "ivy", PASSWORDS["ivy"][1])
+    _wait(browser, ec.presence_of_element_located((By.ID, "queue-grid")))
+    point = app_db.read("MATCH (a:Alert {active: true, kind: 'skimming_point'})-[:ABOUT]->(t:Terminal)"
+                        "<-[e:EXPOSED_AT {mode: 'skimming'}]-(:Card) RETURN a.alert_id AS id, t.terminal_id AS "
+                        "terminal, count(e) AS n ORDER BY n DESC LIMIT 1")[0]
+
+    # The skimming alert opens with why, in words, then its victims over time, then the cards at risk.
+    browser.get(f"{live_url}/alert/{point['id']}")
+    why = _wait(browser, ec.presence_of_element_located((By.ID, "alert-explanation")))
+    assert "shared skimming point" in why.text and "Written at scoring time by detector skimming" in why.text
+    _wait(browser, lambda d: len(_grid_rows(d, "alert-exposed-grid")) > 5)
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#alert-evidence-chart .bars path"))
+    assert f"{point['n']:,} cards exposed at {point['terminal']}" in browser.find_element(
+        By.ID, "alert-exposed-intro").text
+    _shot(browser, tmp_path, "skimming-alert.png")
+
+    # Choose two undecided cards with their checkboxes, reissue them in one click.
+    undecided = [r for r in _grid_rows(browser, "alert-exposed-grid")
+                 if not r.find_element(By.CSS_SELECTOR, "[col-id='decision']").text.strip()][:2]
+    last4 = [r.find_element(By.CSS_SELECTOR, "[col-id='card']").text for r in undecided]
+    reissued_before = sum(r.find_element(By.CSS_SELECTOR, "[col-id='decision']").text.strip() == "reissue"
+                          for r in _grid_rows(browser, "alert-exposed-grid"))
+    for row in undecided:
+        row.find_element(By.CSS_SELECTOR, ".ag-selection-checkbox input").click()
+    browser.find_element(By.ID, "alert-cards-reissue").click()
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "alert-cards-message"), "reissue: 2 cards recorded"))
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "alert-audit"), "card reissue"))
+    for card in last4:
+        assert card in browser.find_element(By.ID, "alert-audit").text
+    decided = [r.find_element(By.CSS_SELECTOR, "[col-id='card']").text for r in _grid_rows(browser, "alert-exposed-grid")
+               if r.find_element(By.CSS_SELECTOR, "[col-id='decision']").text.strip() == "reissue"]
+    assert set(last4) <= set(decided) and len(decided) == reissued_before + 2
+    _shot(browser, tmp_path, "skimming-alert-decided.png")
+
+    # The audit log of every alert shows the decision per card.
+    browser.get(f"{live_url}/audit")
+    _wait(browser, ec.text_to_be_present_in_element((By.ID, "audit-grid"), "card reissue"))
+    assert all(card in browser.find_element(By.ID, "audit-grid").text for card in last4)
+
+    # A cloned card's alert: why, the evidence highlighted on timeline and map, the travel pair, the ATC.
+    clone = app_db.read("MATCH (a:Alert {active: true, kind: 'cloned_card'})-[:ABOUT]->(c:Card) "
+                        "WHERE c.clone_reasons CONTAINS 'impossible_travel' RETURN a.alert_id AS id "
+                        "ORDER BY a.score DESC, a.alert_id LIMIT 1")[0]
+    browser.get(f"{live_url}/alert/{clone['id']}")
+    why = _wait(browser, ec.presence_of_element_located((By.ID, "alert-explanation")))
+    assert "looks cloned" in why.text and "impossible travel" in why.text
+    travel = _wait(browser, ec.presence_of_element_located((By.ID, "alert-travel")))
+    assert "km/h" in travel.text and " km" in travel.text and " min" in travel.text
+    _wait(browser, lambda d: "evidence" in d.find_element(By.ID, "alert-evidence-chart").text)
+    _wait(browser, lambda d: d.execute_script(
+        "const p = document.querySelector('#alert-evidence-map g.layer.land path');"
+        "return p ? (p.getAttribute('d') || '').length : 0;") > 500)
+    _wait(browser, lambda d: "ATC" in d.find_element(By.ID, "alert-atc-chart").text)
+    _shot(browser, tmp_path, "clone-alert.png")
+    browser.execute_script("document.getElementById('alert-evidence-chart').scrollIntoView();")
+    _shot(browser, tmp_path, "clone-alert-evidence.png")
+    assert not _console_errors(browser)
+    assert not _off_loopback(_requested_urls(browser))
