@@ -3,12 +3,13 @@
 Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
-   replay and regression, fallback near or far from the latest chip use, parallel use, fallback burst and
-   amount) and the chances it had to show them (its located consecutive pairs, ATC-bearing and located
-   transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the cards without; the tables of several buckets
-   concatenate into the table of the whole run.
+   replay and regression, fallback near a chip use of the card or far from all of them, parallel use, fallback
+   burst and amount) and the chances it had to show them (its located consecutive pairs, ATC-bearing and
+   located transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the
+   cards without; the tables of several buckets concatenate into the table of the whole run.
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
-   Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``.
+   Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``; repeated with the cards
+   reported so far left out of the base rates until no new card is reported (below).
 
 The null model (fitted to the run at hand):
 
@@ -29,6 +30,14 @@ The null model (fitted to the run at hand):
 
 A reason 30% of genuine cards show has tails near 0.3 and stays weak alone; a reason no card shows has a rate
 of about ``prior / chances`` and is strong.
+
+The base rates estimate how often *genuine* cards show each reason. Counted over every card, they also count the
+run's clones: a batch of a few hundred counterfeit copies, each swiped once far from home, makes "one far swipe"
+look common and hides every clone that shows only that. So ``decide`` works in rounds: the cards reported in a
+round (q <= ``REPORT_Q``) leave the base rates (numerators and chances) of the next, and the decision is taken
+again, until a round reports no new card (the reported set only grows, so this ends). On a run with nothing
+planted the first round reports (almost) nothing and the rates do not move; a card is never judged against
+itself (leave-one-out as before).
 """
 
 from __future__ import annotations
@@ -77,7 +86,8 @@ class ClonedCardDetector(BaseDetector):
     parallel_window_hours, parallel_min_switches : float, int
         Parallel use: at least this many switches within this many hours.
     fallback_far_km : float
-        A magstripe/fallback use at least this far from the card's latest chip use is ``fallback_far``.
+        A magstripe/fallback use at least this far from every located chip/contactless use of the card (before
+        or after it) is ``fallback_far``: where the genuine card was never seen.
     offline_delay_hours : float
         An ATC below one the card used less than this long before is an offline transaction arriving late,
         not a regression (default 72 h: offline batches are uploaded within days).
@@ -102,12 +112,13 @@ class ClonedCardDetector(BaseDetector):
     evidence_ : DataFrame
         The evidence table that was decided on (``EVIDENCE_COLUMNS``).
     rates_ : dict
-        Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip).
+        Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip) of the last round:
+        over the cards not reported.
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
     counts_, first_ : ndarray
         Kernel output of the last ``evidence`` call, per card of its projection: events per reason
-        (n_cards x 6) and the first evidence second per reason (``NO_TIME`` if none).
+        (n_cards x 8) and the first evidence second per reason (``NO_TIME`` if none).
 
     Example
     -------
@@ -245,35 +256,53 @@ class ClonedCardDetector(BaseDetector):
         levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(REASONS)), cap)
         widths = np.array([2 if r in _CONDITIONAL else cap + 1 for r in REASONS])  # levels per reason
         levels = np.minimum(levels, (widths - 1)[None, :])  # conditional reasons: shown or not
-        tails = np.ones((len(cards), len(REASONS), cap + 2))
-        tails[:, :, cap + 1] = 0.0
-        rates = {}
-        for r, reason in enumerate(REASONS):
-            mine = levels[:, r]
-            column = CHANCES[reason]
-            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
-                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
-                tails[:, r, 2:] = 0.0
-                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
-            elif column is None:  # share of the other cards with at least k events
-                for k in range(1, cap + 1):
-                    others = int((mine >= k).sum()) - (mine >= k)
-                    tails[:, r, k] = np.minimum(1.0, (others + self.prior) / (n_scored - 1 + 2 * self.prior))
-                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
-            else:  # per chance, each other card counted once
-                n = cards[column].to_numpy(np.int64)
-                shown, total = int((mine > 0).sum()), float(ev[column].sum())
-                rates[reason] = (shown + self.prior) / (total + 2 * self.prior)
-                rho = (shown - (mine > 0) + self.prior) / (total - n + 2 * self.prior)
-                for k in range(1, cap + 1):
-                    tails[:, r, k] = binom_tail_small_k(k, n, rho)
-        p = _exact_tail(tails, levels, widths)
-        q = bh_qvalues(p, m=max(n_scored, len(p)))
+        totals = {c: float(ev[c].sum()) for c in set(CHANCES.values()) if c and c.startswith("chances")}
+        out = np.zeros(len(cards), dtype=bool)  # cards reported in an earlier round: out of the base rates
+        while True:
+            tails, rates = self._tails(cards, levels, widths, n_scored, totals, out)
+            p = _exact_tail(tails, levels, widths)
+            q = bh_qvalues(p, m=max(n_scored, len(p)))
+            new = (q <= REPORT_Q) & ~out
+            if not new.any():
+                break
+            out |= new
         self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
         keep = np.flatnonzero(q <= REPORT_Q)
         self.cards_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
                                   tails[keep], levels[keep])
         return self.cards_
+
+    def _tails(self, cards: pd.DataFrame, levels: np.ndarray, widths: np.ndarray, n_scored: int, totals: dict,
+               out: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Per card and reason the tail ``P(level >= k)`` for k = 0..cap + 1 under rates from the run's other
+        cards, leaving out the card itself and the cards in ``out`` (reported in an earlier round)."""
+        cap = int(self.count_cap)
+        tails = np.ones((len(cards), len(REASONS), cap + 2))
+        tails[:, :, cap + 1] = 0.0
+        rates = {}
+        base = ~out
+        n_base = n_scored - int(out.sum())
+        for r, reason in enumerate(REASONS):
+            mine = levels[:, r]
+            column = CHANCES[reason]
+            shown = int(((mine > 0) & base).sum())
+            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
+                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
+                tails[:, r, 2:] = 0.0
+                rates[reason] = (shown + self.prior) / (n_base + 2 * self.prior)
+            elif column is None:  # share of the other cards with at least k events
+                for k in range(1, cap + 1):
+                    others = int(((mine >= k) & base).sum()) - ((mine >= k) & base)
+                    tails[:, r, k] = np.minimum(1.0, (others + self.prior) / (n_base - base + 2 * self.prior))
+                rates[reason] = (shown + self.prior) / (n_base + 2 * self.prior)
+            else:  # per chance, each other card counted once
+                n = cards[column].to_numpy(np.int64)
+                total = totals[column] - float(n[out].sum())
+                rates[reason] = (shown + self.prior) / (total + 2 * self.prior)
+                rho = (shown - ((mine > 0) & base) + self.prior) / (total - n * base + 2 * self.prior)
+                for k in range(1, cap + 1):
+                    tails[:, r, k] = binom_tail_small_k(k, n, rho)
+        return tails, rates
 
     def fit(self, projection: Projection) -> "ClonedCardDetector":
         """``decide(evidence(projection))``: the reported cards of one projection in ``cards_``.

@@ -72,13 +72,16 @@ def test_a_clone_with_several_reasons_ranks_first_with_named_strengths():
             + _card([dict(hours=0, atc=1, **SH), dict(hours=0.25, atc=2, **BJ)], "one_hop"))
     rows += _card([dict(hours=0, atc=3, **SH), dict(hours=1, entry_mode="fallback", **BJ),
                    dict(hours=2, entry_mode="fallback", **BJ)], "two_far_swipes")
+    for k in range(20):  # twenty more unremarkable cards with one such hop each
+        rows += _card([dict(hours=k, atc=1, **SH), dict(hours=k + 0.25, atc=2, **BJ)], f"hop{k:02d}")
     cards = _run(rows).cards_
-    # one_hop's only reason is one event that another card of the run (victim) shows too: not enough alone
+    # one_hop's only reason is one event that 20 other cards of the run show too: not enough alone
     assert cards["card_token"].tolist() == ["victim", "two_far_swipes"]
     assert cards["q_value"].is_monotonic_increasing and cards["score"].is_monotonic_decreasing
     assert cards["rank"].tolist() == [1, 2] and cards["reasons"].iloc[1] == "fallback_far:strong"
     reasons = dict(r.split(":") for r in cards["reasons"].iloc[0].split(";"))
-    assert reasons == {"impossible_travel": "strong", "fallback_far": "strong", "atc_replay": "strong"}
+    # 21 other cards hop too: impossible travel is only of medium strength in this run
+    assert reasons == {"impossible_travel": "medium", "fallback_far": "strong", "atc_replay": "strong"}
     assert cards["first_evidence_at"].iloc[0] == T0 + pd.Timedelta(hours=0.66)
 
 
@@ -97,6 +100,26 @@ def test_a_reason_thirty_percent_of_cards_show_is_weak_alone(reason):
     assert det.evidence_[f"n_{reason}"].gt(0).sum() == 300  # 30% of the cards show it
     assert det.cards_.empty
     assert det.rates_[reason] > 0.01
+
+
+def test_reported_cards_leave_the_base_rates_of_the_others():
+    # 40 clones swiped three times each in Beijing, never used with the chip there: reported at once; a 41st
+    # swiped there once. Its one far swipe is rare among the cards not already explained as clones.
+    rows = []
+    for c in range(40):
+        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                      + [dict(hours=200 + c + k, entry_mode="magstripe", **BJ) for k in range(3)], f"batch{c:02d}")
+    rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                  + [dict(hours=300, entry_mode="fallback", **BJ)], "single")
+    det = _run(rows)
+    reported = set(det.cards_["card_token"])
+    assert "single" in reported and reported >= {f"batch{c:02d}" for c in range(40)}
+    assert len(reported) == 41
+    row = det.cards_.set_index("card_token").loc["single"]
+    assert row["reasons"] == "fallback_far:strong" and row["n_fallback_far"] == 1
+    # the rate that judged it: no other unreported card swiped far from all its chip uses
+    located = int(det.evidence_["chances_located"].sum()) - 40 * 7 - 5
+    assert det.rates_["fallback_far"] == pytest.approx(det.prior / (located + 2 * det.prior))
 
 
 def test_no_clone_gives_an_empty_typed_frame_that_writes(tmp_path):
@@ -132,21 +155,22 @@ def test_swipes_that_are_the_cards_largest_purchases():
     # a card swiped now and then at home (like many cards of this run) vs one whose swipes are its largest uses
     pop = population()
     habit = pop.index[(pop.index % 8 == 5) & (pop.index // 8 % 3 == 0)]  # a third of the cards swipe once
-    pop.loc[habit, "entry_mode"], pop.loc[habit, "atc"] = "magstripe", pd.NA
-    home = [dict(hours=48 * d, atc=d + 1, amount=20.0 + d, **SH) for d in range(12)]
-    swipes = [dict(hours=48 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 900.0), (6, 750.0),
-                                                                                            (9, 820.0))]
-    cheap = [dict(hours=48 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 9.0), (6, 7.5),
-                                                                                         (9, 8.0))]
+    often = pop.index[np.isin(pop.index // 8, [1, 2, 4]) & np.isin(pop.index % 8, [3, 5, 7])]  # three thrice
+    pop.loc[habit.union(often), "entry_mode"], pop.loc[habit.union(often), "atc"] = "magstripe", pd.NA
+    home = [dict(hours=24 * d, atc=d + 1, amount=20.0 + d, **SH) for d in range(16)]
+    swipes = [dict(hours=24 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 900.0), (6, 750.0),
+                                                                                            (9, 820.0), (12, 700.0))]
+    cheap = [dict(hours=24 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 9.0), (6, 7.5),
+                                                                                         (9, 8.0), (12, 6.0))]
     det = _run(_card(home + swipes, "counterfeit") + _card(home + cheap, "worn_chip"), pop=pop)
     assert det.cards_["card_token"].tolist() == ["counterfeit"]
     row = det.cards_.iloc[0]
-    assert row["n_fallback_amount"] == 3 and row["fallback_amount_p"] == pytest.approx(
-        float(naive.hypergeom_sf(3, 14, 3, 3)))  # 14 uses after the first chip use, 3 swipes, all 3 the largest
-    # both cards swiped three times, which no other card did; only the amounts tell them apart
-    assert row["reasons"] == "fallback_after_chip:strong;fallback_amount:medium"
+    assert row["n_fallback_amount"] == 4 and row["fallback_amount_p"] == pytest.approx(
+        float(naive.hypergeom_sf(4, 19, 4, 4)))  # 19 uses after the first chip use, 4 swipes, all 4 the largest
+    # five cards swiped three times or more; only the amounts tell these two apart
+    assert row["reasons"] == "fallback_amount:strong;fallback_after_chip:medium"
     assert "fallback_burst" not in row["reasons"]  # off by default
-    on = _run(_card(home + swipes[:1] + [dict(hours=48 * 4 + 6 + k, entry_mode="fallback", amount=900.0, **SH)
+    on = _run(_card(home + swipes[:1] + [dict(hours=24 * 4 + 6 + k, entry_mode="fallback", amount=900.0, **SH)
                                          for k in range(3)], "burst"), pop=pop, burst_min=3)
     assert on.evidence_.set_index("card_token").loc["burst", "n_fallback_burst"] == 4
 
