@@ -122,6 +122,29 @@ def test_reported_cards_leave_the_base_rates_of_the_others():
     assert det.rates_["fallback_far"] == pytest.approx(det.prior / (located + 2 * det.prior))
 
 
+def test_a_counterfeit_report_counts_only_with_a_use_that_shows_something():
+    pop = population()
+    swipes = pop.index[np.isin(pop.index % 8, [3, 6])]  # every card of this run swipes twice at home
+    pop.loc[swipes, "entry_mode"], pop.loc[swipes, "atc"] = "magstripe", pd.NA
+    habits = [dict(hours=48 * d, atc=d + 1, **SH) if d not in (3, 6) else
+              dict(hours=48 * d, entry_mode="magstripe", amount=500.0, **SH) for d in range(8)]
+    chip_only = [dict(hours=48 * d, atc=d + 1, **SH) for d in range(8)]
+    rows = _card(habits, "reported_swiper") + _card(habits, "swiper") + _card(chip_only, "reported_chip_only")
+    tx = pd.concat([pop, make_txns(rows)], ignore_index=True)
+    reports = pd.DataFrame({"card_token": ["reported_swiper", "reported_chip_only", "no_transactions"],
+                            "reported_at": ["2026-03-20"] * 3, "fraud_type": "counterfeit"})
+    det = ClonedCardDetector().fit(Projection.from_frames(tx, fraud_reports=reports))
+    # two swipes are what every card here does, their amounts a little unusual (the card's largest: p = 1/21);
+    # with a counterfeit report they are what a clone does
+    assert det.cards_["card_token"].tolist() == ["reported_swiper"]
+    assert det.cards_["reasons"].iloc[0] == "reported_counterfeit:strong;fallback_amount:medium;fallback_after_chip:weak"
+    assert det.n_scored_ == 2003  # the reported card without transactions is not scored
+    ev = det.evidence_.set_index("card_token")
+    assert ev.loc["reported_chip_only", "n_reported_counterfeit"] == 1  # reported, but no use shows anything
+    off = ClonedCardDetector(use_reports=False).fit(Projection.from_frames(tx, fraud_reports=reports))
+    assert off.cards_.empty and off.evidence_["n_reported_counterfeit"].sum() == 0
+
+
 def test_no_clone_gives_an_empty_typed_frame_that_writes(tmp_path):
     det = _run([])
     cards = det.cards_
