@@ -284,8 +284,9 @@ class ClonedCardDetector(BaseDetector):
         out = np.zeros(len(cards), dtype=bool)  # cards reported in an earlier round: out of the base rates
         while True:
             tails, rates = self._tails(cards, levels, widths, n_scored, totals, out)
-            p = _exact_tail(tails, levels, widths)
-            q = bh_qvalues(p, m=max(n_scored, len(p)))
+            m = max(n_scored, len(cards))  # a card ranked j is reported only if p * m / j <= REPORT_Q, j <= len
+            p = _exact_tail(tails, levels, widths, bound=REPORT_Q * len(cards) / max(m, 1))
+            q = bh_qvalues(p, m=m)
             new = (q <= REPORT_Q) & ~out
             if not new.any():
                 break
@@ -401,14 +402,22 @@ def binom_tail_small_k(k: int, n, rho) -> np.ndarray:
     return out
 
 
-def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray, bound: float = 1.0) -> np.ndarray:
     """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact
-    enumeration of every combination)."""
+    enumeration of every combination).
+
+    Cards whose lower bound ``prod_r tail_r(l_r)`` (every level at least the observed one implies S >= s) is above
+    ``bound`` are not enumerated: their value is 1.0. ``decide`` passes the largest p-value that Benjamini-
+    Hochberg could still report, so the reported cards and their q-values do not change.
+    """
     n, n_reasons, _ = tails.shape
     out = np.ones(n)
-    for lo in range(0, n, _CHUNK):
-        t = tails[lo:lo + _CHUNK]
-        lv = levels[lo:lo + _CHUNK]
+    lower = tails[np.arange(n)[:, None], np.arange(n_reasons)[None, :], levels].prod(axis=1)
+    todo = np.flatnonzero(lower <= bound)
+    for lo in range(0, len(todo), _CHUNK):
+        rows = todo[lo:lo + _CHUNK]
+        t = tails[rows]
+        lv = levels[rows]
         m = len(t)
         pmf = np.clip(t[:, :, :-1] - t[:, :, 1:], 0.0, 1.0)
         surprise = -np.log(np.maximum(t[:, :, :-1], 1e-300))
@@ -419,8 +428,8 @@ def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray) -> np
             values = (values[:, :, None] + surprise[:, r, None, :w]).reshape(m, -1)
             probs = (probs[:, :, None] * pmf[:, r, None, :w]).reshape(m, -1)
         tol = 1e-9 * np.maximum(1.0, observed)
-        out[lo:lo + m] = np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1))
-        out[lo:lo + m][observed <= 0] = 1.0
+        out[rows] = np.where(observed <= 0, 1.0,
+                             np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1)))
     return out
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from graph.detectors.cloned import CARD_COLUMNS, EVIDENCE_COLUMNS, ClonedCardDetector, binom_tail_small_k
+from graph.detectors.cloned import CARD_COLUMNS, EVIDENCE_COLUMNS, ClonedCardDetector, _exact_tail, binom_tail_small_k
 from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
 from graph.scoring import output_table
@@ -255,3 +255,23 @@ def test_empty_and_bad_params():
         ClonedCardDetector(offline_delay_hours=-1).fit(empty)
     with pytest.raises(ValueError):
         ClonedCardDetector(burst_min=1).fit(empty)
+
+
+def test_exact_tail_skips_only_cards_that_cannot_be_reported():
+    rng = np.random.default_rng(3)
+    n, widths = 300, np.array([4, 4, 2, 4, 2])
+    tails = np.ones((n, len(widths), 5))
+    for r, w in enumerate(widths):  # decreasing tails per reason, 0 past the last level
+        steps = np.sort(rng.uniform(1e-6, 1.0, (n, w - 1)) ** 3, axis=1)[:, ::-1]
+        tails[:, r, 1:w] = steps
+        tails[:, r, w:] = 0.0
+    levels = np.column_stack([rng.integers(0, w, n) for w in widths])
+    exact = _exact_tail(tails, levels, widths)
+    lower = tails[np.arange(n)[:, None], np.arange(len(widths))[None, :], levels].prod(axis=1)
+    assert np.all(exact >= lower * (1 - 1e-9))  # the bound is a lower bound: a skipped card's p is above it
+    bound = float(np.quantile(lower, 0.3))
+    pruned = _exact_tail(tails, levels, widths, bound=bound)
+    kept = lower <= bound
+    assert 0 < kept.sum() < n
+    np.testing.assert_array_equal(pruned[kept], exact[kept])
+    assert np.all(pruned[~kept] == 1.0)
