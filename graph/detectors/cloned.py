@@ -33,8 +33,10 @@ The null model (fitted to the run at hand):
   levels capped at ``count_cap``, and its p-value is ``P(S >= s)``, computed exactly over every combination
   of levels.
 
-A reason 30% of genuine cards show has tails near 0.3 and stays weak alone; a reason no card shows has a rate
-of about ``prior / chances`` and is strong.
+A reason 30% of genuine cards show has tails near 0.3 and stays weak alone; a reason no other card shows has a
+rate of about ``prior / chances``: with the default prior (1) a card with a typical number of chances gets a
+tail near ``1 / cards`` (the most one card can show about itself under exchangeability), strong, but reported
+only with other evidence.
 
 The base rates estimate how often *genuine* cards show each reason. Counted over every card, they also count the
 run's clones: a batch of a few hundred counterfeit copies, each swiped once far from home, makes "one far swipe"
@@ -107,7 +109,9 @@ class ClonedCardDetector(BaseDetector):
     count_cap : int
         Events per reason counted at most (levels 0..count_cap).
     prior : float
-        Pseudo-count added to every base rate, so that a reason no card shows is strong, not infinitely so.
+        Pseudo-count added to every base rate (default 1, Laplace): a reason no other card shows has, for a
+        card with a typical number of chances, a tail near ``1 / cards``, as much as one card in a run can show
+        about itself; a smaller prior let one genuine traveller's unique swipe reach q <= 0.01 on a clean drop.
     use_terminal_position : bool
         Where a transaction has no lat/lon, use its terminal's registered position.
     use_reports : bool
@@ -139,7 +143,7 @@ class ClonedCardDetector(BaseDetector):
     def __init__(self, max_speed_kmh: float = 1000.0, clock_slack_minutes: float = 15.0,
                  min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
                  parallel_min_switches: int = 3, fallback_far_km: float = 300.0, offline_delay_hours: float = 72.0,
-                 burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 0.01,
+                 burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 1.0,
                  use_terminal_position: bool = True, use_reports: bool = True):
         self.max_speed_kmh = max_speed_kmh
         self.clock_slack_minutes = clock_slack_minutes

@@ -19,6 +19,10 @@ from tests.graph.conftest import T0, make_txns
 
 SH, BJ, GZ = dict(lat=31.23, lon=121.47), dict(lat=39.90, lon=116.41), dict(lat=23.13, lon=113.26)
 SH_GZ_KM = naive.haversine_km(SH["lat"], SH["lon"], GZ["lat"], GZ["lon"])  # 1,213 km
+# with the default prior (1) one event of a reason no other card shows weighs about 1 / cards, never enough
+# alone (test_one_unique_event_is_not_enough_alone); tests of how events are found use a small prior, with
+# which such an event is strong alone
+SMALL = 0.01
 
 
 def population(n_cards: int = 2000, per_card: int = 8, seed: int = 0) -> pd.DataFrame:
@@ -50,7 +54,7 @@ def test_impossible_flight_flagged_possible_flight_not():
     rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)], "flier")
             + _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)],
                     "clone"))
-    det = _run(rows)
+    det = _run(rows, prior=SMALL)
     cards = det.cards_
     assert list(cards.columns) == CARD_COLUMNS
     assert cards["card_token"].tolist() == ["clone"]  # 1,213 km in 3 h is a flight; in 20 min it is not
@@ -111,7 +115,7 @@ def test_reported_cards_leave_the_base_rates_of_the_others():
                       + [dict(hours=200 + c + k, entry_mode="magstripe", **BJ) for k in range(3)], f"batch{c:02d}")
     rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
                   + [dict(hours=300, entry_mode="fallback", **BJ)], "single")
-    det = _run(rows)
+    det = _run(rows, prior=SMALL)
     reported = set(det.cards_["card_token"])
     assert "single" in reported and reported >= {f"batch{c:02d}" for c in range(40)}
     assert len(reported) == 41
@@ -133,7 +137,7 @@ def test_a_counterfeit_report_counts_only_with_a_use_that_shows_something():
     tx = pd.concat([pop, make_txns(rows)], ignore_index=True)
     reports = pd.DataFrame({"card_token": ["reported_swiper", "reported_chip_only", "no_transactions"],
                             "reported_at": ["2026-03-20"] * 3, "fraud_type": "counterfeit"})
-    det = ClonedCardDetector().fit(Projection.from_frames(tx, fraud_reports=reports))
+    det = ClonedCardDetector(prior=SMALL).fit(Projection.from_frames(tx, fraud_reports=reports))
     # two swipes are what every card here does, their amounts a little unusual (the card's largest: p = 1/21);
     # with a counterfeit report they are what a clone does
     assert det.cards_["card_token"].tolist() == ["reported_swiper"]
@@ -141,8 +145,22 @@ def test_a_counterfeit_report_counts_only_with_a_use_that_shows_something():
     assert det.n_scored_ == 2003  # the reported card without transactions is not scored
     ev = det.evidence_.set_index("card_token")
     assert ev.loc["reported_chip_only", "n_reported_counterfeit"] == 1  # reported, but no use shows anything
-    off = ClonedCardDetector(use_reports=False).fit(Projection.from_frames(tx, fraud_reports=reports))
+    off = ClonedCardDetector(use_reports=False, prior=SMALL).fit(Projection.from_frames(tx, fraud_reports=reports))
     assert off.cards_.empty and off.evidence_["n_reported_counterfeit"].sum() == 0
+
+
+def test_one_unique_event_is_not_enough_alone():
+    one = _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)], "one")
+    two = _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ),
+                 dict(hours=100, atc=3, **GZ)], "two")  # the impossible hop and an ATC replay
+    det = _run(one + two)
+    assert det.cards_["card_token"].tolist() == ["two"]
+    # the run's rate once "two" (reported) left it: "one" plus the prior over the other cards' chances; judged
+    # against the others only, "one" sees the prior alone: a tail about its share of the run's chances
+    ev = det.evidence_.set_index("card_token")
+    others = int(det.evidence_["chances_pairs"].sum()) - int(ev.loc["two", "chances_pairs"])
+    assert det.rates_["impossible_travel"] == pytest.approx(2 / (others + 2))
+    assert _run(one + two, prior=SMALL).cards_["card_token"].tolist() == ["two", "one"]
 
 
 def test_no_clone_gives_an_empty_typed_frame_that_writes(tmp_path):
@@ -168,7 +186,7 @@ def test_offline_transactions_arriving_late_are_not_atc_evidence():
                      dict(hours=300, atc=11, **SH)], "replayed")
             + _card([dict(hours=0, atc=50, **SH), dict(hours=100, atc=51, **SH), dict(hours=300, atc=40, **SH),
                      dict(hours=310, atc=41, **SH)], "regressed"))
-    det = _run(rows)
+    det = _run(rows, prior=SMALL)
     assert "offline" not in set(det.evidence_["card_token"])  # no evidence of any kind
     assert sorted(det.cards_["card_token"]) == ["regressed", "replayed"]
     assert det.cards_.set_index("card_token").loc["replayed", "reasons"] == "atc_replay:strong"
@@ -210,10 +228,10 @@ def test_terminal_position_fallback_and_manual():
                               "lat": [SH["lat"], SH["lat"], BJ["lat"]], "lon": [SH["lon"], SH["lon"], BJ["lon"]]})
     rows = [dict(card_token="c", terminal_id="TS", hours=0, lat=None, lon=None),
             dict(card_token="c", terminal_id="TB", hours=0.25, lat=None, lon=None)]
-    assert _run(rows, terminals=terminals).cards_["reasons"].tolist() == ["impossible_travel:strong"]
-    assert _run(rows, terminals=terminals, use_terminal_position=False).cards_.empty
+    assert _run(rows, terminals=terminals, prior=SMALL).cards_["reasons"].tolist() == ["impossible_travel:strong"]
+    assert _run(rows, terminals=terminals, use_terminal_position=False, prior=SMALL).cards_.empty
     manual = [dict(card_token="c", hours=0, **SH), dict(card_token="c", hours=0.25, entry_mode="manual", **BJ)]
-    assert _run(manual).cards_.empty
+    assert _run(manual, prior=SMALL).cards_.empty
 
 
 def test_decide_on_bucket_evidence_equals_fit():
@@ -222,8 +240,8 @@ def test_decide_on_bucket_evidence_equals_fit():
             + _card([dict(hours=0, atc=5, **SH), dict(hours=1, entry_mode="fallback", **BJ),
                      dict(hours=2, entry_mode="fallback", **BJ)], "c"))
     tx = pd.concat([population(), make_txns(rows)], ignore_index=True)
-    whole = ClonedCardDetector().fit(Projection.from_frames(tx)).cards_
-    det = ClonedCardDetector()
+    whole = ClonedCardDetector(prior=SMALL).fit(Projection.from_frames(tx)).cards_
+    det = ClonedCardDetector(prior=SMALL)
     odd = tx["card_token"].map(lambda t: sum(map(ord, t))) % 3  # three buckets of cards, any split
     parts = [det.evidence(Projection.from_frames(tx[odd == b])) for b in range(3)]
     assert all(list(p.columns) == EVIDENCE_COLUMNS for p in parts)
