@@ -159,10 +159,14 @@ def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.Data
     from graph.detectors.cloned import ClonedCardDetector
 
     terminals = spark.sparkContext.broadcast(reference["terminals"])
+    reports = spark.sparkContext.broadcast(reference.get("fraud_reports"))
     template = ClonedCardDetector(**params).evidence(_empty_projection())
 
     def part(pdf: pd.DataFrame) -> pd.DataFrame:
-        p = Projection.from_frames(pdf.drop(columns="_b"), terminals.value)
+        mine = reports.value  # the bucket's cards' reports (counterfeit reports are evidence)
+        if mine is not None:
+            mine = mine[mine["card_token"].isin(pdf["card_token"])]
+        p = Projection.from_frames(pdf.drop(columns="_b"), terminals.value, fraud_reports=mine)
         return _plain(ClonedCardDetector(**params).evidence(p))
 
     evidence = (txns.withColumn("_b", bucket_column("card_token", buckets)).groupBy("_b")

@@ -3,12 +3,13 @@
 Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
-   replay and regression, fallback near or far from the latest chip use, parallel use, fallback burst and
-   amount) and the chances it had to show them (its located consecutive pairs, ATC-bearing and located
-   transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the cards without; the tables of several buckets
-   concatenate into the table of the whole run.
+   replay and regression, fallback near a chip use of the card or far from all of them, parallel use, fallback
+   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs, ATC-bearing and
+   located transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the
+   cards without; the tables of several buckets concatenate into the table of the whole run.
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
-   Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``.
+   Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``; repeated with the cards
+   reported so far left out of the base rates until no new card is reported (below).
 
 The null model (fitted to the run at hand):
 
@@ -23,12 +24,27 @@ The null model (fitted to the run at hand):
   card's fallback uses among its largest amounts): their own p-values from the kernel, conditional on how
   many of the card's uses are fallbacks (a card that often swipes is not suspicious for swiping; its swipes
   crowding into a few days, or being its largest purchases, are), so they need no run-wide rate.
+- reported_counterfeit (the card has a fraud report of type counterfeit, ``fraud_reports`` being an input of
+  the run as for the skimming detector): counted only for a card with at least one event of another reason
+  (a report says fraud happened, the card's own uses must show a copy), as the share of the other cards with
+  such an event that are reported counterfeit. A report alone never reports a card; with other evidence it
+  weighs as one more event, as rare as reports are among such cards.
 - reasons are independent under the null; the card's evidence is ``S = sum_r -log tail_r(level_r)`` with
   levels capped at ``count_cap``, and its p-value is ``P(S >= s)``, computed exactly over every combination
   of levels.
 
-A reason 30% of genuine cards show has tails near 0.3 and stays weak alone; a reason no card shows has a rate
-of about ``prior / chances`` and is strong.
+A reason 30% of genuine cards show has tails near 0.3 and stays weak alone; a reason no other card shows has a
+rate of about ``prior / chances``: with the default prior (1) a card with a typical number of chances gets a
+tail near ``1 / cards`` (the most one card can show about itself under exchangeability), strong, but reported
+only with other evidence.
+
+The base rates estimate how often *genuine* cards show each reason. Counted over every card, they also count the
+run's clones: a batch of a few hundred counterfeit copies, each swiped once far from home, makes "one far swipe"
+look common and hides every clone that shows only that. So ``decide`` works in rounds: the cards reported in a
+round (q <= ``REPORT_Q``) leave the base rates (numerators and chances) of the next, and the decision is taken
+again, until a round reports no new card (the reported set only grows, so this ends). On a run with nothing
+planted the first round reports (almost) nothing and the rates do not move; a card is never judged against
+itself (leave-one-out as before).
 """
 
 from __future__ import annotations
@@ -47,9 +63,12 @@ __all__ = ["ClonedCardDetector", "CARD_COLUMNS", "EVIDENCE_COLUMNS", "CHANCES", 
 # the chances a card had to show each reason: a column of the evidence table (None: judged per card)
 CHANCES = {"impossible_travel": "chances_pairs", "atc_replay": "chances_atc", "atc_regression": "chances_atc",
            "fallback_after_chip": None, "parallel_use": "chances_pairs", "fallback_far": "chances_located",
-           "fallback_burst": "fallback_burst_p", "fallback_amount": "fallback_amount_p"}
+           "fallback_burst": "fallback_burst_p", "fallback_amount": "fallback_amount_p", "reported_counterfeit": None}
 _CONDITIONAL = ("fallback_burst", "fallback_amount")  # their own p-value, conditional on the card's uses
-_COUNTS = [f"n_{r}" for r in REASONS]
+_BINARY = ("reported_counterfeit",)  # shown or not
+_REASONS = (*REASONS, "reported_counterfeit")
+_REPORTED = len(REASONS)  # its column: after the kernel's reasons
+_COUNTS = [f"n_{r}" for r in _REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
                     "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km",
                     "travel_hours"]
@@ -61,7 +80,7 @@ _CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 6 * 2 ** 2 
 
 
 class ClonedCardDetector(BaseDetector):
-    """Cards whose own transactions show a second physical copy in use; needs no fraud reports.
+    """Cards whose own transactions show a second physical copy in use; fraud reports are used, not needed.
 
     Parameters
     ----------
@@ -77,7 +96,8 @@ class ClonedCardDetector(BaseDetector):
     parallel_window_hours, parallel_min_switches : float, int
         Parallel use: at least this many switches within this many hours.
     fallback_far_km : float
-        A magstripe/fallback use at least this far from the card's latest chip use is ``fallback_far``.
+        A magstripe/fallback use at least this far from every located chip/contactless use of the card (before
+        or after it) is ``fallback_far``: where the genuine card was never seen.
     offline_delay_hours : float
         An ATC below one the card used less than this long before is an offline transaction arriving late,
         not a regression (default 72 h: offline batches are uploaded within days).
@@ -89,9 +109,14 @@ class ClonedCardDetector(BaseDetector):
     count_cap : int
         Events per reason counted at most (levels 0..count_cap).
     prior : float
-        Pseudo-count added to every base rate, so that a reason no card shows is strong, not infinitely so.
+        Pseudo-count added to every base rate (default 1, Laplace): a reason no other card shows has, for a
+        card with a typical number of chances, a tail near ``1 / cards``, as much as one card in a run can show
+        about itself; a smaller prior let one genuine traveller's unique swipe reach q <= 0.01 on a clean drop.
     use_terminal_position : bool
         Where a transaction has no lat/lon, use its terminal's registered position.
+    use_reports : bool
+        Count a counterfeit fraud report of the card as the reason ``reported_counterfeit`` (with another reason
+        only, weighed by its share among the cards showing one); off: the cards' transactions alone.
 
     Attributes
     ----------
@@ -102,12 +127,13 @@ class ClonedCardDetector(BaseDetector):
     evidence_ : DataFrame
         The evidence table that was decided on (``EVIDENCE_COLUMNS``).
     rates_ : dict
-        Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip).
+        Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip) of the last round:
+        over the cards not reported.
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
     counts_, first_ : ndarray
         Kernel output of the last ``evidence`` call, per card of its projection: events per reason
-        (n_cards x 6) and the first evidence second per reason (``NO_TIME`` if none).
+        (n_cards x 8) and the first evidence second per reason (``NO_TIME`` if none).
 
     Example
     -------
@@ -117,8 +143,8 @@ class ClonedCardDetector(BaseDetector):
     def __init__(self, max_speed_kmh: float = 1000.0, clock_slack_minutes: float = 15.0,
                  min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
                  parallel_min_switches: int = 3, fallback_far_km: float = 300.0, offline_delay_hours: float = 72.0,
-                 burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 0.01,
-                 use_terminal_position: bool = True):
+                 burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 1.0,
+                 use_terminal_position: bool = True, use_reports: bool = True):
         self.max_speed_kmh = max_speed_kmh
         self.clock_slack_minutes = clock_slack_minutes
         self.min_distance_km = min_distance_km
@@ -132,6 +158,7 @@ class ClonedCardDetector(BaseDetector):
         self.count_cap = count_cap
         self.prior = prior
         self.use_terminal_position = use_terminal_position
+        self.use_reports = use_reports
         self.cards_ = None
 
     def _check(self) -> None:
@@ -159,6 +186,15 @@ class ClonedCardDetector(BaseDetector):
                 int(round(self.offline_delay_hours * 3600)), int(round(self.burst_window_hours * 3600)),
                 int(self.burst_min))
 
+    def _reported_counterfeit(self, p: Projection) -> np.ndarray:
+        """1 for the cards with transactions and a counterfeit fraud report, else 0 (all 0 when ``use_reports``
+        is off)."""
+        out = np.zeros(p.n_cards, dtype=np.int64)
+        if self.use_reports and len(p.report_card):
+            mine = (p.report_card >= 0) & (np.asarray(p.report_type, dtype=object) == "counterfeit")
+            out[p.report_card[mine]] = 1
+        return out * (np.diff(p.card_indptr) > 0)  # a reported card without transactions is not scored
+
     @staticmethod
     def _atc_ok(p: Projection) -> np.ndarray:
         return ((p.txn_atc >= 0) & ((p.txn_entry == ENTRY_CHIP) | (p.txn_entry == ENTRY_CONTACTLESS))
@@ -183,6 +219,7 @@ class ClonedCardDetector(BaseDetector):
         args = self.kernel_args(p)
         counts, first, evidence, travel_km, travel_s, burst_p, amount_p = cloned_card_evidence(*args)
         self.counts_, self.first_ = counts, first
+        counts = np.column_stack([counts, self._reported_counterfeit(p)])
         sizes = np.diff(p.card_indptr)
         card_of = np.repeat(np.arange(p.n_cards), sizes)
         located, atc_ok = args[4], args[7]
@@ -195,6 +232,7 @@ class ClonedCardDetector(BaseDetector):
         indptr, indices = evidence_csr(p.card_indptr, evidence)
         ids = p.txn_ids[indices]
         first_any = first[hit].min(axis=1) if len(hit) else np.zeros(0, np.int64)
+        first_any = np.where(first_any == NO_TIME, -1, first_any)
         rows = {"card_token": pd.Series(p.card_ids[hit], dtype=object),
                 "cards": np.ones(len(hit), dtype=np.int64)}
         for r, name in enumerate(_COUNTS):
@@ -203,7 +241,7 @@ class ClonedCardDetector(BaseDetector):
             rows[name] = values[hit]
         rows["fallback_burst_p"] = burst_p[hit]
         rows["fallback_amount_p"] = amount_p[hit]
-        rows["first_evidence_at"] = to_timestamps(np.where(first_any == NO_TIME, -1, first_any))
+        rows["first_evidence_at"] = to_timestamps(first_any)
         rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["travel_km"] = travel_km[hit]
         rows["travel_hours"] = np.where(travel_s[hit] >= 0, travel_s[hit] / 3600.0, np.nan)
@@ -242,38 +280,65 @@ class ClonedCardDetector(BaseDetector):
         n_scored = int(ev["cards"].sum())
         cards = ev[ev["card_token"].notna()].sort_values("card_token", kind="stable").reset_index(drop=True)
         cap = int(self.count_cap)
-        levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(REASONS)), cap)
-        widths = np.array([2 if r in _CONDITIONAL else cap + 1 for r in REASONS])  # levels per reason
+        levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(_REASONS)), cap)
+        widths = np.array([2 if r in _CONDITIONAL or r in _BINARY else cap + 1 for r in _REASONS])  # levels per reason
         levels = np.minimum(levels, (widths - 1)[None, :])  # conditional reasons: shown or not
-        tails = np.ones((len(cards), len(REASONS), cap + 2))
-        tails[:, :, cap + 1] = 0.0
-        rates = {}
-        for r, reason in enumerate(REASONS):
-            mine = levels[:, r]
-            column = CHANCES[reason]
-            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
-                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
-                tails[:, r, 2:] = 0.0
-                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
-            elif column is None:  # share of the other cards with at least k events
-                for k in range(1, cap + 1):
-                    others = int((mine >= k).sum()) - (mine >= k)
-                    tails[:, r, k] = np.minimum(1.0, (others + self.prior) / (n_scored - 1 + 2 * self.prior))
-                rates[reason] = (int((mine > 0).sum()) + self.prior) / (n_scored + 2 * self.prior)
-            else:  # per chance, each other card counted once
-                n = cards[column].to_numpy(np.int64)
-                shown, total = int((mine > 0).sum()), float(ev[column].sum())
-                rates[reason] = (shown + self.prior) / (total + 2 * self.prior)
-                rho = (shown - (mine > 0) + self.prior) / (total - n + 2 * self.prior)
-                for k in range(1, cap + 1):
-                    tails[:, r, k] = binom_tail_small_k(k, n, rho)
-        p = _exact_tail(tails, levels, widths)
-        q = bh_qvalues(p, m=max(n_scored, len(p)))
+        levels[:, _REPORTED] *= levels[:, :_REPORTED].sum(axis=1) > 0  # a report counts with a use that shows
+        totals = {c: float(ev[c].sum()) for c in set(CHANCES.values()) if c and c.startswith("chances")}
+        out = np.zeros(len(cards), dtype=bool)  # cards reported in an earlier round: out of the base rates
+        while True:
+            tails, rates = self._tails(cards, levels, widths, n_scored, totals, out)
+            m = max(n_scored, len(cards))  # a card ranked j is reported only if p * m / j <= REPORT_Q, j <= len
+            p = _exact_tail(tails, levels, widths, bound=REPORT_Q * len(cards) / max(m, 1))
+            q = bh_qvalues(p, m=m)
+            new = (q <= REPORT_Q) & ~out
+            if not new.any():
+                break
+            out |= new
         self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
         keep = np.flatnonzero(q <= REPORT_Q)
         self.cards_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
                                   tails[keep], levels[keep])
         return self.cards_
+
+    def _tails(self, cards: pd.DataFrame, levels: np.ndarray, widths: np.ndarray, n_scored: int, totals: dict,
+               out: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Per card and reason the tail ``P(level >= k)`` for k = 0..cap + 1 under rates from the run's other
+        cards, leaving out the card itself and the cards in ``out`` (reported in an earlier round)."""
+        cap = int(self.count_cap)
+        tails = np.ones((len(cards), len(_REASONS), cap + 2))
+        tails[:, :, cap + 1] = 0.0
+        rates = {}
+        base = ~out
+        n_base = n_scored - int(out.sum())
+        for r, reason in enumerate(_REASONS):
+            mine = levels[:, r]
+            column = CHANCES[reason]
+            shown = int(((mine > 0) & base).sum())
+            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
+                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
+                tails[:, r, 2:] = 0.0
+                rates[reason] = (shown + self.prior) / (n_base + 2 * self.prior)
+            elif reason in _BINARY:  # share among the other cards with another reason
+                eligible = base & (levels[:, :_REPORTED].sum(axis=1) > 0)
+                others = int(((mine > 0) & eligible).sum()) - ((mine > 0) & eligible)
+                tails[:, r, 1] = np.minimum(1.0, (others + self.prior) / (int(eligible.sum()) - eligible
+                                                                          + 2 * self.prior))
+                tails[:, r, 2:] = 0.0
+                rates[reason] = (shown + self.prior) / (int(eligible.sum()) + 2 * self.prior)
+            elif column is None:  # share of the other cards with at least k events
+                for k in range(1, cap + 1):
+                    others = int(((mine >= k) & base).sum()) - ((mine >= k) & base)
+                    tails[:, r, k] = np.minimum(1.0, (others + self.prior) / (n_base - base + 2 * self.prior))
+                rates[reason] = (shown + self.prior) / (n_base + 2 * self.prior)
+            else:  # per chance, each other card counted once
+                n = cards[column].to_numpy(np.int64)
+                total = totals[column] - float(n[out].sum())
+                rates[reason] = (shown + self.prior) / (total + 2 * self.prior)
+                rho = (shown - ((mine > 0) & base) + self.prior) / (total - n * base + 2 * self.prior)
+                for k in range(1, cap + 1):
+                    tails[:, r, k] = binom_tail_small_k(k, n, rho)
+        return tails, rates
 
     def fit(self, projection: Projection) -> "ClonedCardDetector":
         """``decide(evidence(projection))``: the reported cards of one projection in ``cards_``.
@@ -341,14 +406,22 @@ def binom_tail_small_k(k: int, n, rho) -> np.ndarray:
     return out
 
 
-def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray, bound: float = 1.0) -> np.ndarray:
     """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact
-    enumeration of every combination)."""
+    enumeration of every combination).
+
+    Cards whose lower bound ``prod_r tail_r(l_r)`` (every level at least the observed one implies S >= s) is above
+    ``bound`` are not enumerated: their value is 1.0. ``decide`` passes the largest p-value that Benjamini-
+    Hochberg could still report, so the reported cards and their q-values do not change.
+    """
     n, n_reasons, _ = tails.shape
     out = np.ones(n)
-    for lo in range(0, n, _CHUNK):
-        t = tails[lo:lo + _CHUNK]
-        lv = levels[lo:lo + _CHUNK]
+    lower = tails[np.arange(n)[:, None], np.arange(n_reasons)[None, :], levels].prod(axis=1)
+    todo = np.flatnonzero(lower <= bound)
+    for lo in range(0, len(todo), _CHUNK):
+        rows = todo[lo:lo + _CHUNK]
+        t = tails[rows]
+        lv = levels[rows]
         m = len(t)
         pmf = np.clip(t[:, :, :-1] - t[:, :, 1:], 0.0, 1.0)
         surprise = -np.log(np.maximum(t[:, :, :-1], 1e-300))
@@ -359,8 +432,8 @@ def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray) -> np
             values = (values[:, :, None] + surprise[:, r, None, :w]).reshape(m, -1)
             probs = (probs[:, :, None] * pmf[:, r, None, :w]).reshape(m, -1)
         tol = 1e-9 * np.maximum(1.0, observed)
-        out[lo:lo + m] = np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1))
-        out[lo:lo + m][observed <= 0] = 1.0
+        out[rows] = np.where(observed <= 0, 1.0,
+                             np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1)))
     return out
 
 
@@ -371,11 +444,11 @@ def _strength(tail: float) -> str:
 def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.ndarray,
                 levels: np.ndarray) -> pd.DataFrame:
     """The reported cards, typed even when empty, by ascending q-value."""
-    own = tails[np.arange(len(cards))[:, None], np.arange(len(REASONS))[None, :], levels]
+    own = tails[np.arange(len(cards))[:, None], np.arange(len(_REASONS))[None, :], levels]
     reasons = []
     for i in range(len(cards)):
         shown = [r for r in np.argsort(own[i], kind="stable") if levels[i, r] > 0]
-        reasons.append(";".join(f"{REASONS[r]}:{_strength(own[i, r])}" for r in shown))
+        reasons.append(";".join(f"{_REASONS[r]}:{_strength(own[i, r])}" for r in shown))
     km = cards["travel_km"].to_numpy(np.float64)
     hours = cards["travel_hours"].to_numpy(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

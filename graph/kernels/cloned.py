@@ -63,10 +63,13 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
       marked.
     - atc_regression: an ATC value not used before but lower than one used more than ``offline_delay_s``
       earlier (an offline transaction whose ATC arrives within the delay is expected, not evidence).
-    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use, near
-      the card's latest located chip/contactless use (or not located).
-    - fallback_far: such a transaction at least ``fallback_far_km`` from the latest located chip use (a copy
-      used far away rather than a worn chip at home). The two fallback reasons are exclusive.
+    - fallback_after_chip: a magstripe/fallback transaction after the card's first chip/contactless use that
+      is not fallback_far (within ``fallback_far_km`` of some located chip/contactless use of the card, not
+      located, or before any located chip/contactless use).
+    - fallback_far: a located magstripe/fallback transaction after a located chip/contactless use, at least
+      ``fallback_far_km`` from every located chip/contactless use of the card, before or after it: a place the
+      genuine card was never seen (a copy used far away, rather than a worn chip at home or a traveller who
+      swipes once and inserts the chip in the same city). The two fallback reasons are exclusive.
     - parallel_use: a "switch" is a consecutive located pair at least ``parallel_km`` apart; a switch counts
       when at least ``parallel_min_switches`` switches (itself and earlier ones) lie within
       ``parallel_window_s`` seconds before it; counted per switch in any such window, both ends marked.
@@ -165,11 +168,14 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         for i in range(lo, hi):
             e = entry[i]
             if (e == _MAGSTRIPE or e == _FALLBACK) and chip_seen and ts[i] > t_chip:
-                if located[i] and last_chip >= 0 and haversine_km(lat[last_chip], lon[last_chip], lat[i],
-                                                                  lon[i]) >= fallback_far_km:
-                    _note(c, FALLBACK_FAR, ts[i], i, counts, first, evidence)
-                else:
-                    _note(c, FALLBACK_AFTER_CHIP, ts[i], i, counts, first, evidence)
+                far = located[i] and last_chip >= 0
+                if far:  # far from every located chip use of the card, before or after it
+                    for j in range(lo, hi):
+                        if located[j] and (entry[j] == _CHIP or entry[j] == _CONTACTLESS) and haversine_km(
+                                lat[j], lon[j], lat[i], lon[i]) < fallback_far_km:
+                            far = False
+                            break
+                _note(c, FALLBACK_FAR if far else FALLBACK_AFTER_CHIP, ts[i], i, counts, first, evidence)
             elif e == _CHIP or e == _CONTACTLESS:
                 if not chip_seen:
                     chip_seen, t_chip = True, ts[i]

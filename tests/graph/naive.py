@@ -72,8 +72,9 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         for i in rows:
             if entry[i] in (2, 3) and chip_times and ts[i] > min(chip_times):
                 before = [j for j in rows if j < i and entry[j] in (0, 1) and located[j]]
-                far = located[i] and before and haversine_km(lat[before[-1]], lon[before[-1]], lat[i],
-                                                             lon[i]) >= fallback_far_km
+                chips = [j for j in rows if entry[j] in (0, 1) and located[j]]  # before or after i
+                far = located[i] and before and all(haversine_km(lat[j], lon[j], lat[i], lon[i]) >= fallback_far_km
+                                                    for j in chips)
                 note(c, 5 if far else 3, ts[i], i)
         if chip_times:
             uses = [i for i in rows if ts[i] > min(chip_times) and entry[i] in (0, 1, 2, 3)]

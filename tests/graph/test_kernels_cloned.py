@@ -96,6 +96,9 @@ CASES = {
     "fallback after chip": [[(0, SH, 0, 1, True), (H, SH, 3, -1, False), (2 * H, SH, 2, -1, False)]],
     "fallback far after chip": [[(0, SH, 0, 1, True), (H, None, 0, 2, True), (9 * H, BJ, 2, -1, False),
                                  (10 * H, GZ, 3, -1, False), (11 * H, SH, 1, 3, True), (12 * H, SH, 2, -1, False)]],
+    "swipe on a trip, chip later there": [[(0, SH, 0, 1, True), (D, BJ, 2, -1, False), (D + 2 * H, BJ, 0, 2, True),
+                                           (3 * D, SH, 0, 3, True)]],
+    "swipe where the chip was used before": [[(0, BJ, 0, 1, True), (D, SH, 0, 2, True), (2 * D, BJ, 3, -1, False)]],
     "magstripe before chip fine": [[(0, SH, 2, -1, False), (H, SH, 0, 1, True)]],
     "fallback same second as chip": [[(0, SH, 0, 1, True), (0, SH, 3, -1, False)]],
     "parallel use sh-gz": [[(k * 6 * H, SH if k % 2 == 0 else GZ, 0, k, True) for k in range(8)]],
@@ -129,6 +132,9 @@ def test_expected_flags():
     assert _check(CASES["fallback after chip"])[0, 5] == 0
     assert _check(CASES["fallback far after chip"])[0, 3] == 1  # near and far fallbacks are exclusive
     assert _check(CASES["fallback far after chip"])[0, 5] == 2
+    # far from the latest chip use but near another chip use of the card (after or before): not far
+    assert _check(CASES["swipe on a trip, chip later there"])[0, [3, 5]].tolist() == [1, 0]
+    assert _check(CASES["swipe where the chip was used before"])[0, [3, 5]].tolist() == [1, 0]
     assert _check(CASES["sh-gz 3h plausible"]).sum() == 0
     assert _check(CASES["sh-gz 20 min impossible"])[0, 0] == 1
     assert _check(CASES["sh-bj 50 min within slack"]).sum() == 0
