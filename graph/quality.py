@@ -65,11 +65,15 @@ def queue_truth(alerts: pd.DataFrame, rings: pd.DataFrame, truth: dict) -> np.nd
     """Whether each alert is about something planted (bool array, in the alerts' order).
 
     A point-of-compromise alert is true on a planted skimmer or compromised terminal; a cloned-card alert on a
-    planted clone; a ring alert when its merchants overlap a planted ring by ``TRUE_RING_JACCARD``; a terminal
+    planted clone or on a card with planted fraud at a compromised terminal (``fraud_txns`` of kind
+    ``at_terminal``: its data was used where the card never was, and the right action, reissue, is the same;
+    the cloned-card figures of ``drop_quality`` still count planted clones only); a ring alert when its merchants overlap a planted ring by ``TRUE_RING_JACCARD``; a terminal
     finding on a terminal that a planted case or a planted compromise touched.
     """
     points = set(_points_truth(truth)["terminal_id"])
     clones = set(_truth_frame(truth, "cloned_cards", ["card_token"])["card_token"])
+    fraud = _truth_frame(truth, "fraud_txns", ["card_token", "kind"])
+    clones |= set(fraud.loc[fraud["kind"] == "at_terminal", "card_token"])  # used where the card never was
     cases = set(_truth_frame(truth, "terminal_cases", ["terminal_id"])["terminal_id"]) | points
     planted_rings = _truth_frame(truth, "rings", ["ring_id", "kind", "member_type", "member_id"])
     matched = match_rings(rings, planted_rings) if len(rings) and len(planted_rings) else \

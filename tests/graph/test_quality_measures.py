@@ -20,16 +20,18 @@ def test_queue_truth_per_kind():
     truth = {"skimmers": pd.DataFrame({"terminal_id": ["T1"]}),
              "compromise_points": pd.DataFrame({"terminal_id": ["T2"], "mode": ["at_terminal"]}),
              "cloned_cards": pd.DataFrame({"card_token": ["c1"]}),
+             "fraud_txns": pd.DataFrame({"card_token": ["c3", "c4"], "kind": ["at_terminal", "ring"]}),
              "terminal_cases": pd.DataFrame({"terminal_id": ["T3"], "kind": ["trace_gap"]}),
              "rings": pd.DataFrame({"ring_id": "R", "kind": "cash_out", "member_type": "merchant",
                                     "member_id": ["M1", "M2"]})}
     rings = pd.DataFrame({"ring_id": ["r1", "r1", "r2"], "kind": "cash_out", "score": 0.9, "member_type": "merchant",
                           "member_id": ["M1", "M2", "M9"]})
     alerts = pd.DataFrame({"kind": ["skimming_point", "compromised_terminal", "skimming_point", "cloned_card",
-                                    "cloned_card", "cash_out", "cash_out", "trace_gap", "tamper_event", "void_spike"],
-                           "entity_id": ["T1", "T2", "T9", "c1", "c2", "r1", "r2", "T3", "T2", "T8"]})
+                                    "cloned_card", "cash_out", "cash_out", "trace_gap", "tamper_event", "void_spike",
+                                    "cloned_card", "cloned_card"],
+                           "entity_id": ["T1", "T2", "T9", "c1", "c2", "r1", "r2", "T3", "T2", "T8", "c3", "c4"]})
     assert queue_truth(alerts, rings, truth).tolist() == [True, True, False, True, False, True, False, True, True,
-                                                          False]
+                                                          False, True, False]
 
 
 def test_ring_jaccard_counts_only_the_planted_member_types():
