@@ -63,10 +63,14 @@ def _console_errors(driver) -> list[str]:
 
 
 def _choose(driver, dropdown_id: str, value: str):
-    """Pick ``value`` in a dcc.Dropdown as a user does: open it, click the option."""
-    driver.find_element(By.ID, dropdown_id).click()
+    """Pick ``value`` in a dcc.Dropdown as a user does: bring it to the middle of the window (sections load
+    above it and move it), open it, click the option."""
+    dropdown = driver.find_element(By.ID, dropdown_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", dropdown)
+    dropdown.click()
     option = _wait(driver, ec.element_to_be_clickable(
         (By.XPATH, f"//label[@role='option'][.//input[@value='{value}']]")))
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", option)
     option.click()
     _wait(driver, lambda d: d.find_element(By.ID, f"{dropdown_id}-value").text == value)
 
