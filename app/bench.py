@@ -26,7 +26,6 @@ __all__ = ["bench_app"]
 log = logging.getLogger("posguard.bench")
 
 _KINDS = ("cloned_card", "skimming_point", "terminal_integrity", "ring")
-_SEVERITIES = ("critical", "high", "medium", "low")
 
 
 def _percentiles(seconds: list[float]) -> dict:
@@ -49,7 +48,7 @@ def _pad_alerts(db, target: int, seed: int = 7) -> int:
     have = db.read("MATCH (a:Alert) RETURN count(a) AS n")[0]["n"]
     missing = max(0, target - have)
     rng = np.random.default_rng(seed)
-    rows = [{"id": f"bench-{i:08d}", "kind": _KINDS[i % 4], "severity": _SEVERITIES[int(rng.integers(4))],
+    rows = [{"id": f"bench-{i:08d}", "kind": _KINDS[i % 4], "severity": queries.SEVERITIES[int(rng.integers(len(queries.SEVERITIES)))],
              "score": float(rng.random()), "status": "open", "entity_id": f"bench-{i}",
              "days": int(rng.integers(60))} for i in range(missing)]
     db.write_batches("""

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from graph.detectors.significance import SEVERITY_Q
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
 
 __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "queue_summary", "last_run",
@@ -19,7 +20,7 @@ __all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options
            "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "CARD_DECISIONS", "EXPOSURE_MODE", "EXPOSED_CSV_COLUMNS"]
 
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
-SEVERITIES = ("critical", "high", "medium", "low")
+SEVERITIES = tuple(SEVERITY_Q)  # most severe first: the q-value levels of graph.detectors.significance
 # What an investigator decides for a card exposed at a point of compromise (recorded per card in the audit trail).
 CARD_DECISIONS = ("reissue", "watch", "dismiss")
 # The exposure mode behind each point-of-compromise alert kind (EXPOSED_AT.mode).

@@ -20,7 +20,7 @@ __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table"
            "expand_graph", "SEVERITY_COLORS", "exposures_view",
            "terminal_exposures_view"]
 
-SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "gray"}
+SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow"}
 _HIDDEN_PROPS = {"clone_evidence_txn_ids"}
 # The sections an entity page loads after it is shown (prefix-<name>-box), per entity type.
 _SECTIONS = {"card": ("timeline", "map"), "terminal": ("timeline", "map"), "merchant": ("timeline", "map"),

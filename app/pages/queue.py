@@ -6,6 +6,7 @@ members, the one card of a cloned-card alert), then score (``app.queries._IMPACT
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote, urlencode
 
 import dash
@@ -21,7 +22,7 @@ __all__ = ["register", "layout", "parse_filters", "query_string", "queue_rows", 
 
 QUEUE_ROWS = 500  # rows the grid holds (in its default order); narrower filters reach the rest
 FILTERS = ("kind", "severity", "status", "assignee", "since", "until", "new")
-_SEVERITY_NAMES = "['critical', 'high', 'medium', 'low'][params.value]"
+_SEVERITY_NAMES = f"{json.dumps(list(queries.SEVERITIES))}[params.value]"
 COLUMNS = [
     {"field": "severity_rank", "headerName": "severity", "width": 105, "valueFormatter": {"function": _SEVERITY_NAMES},
      "cellClassRules": {"pg-flagged": "params.value === 0"}},
@@ -60,7 +61,7 @@ def queue_rows(rows: list[dict]) -> list[dict]:
             evidence = f"{(r.get('first_raised_at') or r.get('created_at') or '')[:10]} (raised)"
         out.append({"alert_id": r["alert_id"], "severity": r["severity"],
                     "severity_rank": queries.SEVERITIES.index(r["severity"]) if r["severity"] in queries.SEVERITIES
-                    else 3, "kind": r["kind"], "entity": f"{r['entity_type']} {str(r['entity_id'])[:16]}",
+                    else len(queries.SEVERITIES), "kind": r["kind"], "entity": f"{r['entity_type']} {str(r['entity_id'])[:16]}",
                     "href": f"/alert/{quote(r['alert_id'])}", "impact": r.get("impact") or 0,
                     "score": round(r["score"] or 0, 3), "status": r["status"], "assignee": r["assignee"] or "",
                     "evidence": evidence, "summary": r["summary"]})
