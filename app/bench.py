@@ -48,7 +48,8 @@ def _pad_alerts(db, target: int, seed: int = 7) -> int:
     have = db.read("MATCH (a:Alert) RETURN count(a) AS n")[0]["n"]
     missing = max(0, target - have)
     rng = np.random.default_rng(seed)
-    rows = [{"id": f"bench-{i:08d}", "kind": _KINDS[i % 4], "severity": queries.SEVERITIES[int(rng.integers(len(queries.SEVERITIES)))],
+    levels = queries.SEVERITIES
+    rows = [{"id": f"bench-{i:08d}", "kind": _KINDS[i % 4], "severity": levels[int(rng.integers(len(levels)))],
              "score": float(rng.random()), "status": "open", "entity_id": f"bench-{i}",
              "days": int(rng.integers(60))} for i in range(missing)]
     db.write_batches("""
