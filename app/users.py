@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from graph.settings import Settings
+
 __all__ = ["ROLES", "User", "UserError", "add_user", "list_users", "set_disabled", "reset_password",
            "authenticate", "open_session", "session_user", "close_session", "can", "LoginPolicy", "LoginOutcome",
            "login", "unlock", "auth_events"]
@@ -172,12 +174,13 @@ class LoginPolicy:
     ``--address``) ends a lockout. Failures older than a day are forgotten.
     """
 
-    free_failures: int = 3
-    delay_seconds: float = 1.0
-    lockout_failures: int = 10
-    address_free_failures: int = 10
-    address_lockout_failures: int = 30
-    lockout_minutes: float = 15.0
+    # the defaults are the settings' (graph.settings.Settings, POSGUARD_LOGIN_*): stated once, there
+    free_failures: int = Settings.login_free_failures
+    delay_seconds: float = Settings.login_delay_seconds
+    lockout_failures: int = Settings.login_lockout_failures
+    address_free_failures: int = Settings.login_address_free_failures
+    address_lockout_failures: int = Settings.login_address_lockout_failures
+    lockout_minutes: float = Settings.login_lockout_minutes
 
     @classmethod
     def from_settings(cls, settings) -> "LoginPolicy":

@@ -15,6 +15,19 @@ from tests.app.conftest import PASSWORDS
 from tests.helpers import REPO, posguard
 
 
+
+def _wait_until_serving(proc, base: str, seconds: float = 60) -> None:
+    """Wait until ``posguard app`` answers on ``base``; fail if it exits or takes longer than ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(base + "/login", timeout=2)
+            return
+        except (urllib.error.URLError, ConnectionError):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, f"posguard app did not answer within {seconds:.0f} s"
+            time.sleep(0.5)
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -27,15 +40,7 @@ def test_posguard_app_serves_on_localhost_behind_the_login(app_env):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/login", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "posguard app did not answer within 60 s"
-                time.sleep(0.5)
+        _wait_until_serving(proc, base)
         # Listening on the loopback address only.
         assert _listening_addresses(port) == {"127.0.0.1"}
         anonymous = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(), _NoRedirect())
@@ -97,15 +102,7 @@ def test_sign_in_is_throttled_locked_out_and_unlocked_and_the_cookie_can_be_secu
         return response.status, dict(response.headers)
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/login", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "posguard app did not answer within 60 s"
-                time.sleep(0.5)
+        _wait_until_serving(proc, base)
         status, headers = attempt("wrong-1")
         assert status == 401 and "Retry-After" not in headers  # the free failure
         status, headers = attempt("wrong-2")
