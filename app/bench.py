@@ -17,9 +17,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from waitress.server import create_server
 
-from app import queries
+from app import queries, users
+from app.explorer import create_app
 from graph.schema import ENTITY_KEYS
+from graph.vocabulary import SEVERITIES
 
 __all__ = ["bench_app"]
 
@@ -48,7 +51,7 @@ def _pad_alerts(db, target: int, seed: int = 7) -> int:
     have = db.read("MATCH (a:Alert) RETURN count(a) AS n")[0]["n"]
     missing = max(0, target - have)
     rng = np.random.default_rng(seed)
-    levels = queries.SEVERITIES
+    levels = SEVERITIES
     rows = [{"id": f"bench-{i:08d}", "kind": _KINDS[i % 4], "severity": levels[int(rng.integers(len(levels)))],
              "score": float(rng.random()), "status": "open", "entity_id": f"bench-{i}",
              "days": int(rng.integers(60))} for i in range(missing)]
@@ -142,11 +145,6 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
     -------
     dict: ``queries`` (p50/p95 per query), ``pages`` (one session), ``concurrent`` (all sessions at once).
     """
-    from waitress.server import create_server
-
-    from app import users
-    from app.explorer import create_app
-
     added = _pad_alerts(db, alerts)
     db.run("CALL db.awaitIndexes(300)")
     cards, terminals, merchants = (_samples(db, t, reps) for t in ("card", "terminal", "merchant"))

@@ -8,6 +8,12 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from waitress import serve
+
+from app import users
+from app.explorer import create_app
+from graph.server import connect
+
 __all__ = ["add_parsers", "cmd_app", "cmd_users"]
 
 log = logging.getLogger("posguard.app")
@@ -24,9 +30,6 @@ def _password(args: argparse.Namespace) -> str:
 
 def cmd_users(args: argparse.Namespace, settings) -> int:
     """users add NAME --role R | list | disable NAME | enable NAME | reset NAME | unlock NAME."""
-    from app import users
-    from graph.db import connect
-
     with connect(settings) as db:
         db.ensure_schema()
         try:
@@ -62,10 +65,6 @@ def cmd_users(args: argparse.Namespace, settings) -> int:
 
 def cmd_app(args: argparse.Namespace, settings) -> int:
     """Serve the explorer until interrupted."""
-    from app import users
-    from app.explorer import create_app
-    from graph.db import connect
-
     db = connect(settings)
     db.ensure_schema()
     secure = settings.secure_cookie or args.secure_cookie
@@ -78,7 +77,6 @@ def cmd_app(args: argparse.Namespace, settings) -> int:
                         "(or POSGUARD_SECURE_COOKIE=1)")
     print(f"posguard explorer on http://{args.host}:{args.port}/ (sign in with a user from `posguard users add`)",
           flush=True)
-    from waitress import serve
 
     try:
         serve(app.server, host=args.host, port=args.port, threads=args.threads, ident="posguard")

@@ -11,7 +11,7 @@ from dash import Input, Output, dcc, html, no_update
 
 from app import queries
 from app.context import current_user, database, guarded, token_key
-from etl.tokenize import token
+from graph.tokens import token
 
 __all__ = ["layout", "register", "search_target", "NO_MATCH_PATH"]
 

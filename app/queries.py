@@ -10,21 +10,18 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from graph.detectors.significance import SEVERITY_Q
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
+from graph.vocabulary import CARD_DECISIONS, POINT_KIND_OF_MODE, STATUSES
 
-__all__ = ["STATUSES", "SEVERITIES", "ENTITY_KEYS", "queue_page", "queue_options", "queue_summary", "last_run",
+__all__ = ["queue_page", "queue_options", "queue_summary", "last_run",
            "audit_log", "audit_options", "alert", "alert_evidence", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
            "portfolio", "latest_transaction", "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
-           "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "CARD_DECISIONS", "EXPOSURE_MODE", "EXPOSED_CSV_COLUMNS"]
+           "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "EXPOSURE_MODE",
+           "EXPOSED_CSV_COLUMNS"]
 
-STATUSES = ("open", "in_progress", "confirmed", "dismissed")
-SEVERITIES = tuple(SEVERITY_Q)  # most severe first: the q-value levels of graph.detectors.significance
-# What an investigator decides for a card exposed at a point of compromise (recorded per card in the audit trail).
-CARD_DECISIONS = ("reissue", "watch", "dismiss")
 # The exposure mode behind each point-of-compromise alert kind (EXPOSED_AT.mode).
-EXPOSURE_MODE = {"skimming_point": "skimming", "compromised_terminal": "at_terminal"}
+EXPOSURE_MODE = {kind: mode for mode, kind in POINT_KIND_OF_MODE.items()}
 # Properties never shown or exported (none is SECRET: tokens only; these are just noise for investigators).
 _HIDDEN = {"run_id", "score_run", "skim_run", "clone_run", "integrity_run"}
 
@@ -60,7 +57,7 @@ ORDER BY severity_rank, impact DESC, a.score DESC, a.alert_id SKIP $skip LIMIT $
     "options": "MATCH (a:Alert) RETURN collect(DISTINCT a.kind) AS kinds, collect(DISTINCT a.assignee) AS assignees",
     "last_run": "MATCH (r:ScoreRun) RETURN r.run_id AS run_id, r.created_at AS at ORDER BY r.created_at DESC LIMIT 1",
     "summary": """
-MATCH (a:Alert) WHERE a.active AND a.status IN ['open', 'in_progress']
+MATCH (a:Alert) WHERE a.active AND a.status IN $open_statuses
 RETURN a.kind AS kind, a.severity AS severity, count(a) AS n,
        count(CASE WHEN $new_since IS NOT NULL AND a.first_raised_at >= $new_since THEN 1 END) AS new,
        count(CASE WHEN a.assignee = $user THEN 1 END) AS mine
@@ -250,7 +247,7 @@ def queue_summary(db, user_name: str | None) -> dict:
     Returns ``{"cells": [{kind, severity, n, new, mine}], "total", "new", "mine", "last_run"}``.
     """
     run = last_run(db)
-    cells = db.read(CYPHER["summary"], new_since=_since(run["at"]) if run else None, user=user_name)
+    cells = db.read(CYPHER["summary"], open_statuses=list(STATUSES[:2]), new_since=_since(run["at"]) if run else None, user=user_name)
     return {"cells": cells, "total": sum(c["n"] for c in cells), "new": sum(c["new"] for c in cells),
             "mine": sum(c["mine"] for c in cells), "last_run": run}
 

@@ -13,6 +13,9 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
 from etl.load import CYPHER, LoadStats, distinct_table, load_run
+from graph.catalog import staged_run_dir
+from graph.server import connect
+from graph.server.local import LocalServer, ServerError
 
 __all__ = ["bulk_load_run", "BulkLoadError", "BulkUnavailable", "TXN_HEADER"]
 
@@ -54,7 +57,7 @@ def _export(home: Path, run_id: str, target: Path) -> tuple[dict[str, Path], dic
     files = {"cards": target / "cards.csv", "terminals": target / "terminals.csv", "txns": target / "txns.csv"}
     _write_csv(cards, ["token:ID(Card)", "pan_last4"], files["cards"])
     _write_csv(terminals, ["terminal_id:ID(Terminal)"], files["terminals"])
-    dataset = ds.dataset(home / "staging" / "transactions" / f"run={run_id}", format="parquet")
+    dataset = ds.dataset(staged_run_dir(home, "transactions", run_id), format="parquet")
     txns = dataset.to_table(columns=list(TXN_HEADER))
     _write_csv(txns, list(TXN_HEADER.values()), files["txns"])
     return files, {"cards": cards.num_rows, "transaction_terminals": terminals.num_rows,
@@ -88,9 +91,6 @@ def bulk_load_run(settings, run_id: str) -> LoadStats:
     BulkLoadError
         When neo4j-admin import fails.
     """
-    from graph.db import connect
-    from graph.server.local import LocalServer, ServerError
-
     if settings.external:
         raise BulkUnavailable("the bulk path needs the local server: neo4j-admin import cannot reach NEO4J_URI")
     server = LocalServer(settings)

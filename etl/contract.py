@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "KINDS", "SECRET_FIELDS", "ENTRY_MODES", "TXN_TYPES", "FRAUD_TYPES", "EVENTS", "kind_of_file",
-           "REFERENCE_KEYS", "DUPLICATE_KEYS"]
+from graph.vocabulary import ENTRY_MODES, EVENTS, FRAUD_TYPES, TXN_TYPES
 
-ENTRY_MODES = ("chip", "contactless", "magstripe", "fallback", "manual", "unknown")
-TXN_TYPES = ("purchase", "refund", "void", "preauth", "completion")
-FRAUD_TYPES = ("counterfeit", "lost_stolen", "card_not_present", "account_takeover", "cash_out", "other")
-EVENTS = ("heartbeat", "boot", "firmware_update", "tamper")
+__all__ = ["Column", "KINDS", "SECRET_FIELDS", "kind_of_file"]
 
 
 @dataclass(frozen=True)
@@ -67,14 +63,6 @@ KINDS: dict[str, tuple[Column, ...]] = {
 # SECRET input column -> the staged token column that replaces it.
 SECRET_FIELDS = {"pan": "card_token", "owner_id": "owner_token", "phone": "phone_token",
                  "bank_account": "bank_account_token"}
-
-# Reference kinds: one row per key in a drop (a later drop replaces it).
-REFERENCE_KEYS = {"terminals": ("terminal_id",), "merchants": ("merchant_id",),
-                  "approved_firmware": ("firmware_hash",)}
-# What makes two rows "the same row again" (a duplicate if identical, else a conflict for unique ids).
-DUPLICATE_KEYS = {"transactions": ("txn_id",), **REFERENCE_KEYS,
-                  "fraud_reports": ("card_token", "reported_at", "fraud_type", "txn_id"),
-                  "terminal_events": ("terminal_id", "ts", "event")}
 
 
 def kind_of_file(name: str) -> str | None:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from etl.contract import KINDS, kind_of_file
+from etl.contract import KINDS, SECRET_FIELDS, kind_of_file
 from etl.errors import DropError
 
 __all__ = ["RawFile", "find_files", "scan_drop", "read_file", "read_input", "is_compressed", "shown_name", "sha256_of",
@@ -238,8 +238,6 @@ def parse_csv_body(body: bytes, names: list[str], first_line: int) -> tuple[pd.D
 def _invalid_fields(fields: list[str], names: list[str]) -> str:
     """Which fields of a row are not UTF-8, and their text with U+FFFD for the bad bytes; never the value of
     a SECRET column (it cannot be tokenized: its bytes are not text)."""
-    from etl.contract import SECRET_FIELDS
-
     out = []
     for i, value in enumerate(fields):
         if not any("\udc80" <= ch <= "\udcff" for ch in value):

@@ -10,7 +10,10 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-__all__ = ["distinct_table", "load_run", "LoadStats", "CYPHER", "LOAD_ORDER"]
+from graph.catalog import STAGED_SCHEMAS, staged_run_dir
+from graph.db import DatabaseError
+
+__all__ = ["distinct_table", "load_run", "LoadStats", "CYPHER", "LOAD_ORDER", "LOAD_COLUMNS"]
 
 # One query per step, always `UNWIND $rows AS row`; MERGE on constrained keys so a re-run is a no-op.
 CYPHER = {
@@ -120,15 +123,13 @@ LOAD_ORDER = ("merchants", "approved_firmware", "terminals", "cards", "transacti
               "fraud_reports", "terminal_events")
 _DISTINCT = {"cards": ["card_token", "pan_last4"], "transaction_terminals": ["terminal_id"]}
 
-_COLUMNS = {
+LOAD_COLUMNS = {
     "merchants": ["merchant_id", "name", "mcc", "address", "city", "lat", "lon", "onboarded_at", "owner_token",
                   "phone_token", "bank_account_token", "agent_id", "run_id"],
     "terminals": ["terminal_id", "merchant_id", "serial_no", "model", "firmware_hash", "lat", "lon",
                   "installed_at", "run_id"],
     "approved_firmware": ["firmware_hash", "model", "approved_at"],
-    "transactions": ["txn_id", "ts", "card_token", "pan_last4", "terminal_id", "merchant_id", "amount",
-                     "currency", "txn_type", "entry_mode", "response_code", "atc", "stan", "mcc", "lat", "lon",
-                     "run_id"],
+    "transactions": [c for c in STAGED_SCHEMAS["transactions"].names if c != "row_hash"],
     "fraud_reports": ["card_token", "pan_last4", "reported_at", "first_fraud_at", "fraud_type"],
     "terminal_events": ["terminal_id", "ts", "firmware_hash"],
 }
@@ -147,20 +148,16 @@ class LoadStats:
         return self.rows.get("transactions", 0) / secs if secs else 0.0
 
 
-def _run_dir(home: Path, kind: str, run_id: str) -> Path:
-    return Path(home) / "staging" / kind / f"run={run_id}"
-
-
 def _batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
     """Yield row dicts of one staged kind of one run, ``batch_size`` at a time."""
     if kind in _DISTINCT:
         yield from _distinct_batches(home, kind, run_id, batch_size)
         return
-    path = _run_dir(home, kind, run_id)
+    path = staged_run_dir(home, kind, run_id)
     if not path.exists():
         return
     dataset = ds.dataset(path, format="parquet")
-    wanted = [c for c in _COLUMNS[kind] if c in dataset.schema.names]
+    wanted = [c for c in LOAD_COLUMNS[kind] if c in dataset.schema.names]
     scanner = dataset.scanner(columns=wanted, batch_size=batch_size)
     if kind == "terminal_events":  # only firmware changes become graph edges; heartbeats stay in staging
         scanner = dataset.scanner(columns=wanted, batch_size=batch_size,
@@ -169,7 +166,7 @@ def _batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[li
     for record_batch in scanner.to_batches():
         if record_batch.num_rows:
             rows = _epoch_millis(pa.Table.from_batches([record_batch])).to_pylist()
-            for missing in set(_COLUMNS[kind]) - set(wanted):
+            for missing in set(LOAD_COLUMNS[kind]) - set(wanted):
                 for row in rows:
                     row[missing] = None
             yield rows
@@ -188,7 +185,7 @@ def _epoch_millis(table: pa.Table) -> pa.Table:
 def distinct_table(home: Path, kind: str, run_id: str) -> pa.Table:
     """The distinct end nodes (``cards`` or ``transaction_terminals``) of a run's transactions, sorted by key."""
     columns = _DISTINCT[kind]
-    table = ds.dataset(_run_dir(home, "transactions", run_id), format="parquet").to_table(columns=columns)
+    table = ds.dataset(staged_run_dir(home, "transactions", run_id), format="parquet").to_table(columns=columns)
     key = columns[0]
     distinct = table.group_by(key).aggregate([(c, "max") for c in columns[1:]])
     distinct = distinct.rename_columns([c if c == key else c.removesuffix("_max") for c in distinct.column_names])
@@ -196,7 +193,7 @@ def distinct_table(home: Path, kind: str, run_id: str) -> pa.Table:
 
 
 def _distinct_batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
-    if not _run_dir(home, "transactions", run_id).exists():
+    if not staged_run_dir(home, "transactions", run_id).exists():
         return
     rows = distinct_table(home, kind, run_id).to_pylist()
     for start in range(0, len(rows), batch_size):
@@ -206,8 +203,6 @@ def _distinct_batches(home: Path, kind: str, run_id: str, batch_size: int) -> It
 def _write_transactions(db, rows: list[dict], batch_size: int, on_batch) -> int:
     """CREATE a batch of TXN relationships; if the txn_id constraint refuses one (a repeated or resumed
     load), write that batch again with the query that skips ids already present."""
-    from graph.db import DatabaseError
-
     try:
         return db.write_batches(CYPHER["transactions_new"], rows, batch_size=batch_size, on_batch=on_batch)
     except DatabaseError as exc:

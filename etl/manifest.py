@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["new_run_id", "write_manifest", "read_manifests", "write_rejects", "run_dir", "fingerprint",
-           "posguard_version"]
+from graph.catalog import run_dir, runs_dir
 
-
-def posguard_version() -> str:
-    """The installed posguard version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("posguard")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """``YYYYMMDDTHHMMSSZ-<8 hex>``: sorts by time."""
-    now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
-
-
-def run_dir(home: Path, run_id: str) -> Path:
-    return Path(home) / "runs" / run_id
+__all__ = ["write_manifest", "read_manifests", "write_rejects", "fingerprint"]
 
 
 def fingerprint(inputs: list[dict]) -> str:
@@ -71,7 +50,7 @@ def write_manifest(home: Path, run_id: str, manifest: dict) -> Path:
 
 def read_manifests(home: Path) -> list[dict]:
     """Every run's manifest, oldest first."""
-    runs = Path(home) / "runs"
+    runs = runs_dir(home)
     out = []
     for path in sorted(runs.glob("*/manifest.json")) if runs.exists() else []:
         try:

@@ -12,14 +12,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from etl.contract import DUPLICATE_KEYS, REFERENCE_KEYS
+from etl.contract import kind_of_file
 from etl.errors import DropError
 from etl.extract import RawFile, read_file, scan_drop, shown_name
 from etl.lock import etl_lock
-from etl.manifest import fingerprint, new_run_id, posguard_version, read_manifests, write_manifest, write_rejects
+from etl.manifest import fingerprint, read_manifests, write_manifest, write_rejects
 from etl.redact import redact_pans, redact_values
-from etl.stage import STAGED_SCHEMAS, discard_uncommitted, read_staged, staged_row_hashes, write_staged
-from etl.validate import REJECT_COLUMNS, Limits, validate
+from etl.validate import Limits, REJECT_COLUMNS, validate
+from graph.catalog import (DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, discard_uncommitted, new_run_id, read_staged,
+                           run_dir, staged_row_hashes, write_staged)
+from graph.settings import posguard_version
 
 __all__ = ["run_drop", "run_all", "RunResult", "is_drop", "VALIDATION_ORDER", "LocalEngine"]
 
@@ -55,8 +57,6 @@ class RunResult:
 
 def is_drop(path: Path) -> bool:
     """True when ``path`` holds transaction files directly (CSV, compressed CSV or Parquet)."""
-    from etl.contract import kind_of_file
-
     return Path(path).is_dir() and any(kind_of_file(p.name) == "transactions" for p in Path(path).iterdir())
 
 
@@ -206,7 +206,7 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -
         previous = _previous(home, fp)
         if previous is not None:
             result = RunResult(drop, previous["run_id"], "skipped" if previous.get("loaded") or load is None
-                               else "staged", previous.get("counts", {}), {}, home / "runs" / previous["run_id"])
+                               else "staged", previous.get("counts", {}), {}, run_dir(home, previous["run_id"]))
             if result.status == "staged":
                 log.info("drop %s was staged as run %s but not loaded; loading it now", drop, previous["run_id"])
                 _load(home, previous, load, result)
@@ -215,7 +215,7 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -
                          previous["run_id"])
             return result
         run_id = new_run_id()
-        result = RunResult(drop, run_id, "staged", run_path=home / "runs" / run_id)
+        result = RunResult(drop, run_id, "staged", run_path=run_dir(home, run_id))
         counts, rejects, stage_timings = engine.stage(state, settings, home, run_id, limits)
         timings |= stage_timings
         for col in ("file", "value"):  # a PAN typed anywhere (swapped columns, a file name): its token only

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from etl.tokenize import token
+from graph.tokens import token
 
 __all__ = ["PAN_LIKE", "luhn_ok", "redact_pans", "redact_values"]
 

@@ -12,6 +12,7 @@ On a cluster the drop and POSGUARD_HOME must be on a filesystem every executor m
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -19,16 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.contract import DUPLICATE_KEYS, REFERENCE_KEYS
 from etl.errors import DropError
 from etl.extract import (check_parquet_schema, csv_header, find_files, is_compressed, parquet_frame, parse_csv_body,
-                          read_input, sha256_of, shown_name)
-
+                         read_input, sha256_of, shown_name)
 from etl.pipeline import VALIDATION_ORDER, _row_hash
-from etl.stage import STAGED_SCHEMAS, committed_paths
-from etl.validate import REJECT_COLUMNS, Limits, validate
+from etl.validate import Limits, REJECT_COLUMNS, validate
+from graph.catalog import DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, committed_paths, staged_run_dir, staging_dir
 
 __all__ = ["SparkEngine", "plan_chunks", "CHUNK_BYTES"]
 
@@ -41,7 +41,6 @@ _WINDOW = 1 << 20
 
 def _spark_type(arrow_type):
     from pyspark.sql import types as T
-    import pyarrow as pa
 
     if pa.types.is_timestamp(arrow_type):
         return T.TimestampType()
@@ -301,8 +300,6 @@ class SparkEngine:
     # -- steps
     def _validated(self, kind: str, plans: list[dict], settings, known: dict, limits: Limits):
         """The chunks of one kind through ``_validate_chunk``, one Spark task per chunk."""
-        import json
-
         from pyspark.sql import types as T
 
         tasks = [t for p in plans for t in _chunk_tasks(p)]
@@ -389,12 +386,12 @@ class SparkEngine:
 
         schema = STAGED_SCHEMAS[kind]
         frame = kept.withColumn("run_id", F.lit(run_id)).select(*schema.names)
-        tmp = Path(home) / "staging" / ".tmp" / f"{kind}-{run_id}"
+        tmp = staging_dir(home) / ".tmp" / f"{kind}-{run_id}"
         shutil.rmtree(tmp, ignore_errors=True)
         frame.write.option("compression", "zstd").mode("overwrite").parquet(str(tmp))
         for junk in list(tmp.glob("_*")) + list(tmp.glob(".*.crc")):
             junk.unlink()
-        final = Path(home) / "staging" / kind / f"run={run_id}"
+        final = staged_run_dir(home, kind, run_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

@@ -18,7 +18,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from etl.load import CYPHER, LoadStats, _batches, _epoch_millis, _write_transactions
+import pyarrow as pa
+
+from etl.load import CYPHER, LOAD_COLUMNS, LoadStats, _batches, _epoch_millis, _write_transactions
+from graph.catalog import staged_run_dir
+from graph.db import Database
+from graph.server import connect, credentials
+from graph.spark_session import bucket_column
 
 __all__ = ["load_run_spark"]
 
@@ -26,11 +32,7 @@ __all__ = ["load_run_spark"]
 def _write(frame, creds: tuple, kind: str, batch_size: int) -> int:
     """Write every partition of ``frame`` with the local loader's query for ``kind`` (Arrow batches in,
     one Neo4j connection per task); returns the rows written."""
-    import pyarrow as pa
-
     def write(batches):
-        from graph.db import Database
-
         uri, auth, database = creds
         written = 0
         with Database(uri, auth, database) as db:
@@ -68,9 +70,6 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
     """
     from pyspark.sql import functions as F
 
-    from graph.db import connect, credentials
-    from graph.spark_session import bucket_column
-
     home = Path(settings.home)
     creds = credentials(settings)
     k = grid or max(2, spark.sparkContext.defaultParallelism)
@@ -84,7 +83,7 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
             stats.seconds[kind] = time.perf_counter() - started
 
         def staged(kind):
-            path = home / "staging" / kind / f"run={run_id}"
+            path = staged_run_dir(home, kind, run_id)
             return spark.read.parquet(str(path)) if path.exists() and any(path.glob("*.parquet")) else None
 
         txns = staged("transactions")
@@ -100,8 +99,7 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
                 stats.rows[kind] = _write(frame, creds, kind, batch_size)
                 stats.seconds[kind] = time.perf_counter() - started
             started = time.perf_counter()
-            cols = ["txn_id", "ts", "card_token", "pan_last4", "terminal_id", "merchant_id", "amount", "currency",
-                    "txn_type", "entry_mode", "response_code", "atc", "stan", "mcc", "lat", "lon", "run_id"]
+            cols = LOAD_COLUMNS["transactions"]
             grid_txns = txns.select(*cols).withColumn("_cb", bucket_column("card_token", k)).withColumn(
                 "_tb", bucket_column("terminal_id", k))
             written = 0

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from etl.contract import KINDS, SECRET_FIELDS, Column
 from etl.redact import redact_values
-from etl.tokenize import pan_last4, tokenize
+from graph.tokens import pan_last4, tokenize
 
 __all__ = ["validate", "Validated", "REJECT_COLUMNS", "parse_timestamps", "Limits"]
 

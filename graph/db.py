@@ -6,14 +6,14 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 import neo4j
+import pandas as pd
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable, SessionExpired
 
+from graph.errors import ServerError
 from graph.schema import SCHEMA
-from graph.server.errors import ServerError
-from graph.settings import Settings
 
-__all__ = ["credentials", "Database", "DatabaseError", "wait_until_ready", "connect", "lost_connection"]
+__all__ = ["Database", "DatabaseError", "wait_until_ready", "lost_connection"]
 
 
 CLEAR = ("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
@@ -90,7 +90,7 @@ class Database:
 
     Example
     -------
-    >>> with connect(Settings.from_env()) as db:            # doctest: +SKIP
+    >>> with graph.server.connect(Settings.from_env()) as db:   # doctest: +SKIP
     ...     db.run("MATCH (c:Card {token: $token}) RETURN c.pan_last4 AS last4", token="ab12...")
     [{'last4': '4242'}]
     """
@@ -170,8 +170,6 @@ class Database:
 
     def frame(self, query: str, params: dict[str, Any] | None = None, **kwargs: Any):
         """Run a read query and return a pandas DataFrame (columns in RETURN order)."""
-        import pandas as pd
-
         parameters = {**(params or {}), **kwargs}
         try:
             records, summary, keys = self._driver.execute_query(
@@ -231,30 +229,3 @@ class Database:
         rows = self.read("CALL dbms.components() YIELD name, versions, edition "
                          "RETURN versions[0] AS version, edition")
         return rows[0] if rows else {}
-
-
-def connect(settings: Settings, *, start: bool = True) -> Database:
-    """Open the configured database: ``NEO4J_URI`` if set, else the local server (started if needed).
-
-    Raises
-    ------
-    DatabaseError, ServerError
-        When the server cannot be reached, started or authenticated against.
-    """
-    return Database(*credentials(settings, start=start))
-
-
-def credentials(settings: Settings, *, start: bool = True) -> tuple[str, tuple[str, str], str]:
-    """(Bolt URI, (user, password), database) of the configured database, for a ``Database`` elsewhere
-    (the Spark loader's executors open their own)."""
-    if settings.external:
-        if settings.neo4j_password is None:
-            raise DatabaseError("NEO4J_URI is set but NEO4J_PASSWORD is not")
-        return settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password), settings.neo4j_database
-    from graph.server.local import LocalServer
-
-    server = LocalServer(settings)
-    status = server.start() if start else server.status()
-    if not status.running:
-        raise ServerError("the local Neo4j server is not running (run `posguard neo4j start`)")
-    return status.bolt_uri, (server.user, server.password()), settings.neo4j_database

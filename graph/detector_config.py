@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import re
@@ -19,9 +18,8 @@ class ConfigError(ValueError):
 
 
 def detector_class(name: str, registry: dict) -> type:
-    """The detector class registered as ``name`` in ``registry`` (``graph.scoring.DETECTORS``)."""
-    module, cls, _ = registry[name]
-    return getattr(importlib.import_module(module), cls)
+    """The detector class registered as ``name`` in ``registry`` (``graph.detectors.DETECTORS``)."""
+    return registry[name]
 
 
 def _documented(cls: type) -> dict[str, str]:

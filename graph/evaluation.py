@@ -9,10 +9,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from etl.tokenize import tokenize
 from graph.detectors.cloned import ClonedCardDetector
 from graph.detectors.skimming import SkimmingDetector
-from graph.projection import ENTRY_FALLBACK, ENTRY_MAGSTRIPE, Projection
+from graph.projection import Projection
+from graph.tokens import tokenize
+from graph.vocabulary import ENTRY_FALLBACK, ENTRY_MAGSTRIPE
 
 __all__ = ["read_drop_kind", "tokenize_pan", "drop_frames", "projection_from_drop", "precision_at_k",
            "skimming_metrics", "reporting_rate_curve", "load_truth", "threshold_curve", "match_rings"]
@@ -201,7 +202,7 @@ def reporting_rate_curve(projection: Projection, skimmers: pd.DataFrame, cloned_
             report_first_fraud_at=chosen["first"].to_numpy(np.int64),
             report_type=np.full(len(chosen), "counterfeit", dtype=object),
             report_txn=np.full(len(chosen), -1, dtype=np.int64))
-        points = SkimmingDetector(**detector_params).fit(p).points_
+        points = SkimmingDetector(**detector_params).fit(p).result_
         rows.append({"rate": rate, "reported": len(chosen), **skimming_metrics(points, skimmers, alpha=alpha)})
     return pd.DataFrame(rows)
 

@@ -10,24 +10,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from graph.vocabulary import ENTRY_CODES, ENTRY_UNKNOWN, TYPE_CODES, TYPE_PURCHASE
+from graph.catalog import REFERENCE_KEYS, REQUIRED_TXN_COLUMNS, TXN_COLUMNS, latest_per_key, read_staged, staged_reference
+
 __all__ = [
-    "Projection",
-    "ENTRY_CODES", "ENTRY_CHIP", "ENTRY_CONTACTLESS", "ENTRY_MAGSTRIPE", "ENTRY_FALLBACK", "ENTRY_MANUAL",
-    "ENTRY_UNKNOWN",
-    "TYPE_CODES", "TYPE_PURCHASE", "TYPE_REFUND", "TYPE_VOID", "TYPE_PREAUTH", "TYPE_COMPLETION",
-    "to_epoch_seconds", "staged_reference", "TXN_COLUMNS",
+    "Projection", "to_epoch_seconds",
 ]
 
-ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MAGSTRIPE, ENTRY_FALLBACK, ENTRY_MANUAL, ENTRY_UNKNOWN = 0, 1, 2, 3, 4, 5
-ENTRY_CODES = {"chip": ENTRY_CHIP, "contactless": ENTRY_CONTACTLESS, "magstripe": ENTRY_MAGSTRIPE,
-               "fallback": ENTRY_FALLBACK, "manual": ENTRY_MANUAL, "unknown": ENTRY_UNKNOWN}
-TYPE_PURCHASE, TYPE_REFUND, TYPE_VOID, TYPE_PREAUTH, TYPE_COMPLETION = 0, 1, 2, 3, 4
-TYPE_CODES = {"purchase": TYPE_PURCHASE, "refund": TYPE_REFUND, "void": TYPE_VOID,
-              "preauth": TYPE_PREAUTH, "completion": TYPE_COMPLETION}
 
-TXN_COLUMNS = ["txn_id", "ts", "card_token", "terminal_id", "merchant_id", "amount", "txn_type",
-                "entry_mode", "response_code", "atc", "stan", "mcc", "lat", "lon"]
-_REFERENCE_KEYS = {"terminals": "terminal_id", "merchants": "merchant_id", "approved_firmware": "firmware_hash"}
 
 
 def to_epoch_seconds(values, missing: int = -1) -> np.ndarray:
@@ -58,13 +48,13 @@ def to_epoch_seconds(values, missing: int = -1) -> np.ndarray:
     return out
 
 
-def _latest(frame: pd.DataFrame | None, key: str) -> pd.DataFrame:
-    """Reference rows with the latest run winning per key (rows without run_id: the last row wins)."""
+def _latest(frame: pd.DataFrame | None, kind: str) -> pd.DataFrame:
+    """Reference rows of ``kind`` with the latest run winning per key (``graph.catalog.latest_per_key``)."""
+    keys = list(REFERENCE_KEYS[kind])
     if frame is None or len(frame) == 0:
-        return pd.DataFrame({key: pd.Series([], dtype=object)}) if frame is None else frame.reset_index(drop=True)
-    if "run_id" in frame.columns:
-        frame = frame.sort_values("run_id", kind="stable")
-    return frame.drop_duplicates(key, keep="last").reset_index(drop=True)
+        return pd.DataFrame({k: pd.Series([], dtype=object) for k in keys}) if frame is None \
+            else frame.reset_index(drop=True)
+    return latest_per_key(frame, keys)
 
 
 def _codes(values, mapping: dict[str, int], default: int) -> np.ndarray:
@@ -262,14 +252,14 @@ class Projection:
             When a required transaction column is missing.
         """
         tx = transactions
-        for col in ("txn_id", "ts", "card_token", "terminal_id"):
+        for col in REQUIRED_TXN_COLUMNS:
             if col not in tx.columns:
                 raise KeyError(f"transactions lack the required column {col!r}")
         no_values = pd.Series([None] * len(tx), index=tx.index, dtype=object)
         tx_merchant = tx["merchant_id"] if "merchant_id" in tx.columns else no_values
-        terminals = _latest(terminals, "terminal_id")
-        merchants = _latest(merchants, "merchant_id")
-        approved_firmware = _latest(approved_firmware, "firmware_hash")
+        terminals = _latest(terminals, "terminals")
+        merchants = _latest(merchants, "merchants")
+        approved_firmware = _latest(approved_firmware, "approved_firmware")
         reports = fraud_reports if fraud_reports is not None else pd.DataFrame(
             {"card_token": pd.Series([], dtype=object), "reported_at": pd.Series([], dtype=object)})
         reports = reports.reset_index(drop=True)
@@ -359,7 +349,7 @@ class Projection:
 
     @classmethod
     def from_staging(cls, home: str | Path) -> "Projection":
-        """Build the projection from ``POSGUARD_HOME/staging`` through ``etl.stage.read_staged``.
+        """Build the projection from ``POSGUARD_HOME/staging`` through ``graph.catalog.read_staged``.
 
         Parameters
         ----------
@@ -370,17 +360,6 @@ class Projection:
         -------
         Projection
         """
-        from etl.stage import read_staged  # lazy: the ETL package is only needed for staged input
-
         tx_table = read_staged(Path(home), "transactions")
         cols = [c for c in TXN_COLUMNS if c in tx_table.schema.names]
         return cls.from_frames(tx_table.select(cols).to_pandas(), **staged_reference(home))
-
-
-def staged_reference(home: str | Path) -> dict[str, pd.DataFrame | None]:
-    """The staged reference kinds as ``from_frames`` keyword arguments (None for a kind never staged)."""
-    from etl.stage import read_staged
-
-    home = Path(home)
-    return {name: read_staged(home, name).to_pandas() if (home / "staging" / name).exists() else None
-            for name in ("terminals", "merchants", "fraud_reports", "approved_firmware", "terminal_events")}

@@ -10,6 +10,7 @@ import pandas as pd
 from graph.detectors.skimming import SkimmingDetector
 from graph.evaluation import drop_frames, load_truth, match_rings, precision_at_k
 from graph.projection import Projection
+from graph.vocabulary import POINT_KIND_OF_MODE, SEVERITIES
 
 __all__ = ["average_precision", "queue_truth", "drop_quality", "early_warning", "naive_point_ranking",
            "TRUE_RING_JACCARD"]
@@ -17,7 +18,7 @@ __all__ = ["average_precision", "queue_truth", "drop_quality", "early_warning", 
 # A found ring counts as the planted ring it overlaps by at least this member Jaccard (merchants).
 TRUE_RING_JACCARD = 0.5
 _RING_KINDS = ("cash_out", "merchant_network")
-_POINT_KINDS = ("skimming_point", "compromised_terminal")
+_POINT_KINDS = tuple(POINT_KIND_OF_MODE.values())
 
 
 def average_precision(ranked_ids, truth) -> float:
@@ -170,7 +171,7 @@ def drop_quality(frames: dict[str, pd.DataFrame], drop: str | Path, key: str | b
     out.update(_terminal_quality(findings, truth, n_terminals))
     is_true = queue_truth(alerts, rings, truth)
     severe = alerts["severity"].isin(["high", "critical"]).to_numpy()
-    out.update({f"alerts_{s}": int((alerts["severity"] == s).sum()) for s in ("critical", "high", "medium")})
+    out.update({f"alerts_{s}": int((alerts["severity"] == s).sum()) for s in SEVERITIES})
     out["high_critical_false"] = int((severe & ~is_true).sum())
     out["high_critical_precision"] = float(is_true[severe].mean()) if severe.any() else float("nan")
     return out

@@ -1,50 +1,21 @@
-"""Run every detector over one projection and write the contract's five Parquet outputs."""
+"""Run every detector of the registry over one projection and assemble the outputs and the alert queue."""
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timezone
-from pathlib import Path
+from functools import partial
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-__all__ = ["ScoreResult", "run_detectors", "fit_detector", "DETECTORS", "write_outputs", "output_table",
-           "OUTPUT_SCHEMAS"]
+from graph.detectors import DETECTORS
+from graph.queue import build_alerts
+
+__all__ = ["ScoreResult", "run_detectors", "fit_detector"]
 
 log = logging.getLogger("posguard.score")
-
-_TS = pa.timestamp("us", tz="UTC")
-# The contract's columns and their Arrow types, in the contract's order; detectors may add columns after.
-OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
-    "skimming_points": pa.schema([
-        ("terminal_id", pa.string()), ("merchant_id", pa.string()), ("rank", pa.int64()), ("score", pa.float64()),
-        ("p_value", pa.float64()), ("compromised_cards", pa.int64()), ("cards_seen", pa.int64()),
-        ("window_start", _TS), ("window_end", _TS)]),
-    "cloned_cards": pa.schema([
-        ("card_token", pa.string()), ("score", pa.float64()), ("reasons", pa.string()),
-        ("first_evidence_at", _TS), ("evidence_txn_ids", pa.list_(pa.string()))]),
-    "rings": pa.schema([
-        ("ring_id", pa.string()), ("kind", pa.string()), ("score", pa.float64()), ("member_type", pa.string()),
-        ("member_id", pa.string())]),
-    "terminal_findings": pa.schema([
-        ("terminal_id", pa.string()), ("merchant_id", pa.string()), ("kind", pa.string()), ("score", pa.float64()),
-        ("details", pa.string()), ("first_seen", _TS), ("last_seen", _TS)]),
-    "exposed_cards": pa.schema([
-        ("card_token", pa.string()), ("terminal_id", pa.string()), ("mode", pa.string()), ("first_exposed_at", _TS),
-        ("p_compromised", pa.float64()), ("reported", pa.bool_()), ("recommended_action", pa.string())]),
-    "alerts": pa.schema([
-        ("alert_id", pa.string()), ("entity_type", pa.string()), ("entity_id", pa.string()), ("kind", pa.string()),
-        ("score", pa.float64()), ("severity", pa.string()), ("created_at", _TS), ("summary", pa.string())]),
-}
-
 
 @dataclass
 class ScoreResult:
@@ -69,29 +40,16 @@ def _timed(seconds: dict, name: str, func):
     return out
 
 
-# detector name -> (module, class, the fitted attribute holding its result table); run in this order.
-DETECTORS = {
-    "skimming": ("graph.detectors.skimming", "SkimmingDetector", "points_"),
-    "cloned": ("graph.detectors.cloned", "ClonedCardDetector", "cards_"),
-    "rings": ("graph.detectors.collusion", "RingDetector", "rings_"),
-    "networks": ("graph.detectors.merchant_networks", "MerchantNetworkDetector", "rings_"),
-    "integrity": ("graph.detectors.terminal", "IntegrityDetector", "findings_"),
-}
-
-
 def fit_detector(name: str, projection, **params):
-    """The detector ``name`` (a key of ``DETECTORS``) built with ``params`` and fitted on ``projection``.
+    """The detector ``name`` (a key of ``graph.detectors.DETECTORS``) built with ``params`` and fitted.
 
     Example
     -------
-    >>> fit_detector("cloned", projection, max_speed_kmh=700).cards_  # doctest: +SKIP
+    >>> fit_detector("cloned", projection, max_speed_kmh=700).result_  # doctest: +SKIP
     """
-    import importlib
-
     if name not in DETECTORS:
         raise ValueError(f"no detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    module, cls, _ = DETECTORS[name]
-    return getattr(importlib.import_module(module), cls)(**params).fit(projection)
+    return DETECTORS[name](**params).fit(projection)
 
 
 def run_detectors(projection, *, created_at: datetime | None = None, params: dict | None = None) -> ScoreResult:
@@ -111,15 +69,13 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     -------
     ScoreResult
     """
-    from graph.detectors.queue import build_alerts
-
     params = params or {}
     created_at = created_at or datetime.now(timezone.utc)
     seconds: dict[str, float] = {}
     tables = {}
-    for name, (_, _, attr) in DETECTORS.items():
+    for name in DETECTORS:
         fitted = _timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
-        tables[name] = getattr(fitted, attr)
+        tables[name] = fitted.result_
         if name == "skimming":  # the cards exposed at its accepted points of compromise
             tables["exposed_cards"] = fitted.exposed_
     all_rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
@@ -128,51 +84,3 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     frames = {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": all_rings,
               "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
-
-
-def output_table(name: str, frame: pd.DataFrame) -> pa.Table:
-    """``frame`` as an Arrow table: the contract's columns first, in its types (also when empty), then extras."""
-    schema = OUTPUT_SCHEMAS[name]
-    missing = [c for c in schema.names if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name}: the detector's output lacks the contract's columns {missing}")
-    extra = [c for c in frame.columns if c not in schema.names]
-    if not len(frame):  # nothing to infer a type from: the contract's types; numbers stay numbers, else strings
-        fields = list(schema) + [pa.field(n, pa.from_numpy_dtype(frame[n].dtype) if frame[n].dtype.kind in "biuf"
-                                          else pa.string()) for n in extra]
-        return pa.schema(fields).empty_table()
-    table = pa.Table.from_pandas(frame[schema.names + extra], preserve_index=False)
-    columns = [table.column(n).cast(schema.field(n).type) for n in schema.names]
-    fields = list(schema) + [table.schema.field(n) for n in extra]
-    return pa.Table.from_arrays(columns + [table.column(n) for n in extra], schema=pa.schema(fields))
-
-
-def write_outputs(result: ScoreResult, out_dir: Path) -> dict[str, Path]:
-    """Write every output as ``out_dir/<name>.parquet``, all or nothing.
-
-    Every frame is converted first (a frame that breaks the contract raises before anything is written), the
-    files are written into a temporary folder inside ``out_dir`` and only then renamed into place together;
-    on any error the previous outputs stay as they were and the temporary folder is removed.
-
-    Raises
-    ------
-    ValueError
-        An output is missing or lacks the contract's columns.
-    """
-    out_dir = Path(out_dir)
-    missing = [name for name in OUTPUT_SCHEMAS if name not in result.frames]
-    if missing:
-        raise ValueError(f"scoring produced no {', '.join(missing)}: nothing written")
-    tables = {name: output_table(name, result.frames[name]) for name in OUTPUT_SCHEMAS}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".score-", dir=out_dir))
-    try:
-        for name, table in tables.items():
-            pq.write_table(table, tmp / f"{name}.parquet")
-        written = {}
-        for name in tables:
-            written[name] = out_dir / f"{name}.parquet"
-            os.replace(tmp / f"{name}.parquet", written[name])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return written

@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT", "INSECURE_DEV_KEY"]
+__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT", "INSECURE_DEV_KEY", "posguard_version"]
 
 INSECURE_DEV_KEY = b"posguard-insecure-development-key"  # public: only with --insecure-dev-key
 DEFAULT_BOLT_PORT = 7687
 DEFAULT_HTTP_PORT = 7474
+
+
+def posguard_version() -> str:
+    """The installed posguard version."""
+    try:
+        return version("posguard")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
 
 
 class SettingsError(ValueError):

@@ -33,10 +33,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.detectors.terminal import IntegrityDetector
-from graph.projection import TXN_COLUMNS, Projection, staged_reference, to_epoch_seconds
+from graph.catalog import TXN_COLUMNS, committed_paths, staged_reference
+from graph.detectors.cloned import ClonedCardDetector
+from graph.detectors.compromise import exposed_cards
+from graph.detectors.integrity import IntegrityDetector
+from graph.detectors.rings import N_LEVELS, RingDetector, suspicion, suspicion_counts
+from graph.detectors.skimming import SkimmingDetector
+from graph.kernels.skimming import active_days
+from graph.projection import Projection, to_epoch_seconds
+from graph.queue import build_alerts
 from graph.scoring import ScoreResult, fit_detector
 from graph.spark_session import bucket_column
+from graph.vocabulary import ENTRY_MANUAL
 
 __all__ = ["run_detectors_spark", "staged_transactions"]
 
@@ -45,8 +53,6 @@ log = logging.getLogger("posguard.score.spark")
 
 def staged_transactions(spark, home: Path):
     """Every committed staged transaction as a Spark DataFrame (the columns the projection uses)."""
-    from etl.stage import committed_paths
-
     paths = [str(p) for p in committed_paths(home, "transactions")]
     if not paths:
         return None
@@ -109,9 +115,7 @@ def _empty_projection() -> Projection:
 
 def _empty_output(name: str, params: dict) -> pd.DataFrame:
     """The detector's output on an empty projection: its columns and dtypes (for the Spark schema)."""
-    from graph.scoring import DETECTORS
-
-    return getattr(fit_detector(name, _empty_projection(), **params), DETECTORS[name][2])
+    return fit_detector(name, _empty_projection(), **params).result_
 
 
 class _Totals:
@@ -136,9 +140,6 @@ class _Totals:
     def active_days(self, day0: int, n_days: int, window: int) -> np.ndarray:
         from pyspark.sql import types as T
 
-        from graph.kernels.skimming import active_days
-        from graph.projection import ENTRY_MANUAL
-
         def part(pdf: pd.DataFrame) -> pd.DataFrame:
             p = Projection.from_frames(pdf.drop(columns="_b"))
             days = active_days(p.card_indptr, p.txn_ts, np.ascontiguousarray(p.txn_entry != ENTRY_MANUAL), day0,
@@ -156,8 +157,6 @@ class _Totals:
 
 def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
     """Per card bucket the detector's evidence phase; its run-wide decision once, on the concatenated evidence."""
-    from graph.detectors.cloned import ClonedCardDetector
-
     terminals = spark.sparkContext.broadcast(reference["terminals"])
     reports = spark.sparkContext.broadcast(reference.get("fraud_reports"))
     template = ClonedCardDetector(**params).evidence(_empty_projection())
@@ -218,9 +217,6 @@ def _buckets_of(spark, ids: pd.Series, buckets: int) -> dict:
 def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
     from pyspark.sql import functions as F
 
-    from graph.detectors.compromise import exposed_cards
-    from graph.detectors.skimming import SkimmingDetector
-
     reports = reference["fraud_reports"]
     reported = reports["card_token"].dropna().unique() if reports is not None else np.zeros(0, dtype=object)
     cards_df = spark.createDataFrame(pd.DataFrame({"card_token": reported.astype(object)}), "card_token string")
@@ -239,14 +235,12 @@ def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
                                      "card_token string")
         extra = txns.join(F.broadcast(more), "card_token").select(*TXN_COLUMNS).toPandas()
         full = pd.concat([sub, extra], ignore_index=True).drop_duplicates("txn_id")
-        det.exposed_ = exposed_cards(Projection.from_frames(full, **reference), det.points_,
+        det.exposed_ = exposed_cards(Projection.from_frames(full, **reference), det.result_,
                                      reissue_p=det.reissue_p, far_km=det.far_km)
-    return det.points_, det.exposed_, len(sub)
+    return det.result_, det.exposed_, len(sub)
 
 
 def _rings(spark, txns, reference: dict, params: dict):
-    from graph.detectors.collusion import N_LEVELS, RingDetector, suspicion, suspicion_counts
-
     det = RingDetector(**params)
     schema = txns.schema
 
@@ -268,7 +262,7 @@ def _rings(spark, txns, reference: dict, params: dict):
     sub = txns.mapInPandas(suspicious, schema).toPandas()
     log.info("ring subgraph: %s suspicious transactions", f"{len(sub):,}")
     p = Projection.from_frames(sub, reference["terminals"], reference["merchants"])
-    return det.fit(p, counts=total).rings_, len(sub)
+    return det.fit(p, counts=total).result_, len(sub)
 
 
 def _networks(spark, txns, reference: dict, params: dict):
@@ -283,7 +277,7 @@ def _networks(spark, txns, reference: dict, params: dict):
     shared = pairs.groupBy("terminal_id").agg(F.countDistinct("merchant_id").alias("n")).where("n > 1")
     sub = txns.join(F.broadcast(shared.select("terminal_id")), "terminal_id").select(*TXN_COLUMNS).toPandas()
     p = Projection.from_frames(sub, **reference)
-    return fit_detector("networks", p, **params).rings_, len(sub)
+    return fit_detector("networks", p, **params).result_, len(sub)
 
 
 def run_detectors_spark(spark, home: Path, *, created_at: datetime | None = None, params: dict | None = None,
@@ -307,8 +301,6 @@ def run_detectors_spark(spark, home: Path, *, created_at: datetime | None = None
     ScoreResult
         ``seconds`` per detector, plus ``subgraph_*`` sizes (transactions held by the driver).
     """
-    from graph.detectors.queue import build_alerts
-
     params = params or {}
     created_at = created_at or datetime.now(timezone.utc)
     buckets = buckets or max(8, 4 * spark.sparkContext.defaultParallelism)

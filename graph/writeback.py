@@ -169,7 +169,7 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
     ``EXPOSED_AT`` relationships (``decision``, ``decided_by``, ``decided_at``, set by the explorer), which a
     re-run merges without touching them.
 
-    An alert's ``explanation`` (written at scoring time, ``graph.detectors.explain``) is kept as it was first
+    An alert's ``explanation`` (written at scoring time, ``graph.explain``) is kept as it was first
     written while its ``explanation_key`` (the evidence in words, without the detector's version stamp) stays
     the same: a re-run on the same evidence, even by newer code, never rewrites it. New evidence writes the new
     words (``explained_at`` is that run's time) and keeps the replaced ones in ``explanations_before``.

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from graph.server import LocalServer, connect
 from graph.settings import Settings
-
 from tests.helpers import posguard, server_env
 
 
@@ -19,8 +20,6 @@ def neo4j_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def neo4j_settings(neo4j_home) -> Settings:
     """Settings of a running local Neo4j server started for this test session and stopped at its end."""
-    from graph.server import LocalServer
-
     settings = Settings.from_env(server_env(neo4j_home))
     server = LocalServer(settings)
     server.start()  # raises ServerError (a test error, never a skip) when the server cannot start
@@ -31,8 +30,6 @@ def neo4j_settings(neo4j_home) -> Settings:
 @pytest.fixture(scope="session")
 def neo4j_credentials(neo4j_settings) -> tuple[str, tuple[str, str]]:
     """Bolt URI and (user, password) of the session server."""
-    from graph.server import LocalServer
-
     server = LocalServer(neo4j_settings)
     return server.status().bolt_uri, (server.user, server.password())
 
@@ -40,8 +37,6 @@ def neo4j_credentials(neo4j_settings) -> tuple[str, tuple[str, str]]:
 @pytest.fixture()
 def db(neo4j_settings):
     """A connection to the session server whose database is emptied before the test."""
-    from graph.db import connect
-
     with connect(neo4j_settings, start=False) as database:
         database.clear()
         database.ensure_schema()
@@ -72,8 +67,6 @@ def scored_settings(scored_env) -> Settings:
 
 @pytest.fixture(scope="session")
 def scored_db(scored_settings):
-    from graph.db import connect
-
     with connect(scored_settings, start=False) as database:
         yield database
 
@@ -81,8 +74,6 @@ def scored_db(scored_settings):
 @pytest.fixture(scope="session")
 def raw_pans(scored_env) -> set[str]:
     """Every PAN of the scored sample's drop, as written in its files."""
-    import pandas as pd
-
     drop = Path(scored_env["POSGUARD_HOME"]) / "drop"
     pans = set()
     for path in drop.glob("transactions*"):

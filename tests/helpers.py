@@ -25,5 +25,5 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
 def posguard(*args: str, env: dict[str, str], input: str | None = None, timeout: float = 600,
              cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the `posguard` command line in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "etl.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "posguard.cli", *args], env=env, capture_output=True, text=True,
                           input=input, timeout=timeout, cwd=cwd or REPO)

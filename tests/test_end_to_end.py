@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow.parquet as pq
 
-from graph.scoring import OUTPUT_SCHEMAS
+from graph.catalog import OUTPUT_SCHEMAS
 from graph.server import LocalServer
 from tests.helpers import posguard, server_env
 

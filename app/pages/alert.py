@@ -15,6 +15,7 @@ from dash.exceptions import PreventUpdate
 from app import evidence, figures, queries
 from app.context import current_user, database, guarded
 from app.pages.common import SEVERITY_COLORS, format_value, grid, link_column, section
+from graph.vocabulary import CARD_DECISIONS, STATUSES
 
 __all__ = ["register", "layout", "save_decision", "audit_grid", "explanation_view", "evidence_view",
            "exposed_rows", "decide_exposed", "EXPOSED_COLUMNS"]
@@ -128,7 +129,7 @@ def layout(alert_id: str | None = None, **_):
         dmc.Paper([
             dmc.Title("Decision", order=4),
             dmc.Group([
-                dcc.Dropdown(id="alert-decision", options=list(queries.STATUSES), value=a.get("status"),
+                dcc.Dropdown(id="alert-decision", options=list(STATUSES), value=a.get("status"),
                              clearable=False, disabled=not can_decide, style={"width": "14em"}),
                 dmc.Textarea(id="alert-comment", placeholder="comment", disabled=not can_decide, w=420,
                              autosize=True, minRows=2),
@@ -233,7 +234,7 @@ def register(app: dash.Dash) -> None:
     @guarded("decide")
     def decide_cards(_r, _w, _d, selected, alert_id, comment):
         decision = str(ctx.triggered_id or "").rsplit("-", 1)[-1]
-        if decision not in queries.CARD_DECISIONS:
+        if decision not in CARD_DECISIONS:
             raise PreventUpdate
         tokens = [r["token"] for r in selected or [] if r.get("token")]
         if not tokens:

@@ -16,13 +16,14 @@ from dash import Input, Output, State, dcc, html
 from app import queries
 from app.context import current_user, database, guarded
 from app.pages.common import SEVERITY_COLORS, grid, link_column
+from graph.vocabulary import SEVERITIES, STATUSES
 
 __all__ = ["register", "layout", "parse_filters", "query_string", "queue_rows", "summary_view", "QUEUE_ROWS",
            "FILTERS"]
 
 QUEUE_ROWS = 500  # rows the grid holds (in its default order); narrower filters reach the rest
 FILTERS = ("kind", "severity", "status", "assignee", "since", "until", "new")
-_SEVERITY_NAMES = f"{json.dumps(list(queries.SEVERITIES))}[params.value]"
+_SEVERITY_NAMES = f"{json.dumps(list(SEVERITIES))}[params.value]"
 COLUMNS = [
     {"field": "severity_rank", "headerName": "severity", "width": 105, "valueFormatter": {"function": _SEVERITY_NAMES},
      "cellClassRules": {"pg-flagged": "params.value === 0"}},
@@ -60,8 +61,8 @@ def queue_rows(rows: list[dict]) -> list[dict]:
         else:
             evidence = f"{(r.get('first_raised_at') or r.get('created_at') or '')[:10]} (raised)"
         out.append({"alert_id": r["alert_id"], "severity": r["severity"],
-                    "severity_rank": queries.SEVERITIES.index(r["severity"]) if r["severity"] in queries.SEVERITIES
-                    else len(queries.SEVERITIES), "kind": r["kind"], "entity": f"{r['entity_type']} {str(r['entity_id'])[:16]}",
+                    "severity_rank": SEVERITIES.index(r["severity"]) if r["severity"] in SEVERITIES
+                    else len(SEVERITIES), "kind": r["kind"], "entity": f"{r['entity_type']} {str(r['entity_id'])[:16]}",
                     "href": f"/alert/{quote(r['alert_id'])}", "impact": r.get("impact") or 0,
                     "score": round(r["score"] or 0, 3), "status": r["status"], "assignee": r["assignee"] or "",
                     "evidence": evidence, "summary": r["summary"]})
@@ -81,10 +82,10 @@ def summary_view(summary: dict, user_name: str):
     kinds = sorted({c["kind"] for c in summary["cells"]})
     count = {(c["kind"], c["severity"]): c["n"] for c in summary["cells"]}
     head = html.Thead(html.Tr([html.Th("kind")] + [html.Th(dmc.Badge(s, color=SEVERITY_COLORS[s], variant="light"))
-                                                   for s in queries.SEVERITIES]))
+                                                   for s in SEVERITIES]))
     body = html.Tbody([html.Tr([html.Td(k, style={"textAlign": "left"})] + [
         html.Td(dcc.Link(f"{count[(k, s)]:,}", href="/?" + urlencode({"kind": k, "severity": s}))
-                if count.get((k, s)) else "·") for s in queries.SEVERITIES]) for k in kinds])
+                if count.get((k, s)) else "·") for s in SEVERITIES]) for k in kinds])
     matrix = dmc.Table([head, body], withTableBorder=True, fz="sm", className="pg-summary", id="queue-summary",
                        style={"maxWidth": "44em"}, verticalSpacing=2)
     return dmc.Group([dmc.Stack(cards, gap="xs", w=300), matrix], align="flex-start", gap="lg")
@@ -102,8 +103,8 @@ def layout(**query):
     return html.Div([
         dmc.Title("Alert queue", order=3),
         dcc.Loading(summary_view(queries.queue_summary(db, user.name), user.name), type="dot"),
-        dmc.Group([dropdown("kind", options["kinds"], "kind"), dropdown("severity", queries.SEVERITIES, "severity"),
-                   dropdown("status", queries.STATUSES, "status"),
+        dmc.Group([dropdown("kind", options["kinds"], "kind"), dropdown("severity", SEVERITIES, "severity"),
+                   dropdown("status", STATUSES, "status"),
                    dropdown("assignee", sorted(set(options["assignees"]) | {user.name}), "assignee"),
                    html.Div(dcc.DatePickerRange(id="queue-dates", start_date=filters["since"],
                                                 end_date=filters["until"], start_date_placeholder_text="raised from",

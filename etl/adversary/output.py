@@ -13,6 +13,7 @@ from etl.adversary.region import CITIES, ENTRY, MCCS, MODELS, RESP, TTYPE, utc_o
 from etl.adversary.traffic import CITY_BASE
 from etl.adversary.world import World
 from etl.generate.writer import write_table
+from graph.vocabulary import EVENTS
 
 __all__ = ["Names", "merchant_secrets", "ts_array", "transaction_tables", "reference_tables", "txn_ids"]
 
@@ -182,7 +183,7 @@ def reference_tables(world: World, names: Names, secrets, end_fw: np.ndarray, re
         fraud["txn_id"] = report_txn
     ev = pa.table({"terminal_id": names.terminals_of(events["terminal"].to_numpy(np.int64)),
                    "ts": ts_array(events["ts"].to_numpy(np.int64), fmt),
-                   "event": _labels(("heartbeat", "boot", "firmware_update", "tamper"), events["event"].to_numpy()),
+                   "event": _labels(EVENTS, events["event"].to_numpy()),
                    "firmware_hash": pa.array(events["firmware_hash"].tolist(), pa.string()),
                    "ip": pa.array(events["ip"].tolist(), pa.string()),
                    "lat": pa.array(np.round(events["lat"].to_numpy(), 6)),

@@ -9,6 +9,8 @@ import zlib
 
 import numpy as np
 
+from graph.vocabulary import ENTRY_MODES, TXN_TYPES
+
 __all__ = ["MINUTE", "HOUR", "DAY", "T0", "DST_START", "DST_END", "CITIES", "MCCS", "MODELS", "ENTRY", "TTYPE",
            "RESP", "PROFILES", "PLANE_KMH", "CRUISE_KMH", "stream", "utc_offset", "local_to_utc", "distance_km",
            "CHIP", "CONTACTLESS", "MAGSTRIPE", "FALLBACK", "MANUAL", "PURCHASE", "REFUND", "VOID", "PREAUTH",
@@ -55,9 +57,9 @@ MCCS = ((5411, "Grocery", 0.20, 32.0, 0.8, 3.0, 0, 0), (5499, "Convenience", 0.0
 MODELS = (("Ingenico Move/5000", 0.30, 1, 1), ("Verifone V400m", 0.25, 0, 0), ("PAX A77", 0.20, 0, 1),
           ("Castles S1F2", 0.15, 1, 0), ("Worldline Valina", 0.10, 0, 0))
 
-ENTRY = ("chip", "contactless", "magstripe", "fallback", "manual")
+ENTRY = ENTRY_MODES  # the contract's words (graph.vocabulary); this generator draws codes 0-4
 CHIP, CONTACTLESS, MAGSTRIPE, FALLBACK, MANUAL = range(5)
-TTYPE = ("purchase", "refund", "void", "preauth", "completion")
+TTYPE = TXN_TYPES
 PURCHASE, REFUND, VOID, PREAUTH, COMPLETION = range(5)
 RESP = ("00", "05", "51", "55", "91")
 

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DAY", "HOUR", "MINUTE", "UTC_OFFSET_S", "T0", "CITIES", "MCCS", "MODELS", "ENTRY_MODES",
-           "TXN_TYPES", "RESPONSES", "FRAUD_TYPES", "SCALES", "Plan", "make_plan", "stream", "haversine_km",
+from graph.vocabulary import (ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_FALLBACK, ENTRY_MAGSTRIPE, ENTRY_MANUAL,
+                              TYPE_COMPLETION, TYPE_PREAUTH, TYPE_PURCHASE, TYPE_REFUND, TYPE_VOID)
+
+__all__ = ["DAY", "HOUR", "MINUTE", "UTC_OFFSET_S", "T0", "CITIES", "MCCS", "MODELS",
+           "RESPONSES", "SCALES", "Plan", "make_plan", "stream", "haversine_km",
            "CHIP", "CONTACTLESS", "MAGSTRIPE", "FALLBACK", "MANUAL", "PURCHASE", "REFUND", "VOID", "PREAUTH",
            "COMPLETION", "P_NORMAL", "P_COUNTERFEIT", "P_GENUINE", "P_REPLAY", "P_REGRESSION", "P_RING",
            "P_VOID_SPIKE", "P_RELOCATED", "HOUR_WEIGHTS", "STAN_MAX"]
@@ -37,12 +40,11 @@ MCCS = ((5411, "Supermarket", 0.22, 80.0, 0.8, 3.0), (5812, "Restaurant", 0.22, 
         (6051, "Quasi Cash", 0.01, 2000.0, 0.8, 0.3))
 
 MODELS = ("PAX S90", "PAX A920", "Verifone VX520", "Ingenico iCT250", "Newland SP630")
-ENTRY_MODES = ("chip", "contactless", "magstripe", "fallback", "manual")
-CHIP, CONTACTLESS, MAGSTRIPE, FALLBACK, MANUAL = range(5)
-TXN_TYPES = ("purchase", "refund", "void", "preauth", "completion")
-PURCHASE, REFUND, VOID, PREAUTH, COMPLETION = range(5)
+# the projection's codes (graph.vocabulary), drawn directly by the generator
+CHIP, CONTACTLESS, MAGSTRIPE, FALLBACK, MANUAL = (ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MAGSTRIPE, ENTRY_FALLBACK,
+                                               ENTRY_MANUAL)
+PURCHASE, REFUND, VOID, PREAUTH, COMPLETION = TYPE_PURCHASE, TYPE_REFUND, TYPE_VOID, TYPE_PREAUTH, TYPE_COMPLETION
 RESPONSES = ("00", "05", "51", "55")
-FRAUD_TYPES = ("counterfeit", "lost_stolen", "card_not_present", "account_takeover", "cash_out", "other")
 
 # provenance of a generated row (never written): normal traffic or one of the planted patterns
 P_NORMAL, P_COUNTERFEIT, P_GENUINE, P_REPLAY, P_REGRESSION, P_RING, P_VOID_SPIKE, P_RELOCATED = range(8)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from etl.generate.config import (DAY, HOUR, MANUAL, MCCS, MINUTE, P_NORMAL, P_RELOCATED, P_VOID_SPIKE,
-                                 PURCHASE, REFUND, T0, VOID, Plan)
+from etl.generate.config import (DAY, HOUR, MANUAL, MCCS, MINUTE, PURCHASE, P_NORMAL, P_RELOCATED, P_VOID_SPIKE, Plan,
+                                 REFUND, T0, VOID)
 from etl.generate.counters import group_order
 from etl.generate.entities import World
 from etl.generate.rows import Rows, amount_cents, concat, make_rows, take
 from etl.generate.traffic import Trips, card_entry, local_times
+from graph.vocabulary import FINDING_KINDS
 
 __all__ = ["KINDS", "choose_case_terminals", "plant_relocations", "plant_void_spikes", "plant_mcc_mismatch",
            "plant_clock_skew", "plant_unapproved_firmware", "trace_gap_keep"]
 
-KINDS = ("trace_gap", "unapproved_firmware", "relocation", "mcc_mismatch", "void_spike", "clock_skew")
+KINDS = FINDING_KINDS[:6]  # the terminal cases this generator plants (trace_gap ... clock_skew)
 _MCC_NO = {m[0]: i for i, m in enumerate(MCCS)}
 MIN_TRAFFIC = {"trace_gap": 80, "clock_skew": 40, "void_spike": 15, "relocation": 15, "unapproved_firmware": 10,
                "mcc_mismatch": 10}

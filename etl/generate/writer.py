@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from etl.generate.config import (CITIES, DAY, ENTRY_MODES, MCCS, MODELS, RESPONSES, T0, TXN_TYPES, UTC_OFFSET_S,
-                                 Plan)
+from etl.generate.config import CITIES, DAY, MCCS, MODELS, Plan, RESPONSES, T0, UTC_OFFSET_S
 from etl.generate.entities import World
 from etl.generate.rows import Rows
+from graph.vocabulary import ENTRY_MODES, TXN_TYPES
 
 __all__ = ["Ids", "write_table", "write_transactions", "reference_tables", "truth_table", "ts_array",
            "CHUNK_DAYS"]

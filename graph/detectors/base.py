@@ -31,8 +31,13 @@ def to_timestamps(seconds) -> pd.Series:
 class BaseDetector:
     """Base class: subclasses store their constructor arguments verbatim and implement ``fit``.
 
-    Scores are "higher = more suspicious" everywhere; fitted results are attributes ending in ``_``.
+    Scores are "higher = more suspicious" everywhere; fitted results are attributes ending in ``_``, the
+    reported table always ``result_`` (with the columns of the output named by ``output``).
     """
+
+    name: str = ""  # the registry's key, the TOML table of its parameters and the alerts' detector
+    output: str = ""  # the output file (graph.catalog.OUTPUT_SCHEMAS) its ``result_`` rows go to
+    result_ = None
 
     def get_params(self) -> dict:
         """The constructor parameters and their current values."""

@@ -55,8 +55,8 @@ import pandas as pd
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, bh_qvalues
 from graph.kernels.cloned import NO_TIME, REASONS, cloned_card_evidence, evidence_csr
-from graph.projection import (ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MANUAL, TYPE_COMPLETION, TYPE_VOID,
-                              Projection)
+from graph.projection import Projection
+from graph.vocabulary import ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MANUAL, TYPE_COMPLETION, TYPE_VOID
 
 __all__ = ["ClonedCardDetector", "CARD_COLUMNS", "EVIDENCE_COLUMNS", "CHANCES", "binom_tail_small_k"]
 
@@ -120,7 +120,7 @@ class ClonedCardDetector(BaseDetector):
 
     Attributes
     ----------
-    cards_ : DataFrame
+    result_ : DataFrame
         ``CARD_COLUMNS``: the cards with ``q_value <= REPORT_Q``, by ascending q-value; ``score`` is
         ``min(1, -log10(q) / 10)``; ``reasons`` lists ``code:strength`` (strong, medium, weak by the reason's
         own tail), strongest first; ``travel`` describes the worst impossible pair.
@@ -137,8 +137,11 @@ class ClonedCardDetector(BaseDetector):
 
     Example
     -------
-    >>> ClonedCardDetector().fit(projection).cards_.head()  # doctest: +SKIP
+    >>> ClonedCardDetector().fit(projection).result_.head()  # doctest: +SKIP
     """
+
+    name = "cloned"
+    output = "cloned_cards"
 
     def __init__(self, max_speed_kmh: float = 1000.0, clock_slack_minutes: float = 15.0,
                  min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
@@ -159,7 +162,7 @@ class ClonedCardDetector(BaseDetector):
         self.prior = prior
         self.use_terminal_position = use_terminal_position
         self.use_reports = use_reports
-        self.cards_ = None
+        self.result_ = None
 
     def _check(self) -> None:
         if self.max_speed_kmh <= 0 or self.min_distance_km < 0 or self.parallel_km < 0:
@@ -273,7 +276,7 @@ class ClonedCardDetector(BaseDetector):
         Returns
         -------
         DataFrame
-            ``CARD_COLUMNS``; also sets ``cards_``, ``evidence_``, ``rates_``, ``n_scored_``.
+            ``CARD_COLUMNS``; also sets ``result_``, ``evidence_``, ``rates_``, ``n_scored_``.
         """
         self._check()
         ev = _typed_evidence(evidence[EVIDENCE_COLUMNS])
@@ -297,9 +300,9 @@ class ClonedCardDetector(BaseDetector):
             out |= new
         self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
         keep = np.flatnonzero(q <= REPORT_Q)
-        self.cards_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
+        self.result_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
                                   tails[keep], levels[keep])
-        return self.cards_
+        return self.result_
 
     def _tails(self, cards: pd.DataFrame, levels: np.ndarray, widths: np.ndarray, n_scored: int, totals: dict,
                out: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -341,7 +344,7 @@ class ClonedCardDetector(BaseDetector):
         return tails, rates
 
     def fit(self, projection: Projection) -> "ClonedCardDetector":
-        """``decide(evidence(projection))``: the reported cards of one projection in ``cards_``.
+        """``decide(evidence(projection))``: the reported cards of one projection in ``result_``.
 
         Parameters
         ----------

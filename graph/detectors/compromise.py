@@ -1,6 +1,6 @@
 """What follows from an accepted point of compromise: the cards exposed there, and the terminal's own events.
 
-``exposed_cards`` lists, for every accepted point (``SkimmingDetector.points_`` rows with ``accepted`` and
+``exposed_cards`` lists, for every accepted point (``SkimmingDetector.result_`` rows with ``accepted`` and
 ``q_value <= REPORT_Q``, of either mode), the cards that used the terminal inside its estimated window, with
 the probability that each was compromised and what the issuer should do (the emergency response).
 ``event_evidence`` lists a terminal's suspicious events shortly before a window start (tamper, a boot at an
@@ -15,13 +15,15 @@ import pandas as pd
 from graph.detectors.base import to_timestamps
 from graph.detectors.significance import REPORT_Q
 from graph.kernels import skimming as ks
-from graph.projection import ENTRY_MANUAL, Projection, to_epoch_seconds
+from graph.projection import Projection, to_epoch_seconds
+from graph.vocabulary import ENTRY_MANUAL, RECOMMENDED_ACTIONS
 
 __all__ = ["exposed_cards", "event_evidence", "EXPOSED_COLUMNS", "REISSUE_P", "ODD_HOUR_SHARE"]
 
 DAY = 86_400
 # p_compromised at or above which an exposed card should be reissued; below it, watched.
 REISSUE_P = 0.5
+REISSUE, WATCH = RECOMMENDED_ACTIONS
 # A boot is at an odd hour when the run's boots at that hour of day are below this share of a uniform day's.
 ODD_HOUR_SHARE = 0.25
 EXPOSED_COLUMNS = ["card_token", "terminal_id", "mode", "first_exposed_at", "p_compromised", "reported",
@@ -59,7 +61,7 @@ def exposed_cards(projection: Projection, points: pd.DataFrame, *, reissue_p: fl
         Must hold the full history of every card that used an accepted point (the local projection does;
         the Spark engine extends its candidate subgraph with those cards first).
     points : DataFrame
-        ``SkimmingDetector.points_`` (terminal_id, mode, rank, window_start, window_end, accepted, q_value).
+        ``SkimmingDetector.result_`` (terminal_id, mode, rank, window_start, window_end, accepted, q_value).
     reissue_p : float
         Action threshold (``REISSUE_P``).
     far_km : float
@@ -118,7 +120,7 @@ def exposed_cards(projection: Projection, points: pd.DataFrame, *, reissue_p: fl
     prior = out["victim_rate"].to_numpy()
     odds = prior / (1.0 - prior) * ratio
     out["p_compromised"] = np.where(rep, 1.0, odds / (1.0 + odds))
-    out["recommended_action"] = np.where(out["p_compromised"] >= reissue_p, "reissue", "watch").astype(object)
+    out["recommended_action"] = np.where(out["p_compromised"] >= reissue_p, REISSUE, WATCH).astype(object)
     out["card_token"] = p.card_ids[card]
     out["first_exposed_at"] = to_timestamps(out["first"].to_numpy(dtype=np.int64))
     out = out.sort_values(["point_rank", "p_compromised", "card_token"], ascending=[True, False, True],

@@ -23,11 +23,13 @@ from math import lgamma
 
 import numpy as np
 
+from graph.vocabulary import SEVERITIES
+
 __all__ = ["bh_qvalues", "severity_from_q", "SEVERITY_Q", "REPORT_Q", "combine_fisher", "poisson_sf",
            "binom_sf"]
 
 # Upper q-value of each severity, most severe first; a row above REPORT_Q raises no alert.
-SEVERITY_Q: dict[str, float] = {"critical": 1e-3, "high": 1e-2, "medium": 5e-2}
+SEVERITY_Q: dict[str, float] = dict(zip(SEVERITIES, (1e-3, 1e-2, 5e-2)))  # critical, high, medium
 REPORT_Q: float = SEVERITY_Q["medium"]
 
 
@@ -81,7 +83,7 @@ def severity_from_q(q_values) -> np.ndarray:
     q = np.asarray(q_values, dtype=np.float64)
     q = np.where(np.isfinite(q), q, 1.0)
     return np.select([q <= SEVERITY_Q["critical"], q <= SEVERITY_Q["high"], q <= SEVERITY_Q["medium"]],
-                     ["critical", "high", "medium"], None).astype(object)
+                     list(SEVERITIES), None).astype(object)
 
 
 def combine_fisher(log_p: np.ndarray, k: np.ndarray) -> np.ndarray:

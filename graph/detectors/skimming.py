@@ -12,7 +12,8 @@ from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.compromise import REISSUE_P, event_evidence, exposed_cards
 from graph.detectors.significance import bh_qvalues
 from graph.kernels import skimming as ks
-from graph.projection import ENTRY_MANUAL, Projection
+from graph.projection import Projection
+from graph.vocabulary import ENTRY_MANUAL
 
 __all__ = ["SkimmingDetector", "DEFAULT_TYPE_WEIGHTS", "AT_TERMINAL_TYPE_WEIGHTS", "POINT_COLUMNS",
            "MERCHANT_COLUMNS", "MODES"]
@@ -108,7 +109,7 @@ class SkimmingDetector(BaseDetector):
 
     Attributes
     ----------
-    points_ : DataFrame
+    result_ : DataFrame
         One row per terminal any compromised card used in its window (``POINT_COLUMNS``), by rank.
     merchants_ : DataFrame
         Merchant roll-up (``MERCHANT_COLUMNS``), by rank.
@@ -119,8 +120,11 @@ class SkimmingDetector(BaseDetector):
 
     Example
     -------
-    >>> SkimmingDetector(exposure_days=45).fit(projection).points_.head()  # doctest: +SKIP
+    >>> SkimmingDetector(exposure_days=45).fit(projection).result_.head()  # doctest: +SKIP
     """
+
+    name = "skimming"
+    output = "skimming_points"
 
     def __init__(self, exposure_days: float = 45.0, report_lag_days: float = 2.0, min_compromised: int = 2,
                  explain_away: bool = True, type_weights: dict | None = None, far_km: float = 50.0,
@@ -138,7 +142,7 @@ class SkimmingDetector(BaseDetector):
         self.at_terminal_weights = at_terminal_weights
         self.event_lead_days = event_lead_days
         self.reissue_p = reissue_p
-        self.points_ = None
+        self.result_ = None
         self.merchants_ = None
         self.windows_ = None
         self.exposed_ = None
@@ -293,9 +297,9 @@ class SkimmingDetector(BaseDetector):
         at_seen, _ = ks.cards_seen(p.term_indptr, p.term_order, p.txn_card, p.txn_ts, every, p.n_cards, *at_span)
         at_rows = self._points(p, aptr, atxn, at_term_ptr, at_term_comps, at_seen, at_span, every, "at_terminal",
                                accepted[n_t:], logp_acc[n_t:], k_acc[n_t:], logp_final[n_t:], logp_marg[n_t:])
-        self.points_ = self._rank(p, [skim_rows, at_rows], order)
+        self.result_ = self._rank(p, [skim_rows, at_rows], order)
         self.merchants_ = self._merchants(p, np.concatenate([vtxn, atxn]))
-        self.exposed_ = exposed_cards(p, self.points_, reissue_p=self.reissue_p, far_km=self.far_km)
+        self.exposed_ = exposed_cards(p, self.result_, reissue_p=self.reissue_p, far_km=self.far_km)
         return self
 
     def _null(self, p: Projection, present, term_ptr, ends, span, totals=None, skim=None):
@@ -372,14 +376,14 @@ class SkimmingDetector(BaseDetector):
         return frame[POINT_COLUMNS]
 
     def _merchants(self, p: Projection, vtxn: np.ndarray) -> pd.DataFrame:
-        pts = self.points_
+        pts = self.result_
         if pts.empty:
             return pd.DataFrame({c: [] for c in MERCHANT_COLUMNS})
         visits = pd.DataFrame({"merchant_id": _merchant_of(p, p.txn_terminal[vtxn]), "card": p.txn_card[vtxn]})
         cards = visits.groupby("merchant_id")["card"].nunique()
         rows = []
         for merchant, g in pts.groupby("merchant_id", sort=False):
-            top = g.iloc[0]  # points_ is in rank order
+            top = g.iloc[0]  # result_ is in rank order
             rows.append({"merchant_id": merchant, "score": top["score"],
                          "p_value": min(1.0, float(g["p_value"].min()) * len(g)),  # Bonferroni over its terminals
                          "terminals": len(g), "accepted_terminals": int(g["accepted"].sum()),

@@ -9,11 +9,14 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph.db import wait_until_ready
 from graph.server.config import JVM_FLAGS, render_config
-from graph.server.errors import ServerError
+from graph.errors import ServerError
 from graph.server.resolve import find_java, neo4j_version, resolve_classpath
 from graph.settings import Settings
 
@@ -215,7 +218,6 @@ class LocalServer:
         ServerError
             No Java 17+, artifacts unavailable, a port in use, or a server that died or never answered.
         """
-        from graph.db import wait_until_ready
 
         if self.settings.external:
             raise ServerError(f"NEO4J_URI is set ({self.settings.neo4j_uri}): posguard uses that server and "
@@ -255,9 +257,6 @@ class LocalServer:
 
     @staticmethod
     def _wait_for_http(uri: str, timeout: float) -> None:
-        import urllib.error
-        import urllib.request
-
         deadline = time.monotonic() + timeout
         while True:
             try:

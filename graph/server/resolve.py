@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph.server.errors import ServerError
+from graph.errors import ServerError
 
 __all__ = ["Java", "find_java", "neo4j_version", "resolve_classpath", "POM", "cache_dir"]
 

@@ -10,6 +10,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from werkzeug.serving import make_server
 
+from app.explorer import create_app
 from graph.settings import Settings
 from tests.helpers import posguard
 
@@ -39,8 +40,6 @@ def app_db(app_env, scored_db):
 
 @pytest.fixture(scope="session")
 def dash_app(app_db, app_settings):
-    from app.explorer import create_app
-
     return create_app(app_db, token_key=app_settings.token_key)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from app import evidence, queries
-from graph.detectors import explain
+from graph import explain
 from graph.writeback import CYPHER as WRITE
 from tests.app.callbacks import call
 from tests.app.conftest import sign_in

@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 def test_posguard_app_serves_on_localhost_behind_the_login(app_env):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "app", "--port", str(port)], env=app_env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "posguard.cli", "app", "--port", str(port)], env=app_env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -88,7 +88,7 @@ def test_sign_in_is_throttled_locked_out_and_unlocked_and_the_cookie_can_be_secu
                      input="thr-password-1\n")
     assert added.returncode == 0, added.stderr
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "app", "--port", str(port), "--secure-cookie"],
+    proc = subprocess.Popen([sys.executable, "-m", "posguard.cli", "app", "--port", str(port), "--secure-cookie"],
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     opener = urllib.request.build_opener(_NoRedirect())

@@ -15,7 +15,7 @@ from etl.adversary import ADV_TRUTH_SCHEMAS, generate_adversarial
 from etl.adversary.region import CITIES, HOUR, PLANE_KMH, distance_km, stream
 from etl.adversary.traffic import genuine_traffic, make_flights
 from etl.adversary.world import build_world, make_plan
-from etl.cli import main
+from posguard.cli import main
 from etl.pipeline import run_drop
 from graph.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from etl.generate import generate
-from graph.db import connect
+from graph.server import connect
 from graph.settings import Settings
 from tests.helpers import posguard, server_env
 

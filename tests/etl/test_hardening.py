@@ -23,8 +23,8 @@ from etl import validate as validate_module
 from etl.errors import DropError
 from etl.pipeline import run_all, run_drop
 from etl.redact import luhn_ok, redact_pans
-from etl.stage import read_staged
-from etl.tokenize import token
+from graph.catalog import read_staged
+from graph.tokens import token
 from graph.settings import Settings
 from tests.helpers import REPO
 from tests.etl.test_pipeline import HEADER, KEY, PAN, good, make_drop, rejects_of, settings

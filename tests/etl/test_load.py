@@ -13,7 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.load import load_run
+from etl.load import CYPHER, load_run
+from graph.server import LocalServer
+from tests.helpers import server_env
 
 RUN = "20260301T000000Z-00000001"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
@@ -97,19 +99,15 @@ def test_incremental_run_adds_only_the_new(db, tmp_path):
 
 
 def test_load_killed_mid_way_then_rerun_equals_uninterrupted(db, tmp_path, neo4j_settings):
-    from tests.helpers import server_env
-
     small_run(tmp_path, n_txns=30_000)
     load_run(db, tmp_path, RUN, batch_size=2_000)
     expected = db.run(COUNTS)
     db.run("MATCH (n) DETACH DELETE n")
 
-    from graph.server import LocalServer
-
     server = LocalServer(neo4j_settings)
     env = server_env(neo4j_settings.home, NEO4J_URI=server.status().bolt_uri, NEO4J_USER="neo4j",
                      NEO4J_PASSWORD=server.password())
-    script = ("import sys; from pathlib import Path; from graph.settings import Settings; from graph.db import connect;"
+    script = ("import sys; from pathlib import Path; from graph.settings import Settings; from graph.server import connect;"
               "from etl.load import load_run;"
               f"load_run(connect(Settings.from_env()), Path({str(tmp_path)!r}), {RUN!r}, batch_size=500)")
     child = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=Path(__file__).resolve().parents[2])
@@ -142,8 +140,6 @@ def test_no_load_query_scans_a_label_per_row(db):
     On a fresh database (statistics from when the graph was empty) a `(other:Merchant)` pattern made the
     planner scan every merchant for each terminal row: 18.7k terminals took 363 s on a 1M drop.
     """
-    from etl.load import CYPHER
-
     db.run("UNWIND range(1, 3000) AS i CREATE (:Merchant {merchant_id: 'M' + i})")
     db.run("UNWIND range(1, 3000) AS i CREATE (:Card {token: 'c' + i})")
     for kind, query in CYPHER.items():

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl.errors import DropError
+from etl.lock import LockedError, etl_lock
 from etl.pipeline import run_all, run_drop
-from etl.stage import read_staged
+from graph.catalog import read_staged
 from graph.projection import Projection
 from graph.settings import Settings
 
@@ -233,8 +234,6 @@ def test_run_all_loads_every_new_drop_in_order(tmp_path):
 
 
 def test_a_second_etl_is_locked_out(tmp_path):
-    from etl.lock import LockedError, etl_lock
-
     home = settings(tmp_path / "home")
     with etl_lock(home.home):
         with pytest.raises(LockedError, match="another posguard etl is running"):

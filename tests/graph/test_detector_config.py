@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graph.detector_config import ConfigError, load_config, parameters, parameters_markdown
-from graph.scoring import DETECTORS
-
+from graph.detectors import DETECTORS
 from tests.helpers import REPO, posguard, server_env
 
 
@@ -55,5 +54,5 @@ def test_every_parameter_is_documented_and_the_readme_table_is_current():
     assert undocumented == []
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert parameters_markdown(DETECTORS) in readme, "README's parameter table is stale: " \
-        "python -c 'from graph.detector_config import parameters_markdown; from graph.scoring import DETECTORS; " \
+        "python -c 'from graph.detector_config import parameters_markdown; from graph.detectors import DETECTORS; " \
         "print(parameters_markdown(DETECTORS))'"

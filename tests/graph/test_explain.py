@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from graph.detectors import explain
-from graph.detectors.queue import build_alerts
+from graph import explain
+from graph.queue import build_alerts
 from tests.graph.test_queue import EMPTY_CARDS, EMPTY_FINDINGS, EMPTY_POINTS, EMPTY_RINGS, TS, _cards, _points
 
 AT = datetime(2026, 5, 1, tzinfo=timezone.utc)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.projection import ENTRY_CHIP, ENTRY_FALLBACK, ENTRY_MAGSTRIPE, ENTRY_UNKNOWN, Projection, to_epoch_seconds
-
+from graph.projection import Projection, to_epoch_seconds
+from graph.vocabulary import ENTRY_CHIP, ENTRY_FALLBACK, ENTRY_MAGSTRIPE, ENTRY_UNKNOWN
 from tests.graph.conftest import make_txns
 
 

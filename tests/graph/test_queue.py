@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.detectors.queue import ALERT_COLUMNS, EXTRA_COLUMNS, alert_id, build_alerts, q_values_of
+from graph.queue import ALERT_COLUMNS, EXTRA_COLUMNS, alert_id, build_alerts, q_values_of
 
 AT = datetime(2026, 5, 1, tzinfo=timezone.utc)
 TS = pd.Timestamp("2026-03-01", tz="UTC")

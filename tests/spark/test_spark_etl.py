@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from etl.errors import DropError
 from etl.pipeline import run_drop
 from etl.spark import SparkEngine
-from etl.stage import STAGED_SCHEMAS, read_staged
+from graph.catalog import STAGED_SCHEMAS, read_staged
 from graph.settings import Settings
 
 KEY = b"spark-test-key"
@@ -105,7 +106,6 @@ def test_same_staging_rejects_and_counts_as_the_local_engine(spark, dirty_drop, 
     assert {"invalid_utf8", "wrong_field_count", "conflicting_duplicate", "bad_mcc", "unknown_terminal",
             "missing_value"} <= set(local_rejects["reason"])
     assert PAN not in (distributed.run_path / "rejects.csv").read_text()
-    import json
 
     manifest = json.loads((distributed.run_path / "manifest.json").read_text())
     local_manifest = json.loads((local.run_path / "manifest.json").read_text())

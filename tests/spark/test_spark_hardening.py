@@ -10,8 +10,8 @@ import pandas as pd
 
 from etl.pipeline import run_drop
 from etl.spark import SparkEngine
-from etl.stage import STAGED_SCHEMAS
-from tests.etl.test_pipeline import HEADER, KEY, good, make_drop, settings
+from graph.catalog import STAGED_SCHEMAS
+from tests.etl.test_pipeline import HEADER, good, make_drop, settings
 from tests.spark.test_spark_etl import rejects, staged
 
 LUHN_PAN = "4270206457093894"

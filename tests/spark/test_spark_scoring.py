@@ -10,10 +10,14 @@ import pandas as pd
 import pytest
 
 from etl.pipeline import run_drop
+from etl.spark_load import load_run_spark
+from graph.catalog import committed_runs
 from graph.projection import Projection
 from graph.scoring import run_detectors
+from graph.server import connect
 from graph.settings import Settings
 from graph.spark_scoring import run_detectors_spark
+from graph.spark_session import spark_session
 from tests.helpers import posguard, server_env
 
 AT = datetime(2026, 5, 1, tzinfo=timezone.utc)
@@ -64,8 +68,6 @@ RETURN what, sum(n) AS n ORDER BY what
 
 
 def graph_counts(env: dict) -> dict:
-    from graph.db import connect
-
     with connect(Settings.from_env(env), start=False) as db:
         return {r["what"]: r["n"] for r in db.read(GRAPH_COUNTS)}
 
@@ -89,9 +91,6 @@ def test_posguard_run_engine_spark_matches_local_end_to_end(sample_drop, tmp_pat
         assert counts["spark"] == counts["local"]
         assert counts["spark"]["TXN"] > 10_000 and counts["spark"]["Card"] > 1_000
         # the same staged run loaded again from Spark: idempotent
-        from etl.spark_load import load_run_spark
-        from etl.stage import committed_runs
-        from graph.spark_session import spark_session
 
         settings = Settings.from_env(envs["spark"])
         [run_id] = committed_runs(settings.home)

@@ -1,0 +1,612 @@
+"""Terminal integrity: hidden sales (STAN gaps), clock skew, unapproved firmware, relocation, MCC jumping, void
+bursts, tamper events, boots at odd hours and new network addresses, each decided by a p-value under a null
+fitted to the run's data and the Benjamini-Hochberg rule of ``graph.detectors.significance``.
+
+The work is split in two phases so that an engine that sees the terminals in parts (Spark) gives the same
+findings: ``transaction_evidence`` (per terminal, from its own transactions: any subset of terminals) and
+``event_evidence`` (per terminal, from the reference tables), then ``decide`` over all terminals at once
+(base rates per terminal model, the false-discovery rule over the whole family).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from graph.detectors.base import BaseDetector, to_timestamps
+from graph.detectors.significance import REPORT_Q, bh_qvalues
+from graph.kernels.geo import haversine_km_array
+from graph.kernels.integrity import IP_STATS, NO_TIME, STATS, address_changes, betabinom_logsf, terminal_stats
+from graph.kernels.skimming import log_binom_sf
+from graph.projection import Projection, to_epoch_seconds
+from graph.vocabulary import TYPE_REFUND, TYPE_VOID
+
+__all__ = ["IntegrityDetector", "FINDING_COLUMNS", "HIGH_FEE_MCC", "LOW_FEE_MCC", "EvidenceFrames",
+           "empty_findings"]
+
+FINDING_COLUMNS = ["terminal_id", "merchant_id", "kind", "score", "details", "first_seen", "last_seen", "p_value",
+                   "q_value", "events"]
+# Interchange tiers as acquirers see them: merchants moving volume from the first set to the second
+# ("MCC jumping") pay less and hide what they sell.
+HIGH_FEE_MCC = frozenset({5944, 7011, 5732, 6051, 6011, 5999, 5311, 5691, 4829, 7995})
+LOW_FEE_MCC = frozenset({5411, 5812, 5541, 5300, 5912, 4121, 8211, 8062, 9399})
+# A column of ``terminals`` giving the time the registered firmware was loaded (not ``installed_at``).
+FIRMWARE_TIME_COLUMN = "firmware_updated_at"
+_HOUR_PSEUDO = 0.5  # pseudo-count per hour of a model's boot-hour histogram
+
+EvidenceFrames = tuple  # (per-terminal event evidence, boots per terminal and hour, firmware per terminal and hash)
+
+
+def empty_findings() -> pd.DataFrame:
+    """The typed, empty findings frame (``FINDING_COLUMNS``)."""
+    return pd.DataFrame({"terminal_id": pd.Series([], dtype=object), "merchant_id": pd.Series([], dtype=object),
+                         "kind": pd.Series([], dtype=object), "score": pd.Series([], dtype=float),
+                         "details": pd.Series([], dtype=object),
+                         "first_seen": to_timestamps(np.zeros(0, np.int64)),
+                         "last_seen": to_timestamps(np.zeros(0, np.int64)),
+                         "p_value": pd.Series([], dtype=float), "q_value": pd.Series([], dtype=float),
+                         "events": pd.Series([], dtype=np.int64)})
+
+
+def _group_null(k, n, group, prior_terminals: float, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each terminal's null: a beta-binomial fitted to the terminals of its group (model, or MCC).
+
+    Its mean is the group's pooled rate *without the terminal itself*, shrunk towards the network's (also
+    without it; half a success keeps it above 0) with the weight of ``prior_terminals`` average terminals'
+    trials. Its overdispersion ``rho`` (0: binomial, every terminal alike; larger: rates differ between
+    terminals, e.g. some renew their address daily and others never) is the method-of-moments estimate over
+    the group without the ``trim`` share (rounded down) of terminals with the highest rates ``k / n``, so
+    that a few tampered terminals cannot widen the null that tests them.
+
+    Returns
+    -------
+    (mu, rho) : float64 arrays, one value per terminal.
+    """
+    k, n, group = np.asarray(k, np.float64), np.asarray(n, np.float64), np.asarray(group, np.int64)
+    mu, rho = np.full(len(k), 0.5), np.zeros(len(k))
+    active = n > 0
+    if not active.any():
+        return mu, rho
+    net = (k.sum() - k + 0.5) / (n.sum() - n + 1.0)
+    prior = prior_terminals * n[active].mean()
+    kg = np.bincount(group, weights=k)[group] - k
+    ng = np.bincount(group, weights=n)[group] - n
+    mu = np.clip((kg + prior * net) / (ng + prior), 1e-12, 1.0 - 1e-9)
+    rate = k / np.maximum(n, 1.0)
+    for g in np.unique(group[active]):
+        idx = np.flatnonzero(active & (group == g))
+        keep = idx[np.argsort(rate[idx], kind="stable")[: len(idx) - int(math.floor(trim * len(idx)))]]
+        kk, nn = k[keep], n[keep]
+        m = kk.sum() / nn.sum() if nn.sum() > 0 else 0.0
+        den = (nn * (nn - 1.0)).sum() * m * (1.0 - m)
+        if den > 0:
+            num = ((kk - nn * m) ** 2 - nn * m * (1.0 - m)).sum()
+            rho[group == g] = min(max(num / den, 0.0), 0.99)
+    return mu, rho
+
+
+def _with_spread(details: list, rho: np.ndarray) -> list:
+    """``details`` with the null's overdispersion where terminals of the group differ (rho > 0)."""
+    return [d + (f" (rates differ between its terminals: overdispersion {r:.2g})" if r > 0 else "")
+            for d, r in zip(details, rho)]
+
+
+def _binom_p(k, n, rate) -> np.ndarray:
+    """P(X >= k), X ~ Binomial(n, rate), per element (1 where k < 1)."""
+    k, n, rate = (np.asarray(a, np.float64) for a in (k, n, rate))
+    out = np.ones(len(k))
+    for i in np.flatnonzero(k >= 1):
+        out[i] = math.exp(log_binom_sf(float(k[i]), float(n[i]), float(rate[i])))
+    return out
+
+
+def _binom_cdf(c, n, f) -> np.ndarray:
+    """P(X <= c), X ~ Binomial(n, f), per element, through the upper tail of n - X (accurate when tiny)."""
+    c, n, f = (np.asarray(a, np.float64) for a in (c, n, f))
+    return _binom_p(n - c, n, 1.0 - f) if len(c) else np.zeros(0)
+
+
+def _codes(values) -> np.ndarray:
+    return pd.factorize(pd.Series(values, dtype=object).fillna(""), sort=True)[0].astype(np.int64)
+
+
+def _model_names(values) -> np.ndarray:
+    """Model names as compared: upper-cased and stripped, "" when missing."""
+    return pd.Series(values, dtype=object).fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
+
+
+def _model_of(terminal_ids: np.ndarray, terminals: pd.DataFrame) -> np.ndarray:
+    """Each terminal's model (upper-cased, stripped; "" when unknown)."""
+    if not len(terminals) or "model" not in terminals.columns:
+        return np.full(len(terminal_ids), "", dtype=object)
+    model = pd.Series(terminals["model"].astype(object).to_numpy(), index=terminals["terminal_id"].astype(object))
+    model = model[~model.index.duplicated(keep="last")]
+    return _model_names(model.reindex(pd.Index(terminal_ids, dtype=object)).to_numpy())
+
+
+class IntegrityDetector(BaseDetector):
+    """Signs that a terminal's software or placement was tampered with, one finding per terminal and kind.
+
+    Every kind is a one-sided test per terminal against a null fitted to this run's data, and a finding is
+    reported only when its Benjamini-Hochberg q-value over the family of terminals tested for that kind is at
+    most ``REPORT_Q`` (0.05). The counting kinds test ``k`` events of ``n`` trials against a beta-binomial
+    fitted to the terminals of the same *model* (of the same registered MCC for MCC mismatches): its mean
+    pooled over the others and shrunk towards the network's with the weight of ``prior_terminals`` average
+    terminals, its overdispersion by the method of moments without the ``trim`` share of the group's
+    highest rates (so that a model whose terminals differ among themselves, e.g. some renew their address
+    daily and others never, gives weaker evidence, and a few tampered ones do not):
+
+    - ``trace_gap``: messages hidden by STAN jumps (wrap-around undone) of more than ``min_gap``, among the
+      sequence numbers the terminal's span used;
+    - ``clock_skew``: messages whose time is more than ``skew_tolerance_s`` behind an earlier one in STAN
+      order, among its STAN steps;
+    - ``relocation``: transactions and terminal events farther than ``far_km`` from the registered position,
+      among those with a position;
+    - ``mcc_mismatch``: transactions sent under another MCC than the merchant's, among those with an MCC
+      (high-fee to low-fee is named in ``details``);
+    - ``tamper_event``: ``tamper`` events among the terminal's events;
+    - ``odd_hour_boot``: boots at UTC hours that hold less than ``odd_share`` of the model's boots (half a
+      boot added per hour), among the terminal's boots;
+    - ``new_ip``: moves to a network address the terminal never used before, among its address reports;
+    - ``void_spike``: the densest ``window_hours`` burst of voids and refunds, binomial against the terminal's
+      own rate outside the burst (shrunk towards the network's with the weight of ``prior_weight`` messages),
+      times the number of windows in its span;
+    - ``unapproved_firmware``: only direct evidence: a hash reported with a time (a terminal event, or the
+      registered hash when ``terminals`` has ``firmware_updated_at``) that is not on the allow-list for the
+      model, or reported before its ``approved_at``; never from ``installed_at``. Its p-value is the chance
+      that a release of the model reaches so few of the model's terminals: ``P(Binomial(N, f) <= c)``, with
+      ``c`` the model's terminals showing the same observation, ``N`` the model's terminals and ``f`` the
+      median share of the model's terminals that run each of its approved hashes in this data.
+
+    ``min_missing``, ``min_far``, ``min_mcc`` and ``min_voids`` are minimum evidence sizes (a terminal with
+    less is tested and given p = 1), not decisions. ``score = min(1, -log10(q) / 10)``.
+
+    Parameters
+    ----------
+    min_gap : int
+        A STAN jump of more than this many numbers hides messages (trace_gap).
+    min_missing : int
+        Fewest hidden messages tested as a trace gap.
+    skew_tolerance_s : int
+        Seconds a message may lie behind an earlier one in STAN order before it counts as clock skew.
+    far_km : float
+        Distance from the registered position that counts as elsewhere (relocation).
+    min_far : int
+        Fewest far positions tested as a relocation.
+    min_mcc : int
+        Fewest transactions under another MCC tested as an MCC mismatch.
+    window_hours : float
+        Length of the burst window of voids and refunds (void_spike).
+    min_voids : int
+        Fewest voids and refunds in the burst tested as a void spike.
+    prior_weight : float
+        Messages' worth of the network's void rate mixed into a terminal's own rate.
+    prior_terminals : float
+        Terminals' worth of the network's rate mixed into a model's rate (counting kinds).
+    trim : float
+        Share of a model's highest rates left out when its spread between terminals is estimated.
+    odd_share : float
+        A boot hour holding less than this share of the model's boots is odd (odd_hour_boot).
+
+    Attributes: ``result_`` (``FINDING_COLUMNS``, by ascending q-value), ``stats_`` (the per-terminal
+    transaction evidence), ``tested_`` (kind -> size of the family tested).
+
+    Example
+    -------
+    >>> IntegrityDetector(far_km=30).fit(projection).result_.head()  # doctest: +SKIP
+    """
+
+    name = "integrity"
+    output = "terminal_findings"
+
+    def __init__(self, min_gap: int = 2, min_missing: int = 1, skew_tolerance_s: int = 300, far_km: float = 50.0,
+                 min_far: int = 2, min_mcc: int = 1, window_hours: float = 24.0, min_voids: int = 3,
+                 prior_weight: float = 200.0, prior_terminals: float = 5.0, trim: float = 0.05,
+                 odd_share: float = 1 / 48):
+        self.min_gap = min_gap
+        self.min_missing = min_missing
+        self.skew_tolerance_s = skew_tolerance_s
+        self.far_km = far_km
+        self.min_far = min_far
+        self.min_mcc = min_mcc
+        self.window_hours = window_hours
+        self.min_voids = min_voids
+        self.prior_weight = prior_weight
+        self.prior_terminals = prior_terminals
+        self.trim = trim
+        self.odd_share = odd_share
+
+    # ------------------------------------------------------------------ evidence, per terminal
+    def kernel_args(self, p: Projection) -> tuple:
+        """Arguments of ``graph.kernels.integrity.terminal_stats`` for this projection and these parameters."""
+        reg_mcc = np.full(p.n_terminals, -1, np.int32)
+        has_merchant = p.terminal_merchant >= 0
+        merchant_mcc = pd.to_numeric(pd.Series(p.merchant_mcc, dtype=object), errors="coerce").fillna(-1)
+        reg_mcc[has_merchant] = merchant_mcc.to_numpy(np.int32)[p.terminal_merchant[has_merchant]]
+        return (p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon, p.txn_mcc,
+                p.terminal_lat, p.terminal_lon, reg_mcc, int(self.min_gap), int(self.skew_tolerance_s),
+                float(self.far_km), int(self.window_hours * 3600), np.array([TYPE_VOID, TYPE_REFUND], np.int8))
+
+    def terminal_stats(self, p: Projection) -> pd.DataFrame:
+        """The kernel's statistics, one row per terminal of ``p`` (``terminal`` index, ``STATS``, ``reg_mcc``)."""
+        args = self.kernel_args(p)
+        stats = pd.DataFrame(terminal_stats(*args), columns=list(STATS))
+        stats.insert(0, "terminal", np.arange(p.n_terminals))
+        stats["reg_mcc"] = args[10]
+        return stats
+
+    def transaction_evidence(self, p: Projection) -> pd.DataFrame:
+        """Per-terminal evidence from the terminal's own transactions (any subset of terminals may be given).
+
+        Returns
+        -------
+        DataFrame
+            terminal_id, merchant_id, ``STATS``, reg_mcc, first_ts, last_ts; sorted by terminal_id.
+        """
+        stats = self.terminal_stats(p).drop(columns="terminal")
+        m = p.terminal_merchant
+        merchant = (np.where(m >= 0, p.merchant_ids[np.maximum(m, 0)], None) if p.n_merchants
+                    else np.full(p.n_terminals, None, dtype=object))
+        lo, hi = p.term_indptr[:-1], p.term_indptr[1:]
+        busy = hi > lo
+        first = np.full(p.n_terminals, NO_TIME, np.int64)
+        last = np.full(p.n_terminals, -1, np.int64)
+        first[busy] = p.txn_ts[p.term_order[lo[busy]]]
+        last[busy] = p.txn_ts[p.term_order[hi[busy] - 1]]
+        stats.insert(0, "terminal_id", p.terminal_ids.astype(object))
+        stats.insert(1, "merchant_id", pd.Series(merchant, dtype=object).to_numpy())
+        stats["first_ts"], stats["last_ts"] = first, last
+        return stats
+
+    def event_evidence(self, terminal_ids, terminals: pd.DataFrame, events: pd.DataFrame,
+                       approved: pd.DataFrame) -> EvidenceFrames:
+        """Per-terminal evidence from the reference tables (terminal events, registry, firmware allow-list).
+
+        Parameters
+        ----------
+        terminal_ids : array of str
+            The terminals scored (events of others are ignored).
+        terminals, events, approved : DataFrame
+            As in ``Projection`` (``terminals``, ``terminal_events``, ``approved_firmware``).
+
+        Returns
+        -------
+        (per_terminal, boots, firmware) : DataFrames
+            per_terminal: terminal_id, model, ev_n, ev_located, ev_far, ev_far_first, ev_far_last, tamper_n,
+            tamper_first, tamper_last, ``IP_STATS``; boots: terminal_id, hour (UTC), n, first, last;
+            firmware: terminal_id, hash, on_list (on the allow-list for the terminal's model), timed (reported
+            with a time), bad (timed reports off the list or before approval), early, first, last, approved_at.
+        """
+        ids = np.asarray(terminal_ids, dtype=object)
+        n_t = len(ids)
+        terminals = terminals if terminals is not None else pd.DataFrame({"terminal_id": []})
+        model = _model_of(ids, terminals)
+        per = pd.DataFrame({"terminal_id": ids, "model": model})
+        for c in ("ev_n", "ev_located", "ev_far", "tamper_n"):
+            per[c] = np.zeros(n_t, np.int64)
+        for c in ("ev_far_first", "tamper_first"):
+            per[c] = np.full(n_t, NO_TIME, np.int64)
+        for c in ("ev_far_last", "tamper_last"):
+            per[c] = np.full(n_t, -1, np.int64)
+        ev = events if events is not None else pd.DataFrame({"terminal_id": [], "ts": []})
+        term = (pd.Index(ids).get_indexer(ev["terminal_id"].astype(object)) if len(ev) and n_t
+                else np.zeros(len(ev), np.int64))
+        ts = to_epoch_seconds(ev["ts"]) if len(ev) else np.zeros(0, np.int64)
+        ok = (term >= 0) & (ts >= 0)
+        term, ts = term[ok].astype(np.int64), ts[ok]
+        kind = (ev["event"].astype(object).fillna("").astype(str).str.strip().str.lower().to_numpy()[ok]
+                if "event" in ev.columns else np.full(len(term), "", dtype=object))
+        per["ev_n"] = np.bincount(term, minlength=n_t)
+        self._far_events(per, ev, ok, term, ts, ids, terminals)
+        tamper = kind == "tamper"
+        if tamper.any():
+            g = pd.DataFrame({"t": term[tamper], "ts": ts[tamper]}).groupby("t")["ts"].agg(["size", "min", "max"])
+            per.loc[g.index, "tamper_n"] = g["size"].to_numpy()
+            per.loc[g.index, "tamper_first"] = g["min"].to_numpy()
+            per.loc[g.index, "tamper_last"] = g["max"].to_numpy()
+        ip = (pd.factorize(ev["ip"].astype(object).to_numpy()[ok], use_na_sentinel=True)[0].astype(np.int64)
+              if "ip" in ev.columns else np.full(len(term), -1, np.int64))
+        order = np.lexsort((ts, term)).astype(np.int64)
+        indptr = np.searchsorted(term[order], np.arange(n_t + 1)).astype(np.int64)
+        ips = address_changes(indptr, order, np.ascontiguousarray(ts), np.ascontiguousarray(ip))
+        for j, c in enumerate(IP_STATS):
+            per[c] = ips[:, j]
+        boot = kind == "boot"
+        boots = (pd.DataFrame({"terminal_id": ids[term[boot]], "hour": (ts[boot] // 3600) % 24, "ts": ts[boot]})
+                 .groupby(["terminal_id", "hour"])["ts"].agg(n="size", first="min", last="max").reset_index())
+        firmware = self._firmware_evidence(ids, model, terminals, ev, ok, term, ts, approved)
+        return per, boots, firmware
+
+    def _far_events(self, per, ev, ok, term, ts, ids, terminals) -> None:
+        if not len(term) or "lat" not in ev.columns or "lon" not in ev.columns or "lat" not in terminals.columns:
+            return
+        reg = terminals.drop_duplicates("terminal_id", keep="last").set_index(
+            terminals.drop_duplicates("terminal_id", keep="last")["terminal_id"].astype(object))
+        home_lat = pd.to_numeric(reg["lat"], errors="coerce").reindex(pd.Index(ids)).to_numpy(np.float64)
+        home_lon = pd.to_numeric(reg["lon"], errors="coerce").reindex(pd.Index(ids)).to_numpy(np.float64)
+        lat = pd.to_numeric(ev["lat"], errors="coerce").to_numpy(np.float64)[ok]
+        lon = pd.to_numeric(ev["lon"], errors="coerce").to_numpy(np.float64)[ok]
+        located = np.isfinite(lat) & np.isfinite(lon) & np.isfinite(home_lat[term]) & np.isfinite(home_lon[term])
+        dist = np.full(len(term), np.nan)
+        dist[located] = haversine_km_array(lat[located], lon[located], home_lat[term[located]],
+                                           home_lon[term[located]])
+        far = located & (dist > self.far_km)
+        per["ev_located"] = np.bincount(term[located], minlength=len(ids))
+        if far.any():
+            g = pd.DataFrame({"t": term[far], "ts": ts[far]}).groupby("t")["ts"].agg(["size", "min", "max"])
+            per.loc[g.index, "ev_far"] = g["size"].to_numpy()
+            per.loc[g.index, "ev_far_first"] = g["min"].to_numpy()
+            per.loc[g.index, "ev_far_last"] = g["max"].to_numpy()
+
+    @staticmethod
+    def _firmware_evidence(ids, model, terminals, ev, ok, term, ts, approved) -> pd.DataFrame:
+        columns = ["terminal_id", "hash", "on_list", "timed", "bad", "early", "first", "last", "approved_at"]
+        if approved is None or not len(approved) or "firmware_hash" not in approved.columns:
+            return pd.DataFrame({c: [] for c in columns})
+        seen = []  # (terminal, ts or -1, hash): events, and the registry (timed only by firmware_updated_at)
+        if "firmware_hash" in ev.columns and len(term):
+            seen.append(pd.DataFrame({"t": term, "ts": ts, "hash": ev["firmware_hash"].astype(object).to_numpy()[ok]}))
+        if len(terminals) and "firmware_hash" in terminals.columns:
+            t = pd.Index(ids).get_indexer(terminals["terminal_id"].astype(object)) if len(ids) else \
+                np.full(len(terminals), -1)
+            when = (to_epoch_seconds(terminals[FIRMWARE_TIME_COLUMN]) if FIRMWARE_TIME_COLUMN in terminals.columns
+                    else np.full(len(terminals), -1, np.int64))
+            hashes = terminals["firmware_hash"].astype(object).to_numpy()
+            seen.append(pd.DataFrame({"t": t, "ts": when, "hash": hashes}))
+        if not seen:
+            return pd.DataFrame({c: [] for c in columns})
+        fw = pd.concat(seen, ignore_index=True)
+        fw = fw[(fw["t"] >= 0) & fw["hash"].notna()]
+        fw["hash"] = fw["hash"].astype(str).str.strip()
+        fw = fw[fw["hash"] != ""]
+        allow = approved.dropna(subset=["firmware_hash"]).drop_duplicates("firmware_hash", keep="last")
+        listed = pd.Index(allow["firmware_hash"].astype(str).str.strip())
+        allow_at = pd.Series(to_epoch_seconds(allow["approved_at"]) if "approved_at" in allow.columns
+                             else np.full(len(allow), -1, np.int64), index=listed)
+        allow_model = pd.Series(_model_names(allow["model"]) if "model" in allow.columns else "", index=listed)
+        t_model = model[fw["t"].to_numpy()]
+        listed_for = fw["hash"].map(allow_model)
+        on_list = listed_for.notna().to_numpy() & ((listed_for.fillna("").to_numpy() == "") | (t_model == "")
+                                                   | (listed_for.fillna("").to_numpy() == t_model))
+        at = fw["hash"].map(allow_at).fillna(-1).to_numpy(np.int64)
+        timed = fw["ts"].to_numpy() >= 0
+        early = on_list & timed & (at >= 0) & (fw["ts"].to_numpy() < at)
+        bad = timed & (~on_list | early)
+        frame = pd.DataFrame({"terminal_id": ids[fw["t"].to_numpy()], "hash": fw["hash"].to_numpy(), "on_list": on_list,
+                              "timed": timed, "bad": bad, "early": early,
+                              "bad_ts": np.where(bad, fw["ts"].to_numpy(), -1), "approved_at": at})
+        frame["first"] = frame["bad_ts"].where(frame["bad"], NO_TIME)
+        frame["last"] = frame["bad_ts"]
+        return (frame.groupby(["terminal_id", "hash"], sort=True)
+                .agg(on_list=("on_list", "all"), timed=("timed", "any"), bad=("bad", "sum"), early=("early", "any"),
+                     first=("first", "min"), last=("last", "max"), approved_at=("approved_at", "max"))
+                .reset_index()[columns])
+
+    # ------------------------------------------------------------------ the decision, over all terminals
+    def fit(self, projection: Projection) -> "IntegrityDetector":
+        """Collect every terminal's evidence, test each kind against its null and keep what BH lets through."""
+        p = projection
+        self.stats_ = self.transaction_evidence(p)
+        evidence = self.event_evidence(p.terminal_ids, p.terminals, p.terminal_events, p.approved_firmware)
+        self.result_ = self.decide(self.stats_, evidence)
+        return self
+
+    def decide(self, stats: pd.DataFrame, evidence: EvidenceFrames) -> pd.DataFrame:
+        """Findings from the evidence of *every* terminal of the run (``transaction_evidence`` of all parts,
+        concatenated, and ``event_evidence``): p-values, q-values per kind, rows with q <= ``REPORT_Q``.
+
+        Sets ``tested_`` (kind -> number of terminals tested). Returns ``FINDING_COLUMNS``.
+        """
+        per, boots, firmware = evidence
+        s = stats.sort_values("terminal_id", kind="stable").reset_index(drop=True)
+        s = s.merge(per, on="terminal_id", how="left", validate="one_to_one")
+        for c in ("ev_n", "ev_located", "ev_far", "tamper_n", "ip_n", "ip_new"):
+            s[c] = s[c].fillna(0).astype(np.int64)
+        for c in ("ev_far_first", "tamper_first", "ip_first"):
+            s[c] = s[c].fillna(NO_TIME).astype(np.int64)
+        for c in ("ev_far_last", "tamper_last", "ip_last"):
+            s[c] = s[c].fillna(-1).astype(np.int64)
+        s["model"] = s["model"].fillna("")
+        s["_model"] = _codes(s["model"])
+        s["_mcc"] = _codes(s["reg_mcc"].astype(np.int64))
+        parts = [self._trace_gaps(s), self._clock_skew(s), self._relocation(s), self._mcc_mismatch(s),
+                 self._void_spikes(s), self._firmware(s, firmware), self._tamper(s), self._odd_boots(s, boots),
+                 self._new_ip(s)]
+        self.tested_ = {}
+        kept = []
+        for kind, tested, frame in parts:
+            self.tested_[kind] = int(tested)
+            if not len(frame):
+                continue
+            frame = frame.assign(kind=kind, q=bh_qvalues(frame["p"].to_numpy(), m=max(int(tested), len(frame))))
+            kept.append(frame[frame["q"] <= REPORT_Q])
+        kept = [k for k in kept if len(k)]
+        if not kept:
+            return empty_findings()
+        found = pd.concat(kept, ignore_index=True)
+        merchant = s.set_index("terminal_id")["merchant_id"]
+        q = found["q"].to_numpy(np.float64)
+        out = pd.DataFrame({
+            "terminal_id": found["terminal_id"].astype(object).to_numpy(),
+            "merchant_id": merchant.reindex(found["terminal_id"]).astype(object).to_numpy(),
+            "kind": found["kind"].astype(object).to_numpy(),
+            "score": np.round(np.minimum(1.0, -np.log10(np.maximum(q, 1e-300)) / 10.0), 6),
+            "details": found["details"].astype(object).to_numpy(),
+            "first_seen": to_timestamps(found["first"].to_numpy(np.int64)).array,
+            "last_seen": to_timestamps(found["last"].to_numpy(np.int64)).array,
+            "p_value": found["p"].to_numpy(np.float64), "q_value": q,
+            "events": found["events"].to_numpy(np.int64)})
+        out["merchant_id"] = out["merchant_id"].where(out["merchant_id"].notna(), None)
+        return out.sort_values(["q_value", "p_value", "terminal_id", "kind"], kind="stable").reset_index(drop=True)
+
+    @staticmethod
+    def _rows(s, sel, p, details, first, last, events) -> pd.DataFrame:
+        return pd.DataFrame({"terminal_id": s.loc[sel, "terminal_id"].to_numpy(), "p": np.asarray(p, np.float64),
+                             "details": list(details), "first": np.asarray(first, np.int64),
+                             "last": np.asarray(last, np.int64), "events": np.asarray(events, np.int64)})
+
+    def _rate_test(self, s, k, n, group, enough):
+        """One-sided beta-binomial p-values of ``k`` of ``n`` against each terminal's group null, for the rows
+        with ``enough`` evidence and k >= 1; returns (rows, p, mu, rho) for those rows."""
+        k, n = np.asarray(k, np.int64), np.asarray(n, np.int64)
+        mu, rho = _group_null(k, n, group, self.prior_terminals, self.trim)
+        sel = np.asarray(enough & (k >= 1), bool)
+        p = np.exp(betabinom_logsf(k[sel], n[sel], mu[sel], rho[sel]))
+        return sel, p, mu[sel], rho[sel]
+
+    def _trace_gaps(self, s):
+        k = s["gap_missing"].to_numpy()
+        numbers = np.where(s["stan_n"].to_numpy() > 1, s["stan_n"].to_numpy() + k, 0)  # STANs the span used
+        sel, p, rate, rho = self._rate_test(s, k, numbers, s["_model"].to_numpy(), k >= self.min_missing)
+        d = s[sel]
+        details = [f"{r} STAN gaps hide {m} messages of {n} (the model's terminals: {x:.2%} of sequence numbers "
+                   f"missing, expected {x * (n + m):.2g})"
+                   for r, m, n, x in zip(d["gap_runs"], d["gap_missing"], d["stan_n"], rate)]
+        return "trace_gap", int((numbers > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho),
+                                                                 d["gap_first"], d["gap_last"], d["gap_runs"])
+
+    def _clock_skew(self, s):
+        steps = np.maximum(s["stan_n"].to_numpy() - 1, 0)
+        sel, p, rate, rho = self._rate_test(s, s["skew_events"].to_numpy(), steps, s["_model"].to_numpy(), True)
+        d = s[sel]
+        details = [f"time went back {e} times in STAN order, at most {h / 3600:.1f} h (expected {x:.2g} at the "
+                   f"model's rate)" for e, h, x in zip(d["skew_events"], d["skew_max_s"], rate * steps[sel])]
+        details = _with_spread(details, rho)
+        return "clock_skew", int((steps > 0).sum()), self._rows(s, sel, p, details, d["skew_first"], d["skew_last"],
+                                                                d["skew_events"])
+
+    def _relocation(self, s):
+        k = (s["far_n"] + s["ev_far"]).to_numpy()
+        n = (s["located"] + s["ev_located"]).to_numpy()
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), k >= self.min_far)
+        d = s[sel]
+        first = np.minimum(d["far_first"].to_numpy(), d["ev_far_first"].to_numpy())
+        last = np.maximum(d["far_last"].to_numpy(), d["ev_far_last"].to_numpy())
+        details = [f"{f} of {loc} located transactions and {e} of {el} terminal events over {self.far_km:g} km from "
+                   f"the registered position (the model's terminals: {x:.2%} of positions)"
+                   for f, loc, e, el, x in zip(d["far_n"], d["located"], d["ev_far"], d["ev_located"], rate)]
+        return "relocation", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), first, last, k[sel])
+
+    def _mcc_mismatch(self, s):
+        k, n = s["mcc_n"].to_numpy(), s["mcc_known"].to_numpy()
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_mcc"].to_numpy(), k >= self.min_mcc)
+        d = s[sel]
+        downgrade = [r in HIGH_FEE_MCC and m in LOW_FEE_MCC for r, m in zip(d["reg_mcc"], d["mcc_sent"])]
+        details = [f"{a} of {b} transactions ({a / max(b, 1):.0%}) sent under MCC {m:04d}, registered {r:04d}"
+                   + (" (high-fee to low-fee)" if g else "") + f" (merchants of MCC {r:04d}: {x:.2%})"
+                   for a, b, m, r, g, x in zip(d["mcc_n"], d["mcc_known"], d["mcc_sent"], d["reg_mcc"], downgrade,
+                                               rate)]
+        details = _with_spread(details, rho)
+        return "mcc_mismatch", int((n > 0).sum()), self._rows(s, sel, p, details, d["mcc_first"], d["mcc_last"],
+                                                              d["mcc_n"])
+
+    def _void_spikes(self, s):
+        n, vr = s["n"].to_numpy(np.float64), s["vr_total"].to_numpy(np.float64)
+        network = (vr.sum() - vr + 1.0) / (n.sum() - n + 50.0)  # the network's rate without the terminal
+        outside_n = n - s["vr_window_n"].to_numpy(np.float64)
+        outside_vr = vr - s["vr_window"].to_numpy(np.float64)
+        rate = (outside_vr + network * self.prior_weight) / (outside_n + self.prior_weight)
+        sel = s["vr_window"].to_numpy() >= max(1, self.min_voids)
+        window = int(self.window_hours * 3600)
+        span = np.maximum(s["last_ts"].to_numpy() - s["first_ts"].to_numpy(), 0)
+        windows = np.where(s["n"].to_numpy() > 0, np.maximum(1.0, np.ceil(span / max(window, 1))), 1.0)
+        p = np.minimum(1.0, _binom_p(s["vr_window"].to_numpy()[sel], s["vr_window_n"].to_numpy()[sel], rate[sel])
+                       * windows[sel])
+        d = s[sel]
+        details = [f"{k} voids/refunds among {m} messages within {self.window_hours:g} h (usual rate {r:.1%}, "
+                   f"expected {r * m:.2g}; {w:.0f} windows scanned)"
+                   for k, m, r, w in zip(d["vr_window"], d["vr_window_n"], rate[sel], windows[sel])]
+        return "void_spike", int((s["n"] > 0).sum()), self._rows(
+            s, sel, p, details, d["vr_window_start"], d["vr_window_start"] + window, d["vr_window"])
+
+    def _firmware(self, s, fw):
+        if not len(fw):
+            return "unapproved_firmware", 0, self._rows(s, np.zeros(len(s), bool), [], [], [], [], [])
+        models = s.set_index("terminal_id")["model"]
+        fw = fw.assign(model=models.reindex(fw["terminal_id"]).fillna("").to_numpy())
+        fleet = s.groupby("model").size()
+        users = fw.groupby(["model", "hash"])["terminal_id"].nunique()
+        share = users / fleet.reindex(users.index.get_level_values(0)).to_numpy()
+        approved = fw[fw["on_list"]].groupby(["model", "hash"]).size().index
+        typical = share[share.index.isin(approved)]
+        network_f = float(typical.median()) if len(typical) else np.nan
+        model_f = typical.groupby(level=0).median()
+        bad = fw[fw["bad"] > 0].copy()
+        tested = int(fw.loc[fw["timed"], "terminal_id"].nunique())
+        if not len(bad):
+            return "unapproved_firmware", tested, self._rows(s, np.zeros(len(s), bool), [], [], [], [], [])
+        # the same observation on other terminals of the model: the hash at all (off the list), or early
+        early_users = bad[bad["early"]].groupby(["model", "hash"])["terminal_id"].nunique()
+        key = pd.MultiIndex.from_arrays([bad["model"], bad["hash"]])
+        bad["c"] = np.where(bad["early"], early_users.reindex(key).fillna(0).to_numpy(),
+                            users.reindex(key).fillna(0).to_numpy())
+        bad["N"] = fleet.reindex(bad["model"]).fillna(0).to_numpy()
+        bad["f"] = model_f.reindex(bad["model"]).fillna(network_f).to_numpy()
+        known = np.isfinite(bad["f"].to_numpy())
+        bad["p"] = 1.0
+        if known.any():
+            bad.loc[known, "p"] = _binom_cdf(bad.loc[known, "c"], bad.loc[known, "N"], bad.loc[known, "f"])
+        bad = bad.sort_values(["terminal_id", "p", "hash"], kind="stable")
+        n_bad = bad.groupby("terminal_id").size()
+        best = bad.drop_duplicates("terminal_id").set_index("terminal_id")
+        first = bad.groupby("terminal_id")["first"].min()
+        last = bad.groupby("terminal_id")["last"].max()
+        events = bad.groupby("terminal_id")["bad"].sum()
+        p = np.minimum(1.0, best["p"].to_numpy() * n_bad.reindex(best.index).to_numpy())
+        details = [f"firmware {h[:12]}… " + (f"in use before its approval on {pd.Timestamp(a, unit='s'):%Y-%m-%d}"
+                                             if e else f"is not on the allow-list for model {m or '(unknown)'}")
+                   + f": seen so on {int(c)} of {int(n)} terminals of the model (an approved release reaches "
+                   f"{f:.0%} of them)" for h, e, a, m, c, n, f in
+                   zip(best["hash"].astype(str), best["early"], best["approved_at"], best["model"], best["c"],
+                       best["N"], best["f"].fillna(np.nan))]
+        sel = s["terminal_id"].isin(best.index).to_numpy()
+        order = pd.Index(best.index).get_indexer(s.loc[sel, "terminal_id"])
+        return "unapproved_firmware", tested, self._rows(
+            s, sel, p[order], [details[i] for i in order], first.reindex(best.index).to_numpy()[order],
+            last.reindex(best.index).to_numpy()[order], events.reindex(best.index).to_numpy()[order])
+
+    def _tamper(self, s):
+        k, n = s["tamper_n"].to_numpy(), s["ev_n"].to_numpy()
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
+        d = s[sel]
+        details = [f"{a} tamper events among {b} events (the model's terminals: {x:.2%} of events, expected "
+                   f"{x * b:.2g})" for a, b, x in zip(d["tamper_n"], d["ev_n"], rate)]
+        return "tamper_event", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), d["tamper_first"],
+                                                              d["tamper_last"], d["tamper_n"])
+
+    def _new_ip(self, s):
+        k, n = s["ip_new"].to_numpy(), np.maximum(s["ip_n"].to_numpy() - 1, 0)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
+        d = s[sel]
+        details = [f"moved to a network address it never used before {a} times in {b} address reports (the "
+                   f"model's terminals: {x:.2%} of reports, expected {x * b:.2g})"
+                   for a, b, x in zip(d["ip_new"], n[sel], rate)]
+        details = _with_spread(details, rho)
+        return "new_ip", int((n > 0).sum()), self._rows(s, sel, p, details, d["ip_first"], d["ip_last"], d["ip_new"])
+
+    def _odd_boots(self, s, boots):
+        if not len(boots):
+            return "odd_hour_boot", 0, self._rows(s, np.zeros(len(s), bool), [], [], [], [], [])
+        t = pd.Index(s["terminal_id"].to_numpy(dtype=object)).get_indexer(boots["terminal_id"])
+        b = boots[t >= 0].assign(t=t[t >= 0])
+        model = s["_model"].to_numpy()[b["t"].to_numpy()]
+        hour = b["hour"].to_numpy(np.int64)
+        counts = np.zeros((int(s["_model"].max()) + 1, 24))
+        np.add.at(counts, (model, hour), b["n"].to_numpy(np.float64))
+        share = (counts + _HOUR_PSEUDO) / (counts.sum(axis=1, keepdims=True) + 24 * _HOUR_PSEUDO)
+        b = b.assign(odd=(share < self.odd_share)[model, hour], share=share[model, hour])
+        n = np.bincount(b["t"], weights=b["n"], minlength=len(s)).astype(np.int64)
+        odd = b[b["odd"]]
+        k = np.bincount(odd["t"], weights=odd["n"], minlength=len(s)).astype(np.int64)
+        sel, p, rate, rho = self._rate_test(s, k, n, s["_model"].to_numpy(), True)
+        g = odd.sort_values("hour").groupby("t").agg(first=("first", "min"), last=("last", "max"),
+                                                     hours=("hour", list), share=("share", "sum"))
+        g = g.reindex(np.flatnonzero(sel))
+        details = [f"{a} of {m} boots at hours when the model's terminals rarely boot ("
+                   + ", ".join(f"{h:02d}:00" for h in hs) + f" UTC: {sh:.1%} of the model's boots; its terminals"
+                   f" boot at such hours {x:.2%} of the time, expected {x * m:.2g})"
+                   for a, m, hs, sh, x in zip(k[sel], n[sel], g["hours"], g["share"], rate)]
+        return "odd_hour_boot", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), g["first"],
+                                                               g["last"], k[sel])

@@ -1,0 +1,294 @@
+"""ClonedCardDetector on hand-built runs: reasons weighed by how rare they are among the run's cards, physics
+for travel, offline ATC spared, typed output even when nothing is reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from graph.catalog import output_table
+from graph.detectors.cloned import CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _exact_tail, binom_tail_small_k
+from graph.detectors.significance import REPORT_Q
+from graph.projection import Projection
+from graph.references import cloned as reference, significance as tails
+from tests.graph.conftest import T0, make_txns
+
+SH, BJ, GZ = dict(lat=31.23, lon=121.47), dict(lat=39.90, lon=116.41), dict(lat=23.13, lon=113.26)
+SH_GZ_KM = reference.haversine_km(SH["lat"], SH["lon"], GZ["lat"], GZ["lon"])  # 1,213 km
+# with the default prior (1) one event of a reason no other card shows weighs about 1 / cards, never enough
+# alone (test_one_unique_event_is_not_enough_alone); tests of how events are found use a small prior, with
+# which such an event is strong alone
+SMALL = 0.01
+
+
+def population(n_cards: int = 2000, per_card: int = 8, seed: int = 0) -> pd.DataFrame:
+    """Ordinary cards at home in Shanghai: chip uses every ~2 days, ATC +1 each time."""
+    rng = np.random.default_rng(seed)
+    card = np.repeat(np.arange(n_cards), per_card)
+    k = np.tile(np.arange(per_card), n_cards)
+    hours = k * 48.0 + rng.uniform(0, 12, len(card))
+    frame = pd.DataFrame({
+        "txn_id": [f"p{i:07d}" for i in range(len(card))], "ts": T0 + pd.to_timedelta(hours, unit="h"),
+        "card_token": [f"pop{c:05d}" for c in card], "terminal_id": "T0", "merchant_id": "M0", "amount": 10.0,
+        "txn_type": "purchase", "entry_mode": "chip", "response_code": "00",
+        "atc": pd.array(100 + k, dtype="Int64"), "stan": pd.array([None] * len(card), dtype="Int64"), "mcc": "5411",
+        "lat": SH["lat"] + rng.uniform(-0.05, 0.05, len(card)), "lon": SH["lon"] + rng.uniform(-0.05, 0.05, len(card))})
+    return frame
+
+
+def _run(rows, pop=None, terminals=None, **params) -> ClonedCardDetector:
+    pop = population() if pop is None else pop
+    tx = pd.concat([pop, make_txns(rows)], ignore_index=True) if rows else pop
+    return ClonedCardDetector(**params).fit(Projection.from_frames(tx, terminals))
+
+
+def _card(rows, token):
+    return [dict(card_token=token, **r) for r in rows]
+
+
+def test_impossible_flight_flagged_possible_flight_not():
+    rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)], "flier")
+            + _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)],
+                    "clone"))
+    det = _run(rows, prior=SMALL)
+    cards = det.result_
+    assert list(cards.columns) == CARD_COLUMNS
+    assert cards["card_token"].tolist() == ["clone"]  # 1,213 km in 3 h is a flight; in 20 min it is not
+    row = cards.iloc[0]
+    assert row["reasons"] == "impossible_travel:strong"
+    assert row["q_value"] <= REPORT_Q and row["p_value"] <= row["q_value"]
+    assert row["score"] == pytest.approx(min(1.0, -np.log10(row["q_value"]) / 10))
+    assert row["travel_km"] == pytest.approx(SH_GZ_KM, rel=1e-6) and row["travel_hours"] == pytest.approx(1 / 3)
+    assert row["travel_kmh"] == pytest.approx(3 * SH_GZ_KM, rel=1e-6)
+    assert row["travel"] == f"{SH_GZ_KM:,.0f} km in 20 min ({3 * SH_GZ_KM:,.0f} km/h)"
+    assert row["first_evidence_at"] == T0 + pd.Timedelta(minutes=20)
+    assert len(row["evidence_txn_ids"]) == 2 and all(isinstance(t, str) for t in row["evidence_txn_ids"])
+    assert det.n_scored_ == 2002
+
+
+def test_a_clone_with_several_reasons_ranks_first_with_named_strengths():
+    rows = (_card([dict(hours=0, atc=7, **SH), dict(hours=0.66, entry_mode="magstripe", **GZ),
+                   dict(hours=5, atc=8, **SH), dict(hours=100, atc=8, **SH)], "victim")
+            + _card([dict(hours=0, atc=1, **SH), dict(hours=0.25, atc=2, **BJ)], "one_hop"))
+    rows += _card([dict(hours=0, atc=3, **SH), dict(hours=1, entry_mode="fallback", **BJ),
+                   dict(hours=2, entry_mode="fallback", **BJ)], "two_far_swipes")
+    for k in range(20):  # twenty more unremarkable cards with one such hop each
+        rows += _card([dict(hours=k, atc=1, **SH), dict(hours=k + 0.25, atc=2, **BJ)], f"hop{k:02d}")
+    cards = _run(rows).result_
+    # one_hop's only reason is one event that 20 other cards of the run show too: not enough alone
+    assert cards["card_token"].tolist() == ["victim", "two_far_swipes"]
+    assert cards["q_value"].is_monotonic_increasing and cards["score"].is_monotonic_decreasing
+    assert cards["rank"].tolist() == [1, 2] and cards["reasons"].iloc[1] == "fallback_far:strong"
+    reasons = dict(r.split(":") for r in cards["reasons"].iloc[0].split(";"))
+    # 21 other cards hop too: impossible travel is only of medium strength in this run
+    assert reasons == {"impossible_travel": "medium", "fallback_far": "strong", "atc_replay": "strong"}
+    assert cards["first_evidence_at"].iloc[0] == T0 + pd.Timedelta(hours=0.66)
+
+
+@pytest.mark.parametrize("reason", ["fallback_after_chip", "impossible_travel"])
+def test_a_reason_thirty_percent_of_cards_show_is_weak_alone(reason):
+    pop = population(1000)
+    noisy_cards = [c for c in range(1000) if c % 10 < 3]  # 30% of the cards
+    last = np.array([c * 8 + 7 for c in noisy_cards])  # each one's last transaction: one event per noisy card
+    if reason == "fallback_after_chip":
+        pop.loc[last, "entry_mode"] = "magstripe"
+        pop.loc[last, "atc"] = pd.NA
+    else:  # a terminal geocoded 1,000 km away, 30 minutes after the card's previous use
+        pop.loc[last, "lat"], pop.loc[last, "lon"] = BJ["lat"], BJ["lon"]
+        pop.loc[last, "ts"] = pop.loc[last - 1, "ts"].to_numpy() + pd.Timedelta(minutes=30)
+    det = ClonedCardDetector().fit(Projection.from_frames(pop))
+    assert det.evidence_[f"n_{reason}"].gt(0).sum() == 300  # 30% of the cards show it
+    assert det.result_.empty
+    assert det.rates_[reason] > 0.01
+
+
+def test_reported_cards_leave_the_base_rates_of_the_others():
+    # 40 clones swiped three times each in Beijing, never used with the chip there: reported at once; a 41st
+    # swiped there once. Its one far swipe is rare among the cards not already explained as clones.
+    rows = []
+    for c in range(40):
+        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                      + [dict(hours=200 + c + k, entry_mode="magstripe", **BJ) for k in range(3)], f"batch{c:02d}")
+    rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                  + [dict(hours=300, entry_mode="fallback", **BJ)], "single")
+    det = _run(rows, prior=SMALL)
+    reported = set(det.result_["card_token"])
+    assert "single" in reported and reported >= {f"batch{c:02d}" for c in range(40)}
+    assert len(reported) == 41
+    row = det.result_.set_index("card_token").loc["single"]
+    assert row["reasons"] == "fallback_far:strong" and row["n_fallback_far"] == 1
+    # the rate that judged it: no other unreported card swiped far from all its chip uses
+    located = int(det.evidence_["chances_located"].sum()) - 40 * 7 - 5
+    assert det.rates_["fallback_far"] == pytest.approx(det.prior / (located + 2 * det.prior))
+
+
+def test_a_counterfeit_report_counts_only_with_a_use_that_shows_something():
+    pop = population()
+    swipes = pop.index[np.isin(pop.index % 8, [3, 6])]  # every card of this run swipes twice at home
+    pop.loc[swipes, "entry_mode"], pop.loc[swipes, "atc"] = "magstripe", pd.NA
+    habits = [dict(hours=48 * d, atc=d + 1, **SH) if d not in (3, 6) else
+              dict(hours=48 * d, entry_mode="magstripe", amount=500.0, **SH) for d in range(8)]
+    chip_only = [dict(hours=48 * d, atc=d + 1, **SH) for d in range(8)]
+    rows = _card(habits, "reported_swiper") + _card(habits, "swiper") + _card(chip_only, "reported_chip_only")
+    tx = pd.concat([pop, make_txns(rows)], ignore_index=True)
+    reports = pd.DataFrame({"card_token": ["reported_swiper", "reported_chip_only", "no_transactions"],
+                            "reported_at": ["2026-03-20"] * 3, "fraud_type": "counterfeit"})
+    det = ClonedCardDetector(prior=SMALL).fit(Projection.from_frames(tx, fraud_reports=reports))
+    # two swipes are what every card here does, their amounts a little unusual (the card's largest: p = 1/21);
+    # with a counterfeit report they are what a clone does
+    assert det.result_["card_token"].tolist() == ["reported_swiper"]
+    assert det.result_["reasons"].iloc[0] == "reported_counterfeit:strong;fallback_amount:medium;fallback_after_chip:weak"
+    assert det.n_scored_ == 2003  # the reported card without transactions is not scored
+    ev = det.evidence_.set_index("card_token")
+    assert ev.loc["reported_chip_only", "n_reported_counterfeit"] == 1  # reported, but no use shows anything
+    off = ClonedCardDetector(use_reports=False, prior=SMALL).fit(Projection.from_frames(tx, fraud_reports=reports))
+    assert off.result_.empty and off.evidence_["n_reported_counterfeit"].sum() == 0
+
+
+def test_one_unique_event_is_not_enough_alone():
+    one = _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)], "one")
+    two = _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ),
+                 dict(hours=100, atc=3, **GZ)], "two")  # the impossible hop and an ATC replay
+    det = _run(one + two)
+    assert det.result_["card_token"].tolist() == ["two"]
+    # the run's rate once "two" (reported) left it: "one" plus the prior over the other cards' chances; judged
+    # against the others only, "one" sees the prior alone: a tail about its share of the run's chances
+    ev = det.evidence_.set_index("card_token")
+    others = int(det.evidence_["chances_pairs"].sum()) - int(ev.loc["two", "chances_pairs"])
+    assert det.rates_["impossible_travel"] == pytest.approx(2 / (others + 2))
+    assert _run(one + two, prior=SMALL).result_["card_token"].tolist() == ["two", "one"]
+
+
+def test_no_clone_gives_an_empty_typed_frame_that_writes(tmp_path):
+    det = _run([])
+    cards = det.result_
+    assert cards.empty and list(cards.columns) == CARD_COLUMNS
+    assert str(cards["first_evidence_at"].dtype) == "datetime64[us, UTC]"
+    assert cards["reasons"].dtype == object and cards["evidence_txn_ids"].dtype == object
+    assert cards["p_value"].dtype == np.float64 and cards["rank"].dtype == np.int64
+    path = tmp_path / "cloned_cards.parquet"
+    pq.write_table(output_table("cloned_cards", cards), path)  # what write_outputs writes
+    schema = pq.read_schema(path)
+    assert schema.field("evidence_txn_ids").type == pa.list_(pa.string())
+    assert schema.field("reasons").type == pa.string()
+    assert schema.field("first_evidence_at").type == pa.timestamp("us", tz="UTC")
+    assert pq.read_table(path).num_rows == 0
+
+
+def test_offline_transactions_arriving_late_are_not_atc_evidence():
+    rows = (_card([dict(hours=0, atc=10, **SH), dict(hours=1, atc=12, **SH), dict(hours=2, atc=13, **SH),
+                   dict(hours=6, atc=11, **SH), dict(hours=30, atc=14, **SH)], "offline")
+            + _card([dict(hours=0, atc=10, **SH), dict(hours=100, atc=11, **SH), dict(hours=200, atc=12, **SH),
+                     dict(hours=300, atc=11, **SH)], "replayed")
+            + _card([dict(hours=0, atc=50, **SH), dict(hours=100, atc=51, **SH), dict(hours=300, atc=40, **SH),
+                     dict(hours=310, atc=41, **SH)], "regressed"))
+    det = _run(rows, prior=SMALL)
+    assert "offline" not in set(det.evidence_["card_token"])  # no evidence of any kind
+    assert sorted(det.result_["card_token"]) == ["regressed", "replayed"]
+    assert det.result_.set_index("card_token").loc["replayed", "reasons"] == "atc_replay:strong"
+
+
+def test_swipes_that_are_the_cards_largest_purchases():
+    # a card swiped now and then at home (like many cards of this run) vs one whose swipes are its largest uses
+    pop = population()
+    habit = pop.index[(pop.index % 8 == 5) & (pop.index // 8 % 3 == 0)]  # a third of the cards swipe once
+    often = pop.index[np.isin(pop.index // 8, [1, 2, 4]) & np.isin(pop.index % 8, [3, 5, 7])]  # three thrice
+    pop.loc[habit.union(often), "entry_mode"], pop.loc[habit.union(often), "atc"] = "magstripe", pd.NA
+    home = [dict(hours=24 * d, atc=d + 1, amount=20.0 + d, **SH) for d in range(16)]
+    swipes = [dict(hours=24 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 900.0), (6, 750.0),
+                                                                                            (9, 820.0), (12, 700.0))]
+    cheap = [dict(hours=24 * d + 5, entry_mode="magstripe", amount=a, **SH) for d, a in ((4, 9.0), (6, 7.5),
+                                                                                         (9, 8.0), (12, 6.0))]
+    det = _run(_card(home + swipes, "counterfeit") + _card(home + cheap, "worn_chip"), pop=pop)
+    assert det.result_["card_token"].tolist() == ["counterfeit"]
+    row = det.result_.iloc[0]
+    assert row["n_fallback_amount"] == 4 and row["fallback_amount_p"] == pytest.approx(
+        float(tails.hypergeom_sf(4, 19, 4, 4)))  # 19 uses after the first chip use, 4 swipes, all 4 the largest
+    # five cards swiped three times or more; only the amounts tell these two apart
+    assert row["reasons"] == "fallback_amount:strong;fallback_after_chip:medium"
+    assert "fallback_burst" not in row["reasons"]  # off by default
+    on = _run(_card(home + swipes[:1] + [dict(hours=24 * 4 + 6 + k, entry_mode="fallback", amount=900.0, **SH)
+                                         for k in range(3)], "burst"), pop=pop, burst_min=3)
+    assert on.evidence_.set_index("card_token").loc["burst", "n_fallback_burst"] == 4
+
+
+def test_parallel_use_without_impossible_hops():
+    # alternating Shanghai / Guangzhou every 8 h (each hop plausible by plane), for three days
+    cards = _run([dict(card_token="c", hours=8 * k, **(SH if k % 2 == 0 else GZ)) for k in range(9)]).result_
+    assert cards["reasons"].tolist() == ["parallel_use:strong"]
+    assert cards["n_parallel_use"].iloc[0] == 8 and cards["travel"].iloc[0] == ""
+
+
+def test_terminal_position_fallback_and_manual():
+    terminals = pd.DataFrame({"terminal_id": ["T0", "TS", "TB"], "merchant_id": ["M0"] * 3,
+                              "lat": [SH["lat"], SH["lat"], BJ["lat"]], "lon": [SH["lon"], SH["lon"], BJ["lon"]]})
+    rows = [dict(card_token="c", terminal_id="TS", hours=0, lat=None, lon=None),
+            dict(card_token="c", terminal_id="TB", hours=0.25, lat=None, lon=None)]
+    assert _run(rows, terminals=terminals, prior=SMALL).result_["reasons"].tolist() == ["impossible_travel:strong"]
+    assert _run(rows, terminals=terminals, use_terminal_position=False, prior=SMALL).result_.empty
+    manual = [dict(card_token="c", hours=0, **SH), dict(card_token="c", hours=0.25, entry_mode="manual", **BJ)]
+    assert _run(manual, prior=SMALL).result_.empty
+
+
+def test_decide_on_bucket_evidence_equals_fit():
+    rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=0.2, atc=2, **GZ)], "a")
+            + _card([dict(hours=0, atc=5, **SH), dict(hours=100, atc=5, **SH)], "b")
+            + _card([dict(hours=0, atc=5, **SH), dict(hours=1, entry_mode="fallback", **BJ),
+                     dict(hours=2, entry_mode="fallback", **BJ)], "c"))
+    tx = pd.concat([population(), make_txns(rows)], ignore_index=True)
+    whole = ClonedCardDetector(prior=SMALL).fit(Projection.from_frames(tx)).result_
+    det = ClonedCardDetector(prior=SMALL)
+    odd = tx["card_token"].map(lambda t: sum(map(ord, t))) % 3  # three buckets of cards, any split
+    parts = [det.evidence(Projection.from_frames(tx[odd == b])) for b in range(3)]
+    assert all(list(p.columns) == EVIDENCE_COLUMNS for p in parts)
+    assert sum(int(p["card_token"].isna().sum()) for p in parts) == 3  # one summary row per bucket
+    decided = det.decide(pd.concat(parts[::-1], ignore_index=True))
+    pd.testing.assert_frame_equal(decided, whole)
+    assert len(whole) == 3
+
+
+def test_binomial_tail_matches_the_exact_reference():
+    n = np.array([0, 1, 2, 5, 40, 120])
+    for k in (1, 2, 3):
+        for rho in (1e-7, 1e-3, 0.05, 0.4):
+            got = binom_tail_small_k(k, n, rho)
+            want = [float(tails.binom_sf(k, int(m), rho)) for m in n]
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+
+
+def test_empty_and_bad_params():
+    empty = Projection.from_frames(make_txns([]))
+    det = ClonedCardDetector().fit(empty)
+    assert det.result_.empty and list(det.result_.columns) == CARD_COLUMNS and det.n_scored_ == 0
+    assert list(det.evidence(empty).columns) == EVIDENCE_COLUMNS
+    with pytest.raises(ValueError):
+        ClonedCardDetector(max_speed_kmh=0).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(prior=0).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(offline_delay_hours=-1).fit(empty)
+    with pytest.raises(ValueError):
+        ClonedCardDetector(burst_min=1).fit(empty)
+
+
+def test_exact_tail_skips_only_cards_that_cannot_be_reported():
+    rng = np.random.default_rng(3)
+    n, widths = 300, np.array([4, 4, 2, 4, 2])
+    tails = np.ones((n, len(widths), 5))
+    for r, w in enumerate(widths):  # decreasing tails per reason, 0 past the last level
+        steps = np.sort(rng.uniform(1e-6, 1.0, (n, w - 1)) ** 3, axis=1)[:, ::-1]
+        tails[:, r, 1:w] = steps
+        tails[:, r, w:] = 0.0
+    levels = np.column_stack([rng.integers(0, w, n) for w in widths])
+    exact = _exact_tail(tails, levels, widths)
+    lower = tails[np.arange(n)[:, None], np.arange(len(widths))[None, :], levels].prod(axis=1)
+    assert np.all(exact >= lower * (1 - 1e-9))  # the bound is a lower bound: a skipped card's p is above it
+    bound = float(np.quantile(lower, 0.3))
+    pruned = _exact_tail(tails, levels, widths, bound=bound)
+    kept = lower <= bound
+    assert 0 < kept.sum() < n
+    np.testing.assert_array_equal(pruned[kept], exact[kept])
+    assert np.all(pruned[~kept] == 1.0)
