@@ -15,7 +15,9 @@ No detector's maths is written a second time; Spark decides what each Python wor
   cards in the span, and ``active_days``, summed over card buckets) computed by Spark.
 - **rings**: the run's hour and roundness counts (``suspicion_counts``, summed over partitions), then the
   transactions unusual enough to become edges by those counts (filtered in ``mapInPandas``), where the
-  dense-block search and its randomised null run in the driver. **merchant networks**: the transactions of terminals seen with
+  dense-block search and its randomised nulls run in the driver; the habit null's evidence, the ordinary
+  visits (``ordinary_visits``: the other transactions counted per card and merchant, summed by a
+  ``groupBy``) of the merchants of those edges, comes with them. **merchant networks**: the transactions of terminals seen with
   more than one merchant, plus the merchant table.
 
 The driver must hold the two candidate subgraphs (``ScoreResult.seconds`` and the log give their sizes): on
@@ -245,7 +247,9 @@ def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
 
 
 def _rings(spark, txns, reference: dict, params: dict):
-    from graph.detectors.collusion import N_LEVELS, RingDetector, suspicion, suspicion_counts
+    from pyspark.sql import functions as F
+
+    from graph.detectors.collusion import N_LEVELS, RingDetector, ordinary_visits, suspicion, suspicion_counts
 
     det = RingDetector(**params)
     schema = txns.schema
@@ -265,10 +269,21 @@ def _rings(spark, txns, reference: dict, params: dict):
         for pdf in batches:
             yield pdf[det.keep(suspicion(*arrays(pdf), total))]
 
+    def ordinary(batches):  # the habit null's evidence: the other transactions per card and merchant
+        for pdf in batches:
+            rest = pdf[~det.keep(suspicion(*arrays(pdf), total))]
+            yield ordinary_visits(rest["card_token"], rest["merchant_id"])
+
     sub = txns.mapInPandas(suspicious, schema).toPandas()
     log.info("ring subgraph: %s suspicious transactions", f"{len(sub):,}")
+    edge_merchants = sub["merchant_id"].dropna().unique().astype(object)
+    merchants = spark.createDataFrame(pd.DataFrame({"merchant_id": edge_merchants}), "merchant_id string")
+    visits = (txns.select("ts", "amount", "card_token", "merchant_id")
+              .mapInPandas(ordinary, "card_token string, merchant_id string, n long")
+              .join(F.broadcast(merchants), "merchant_id")
+              .groupBy("card_token", "merchant_id").agg(F.sum("n").alias("n")).toPandas())
     p = Projection.from_frames(sub, reference["terminals"], reference["merchants"])
-    return det.fit(p, counts=total).rings_, len(sub)
+    return det.fit(p, counts=total, visits=visits).rings_, len(sub)
 
 
 def _networks(spark, txns, reference: dict, params: dict):

@@ -9,7 +9,7 @@ import pytest
 
 from etl.generate import generate
 from graph.detectors.collusion import (RING_COLUMNS, RingDetector, gumbel_sf, ordinary_visits, roundness, suspicion,
-                                      visit_pool)
+                                      suspicion_counts, visit_pool)
 from graph.evaluation import projection_from_drop, tokenize_pan
 from graph.projection import Projection
 from tests.graph.conftest import T0, make_txns
@@ -250,18 +250,25 @@ def test_regulars_of_night_time_places_are_no_ring_but_a_planted_ring_still_is(s
     assert det.visit_null_.shape[1] == det.n_null
 
 
-def test_ordinary_visits_by_id_give_the_same_rings_as_the_whole_projection():
+def test_edges_and_ordinary_visits_by_id_give_the_rings_of_the_whole_projection():
+    """What the Spark engine does: the projection of the edge transactions only, with the run's counts and
+    ordinary visits (in any order) computed apart."""
     cards, merchants = [f"r{i}" for i in range(20)], [f"rm{i}" for i in range(4)]
-    p = Projection.from_frames(_frame(*_join(_background(2), _regulars(2), _ring(2, cards, merchants))))
-    det = RingDetector()
-    _, _, _, mask = det.edges(p)
+    frame = _frame(*_join(_background(2), _regulars(2), _ring(2, cards, merchants)))
+    p = Projection.from_frames(frame)
+    whole = RingDetector().fit(p)
+    _, _, _, mask = whole.edges(p)
     ordinary = ~mask & (p.txn_card >= 0) & (p.txn_merchant >= 0)
     visits = ordinary_visits(p.card_ids[p.txn_card[ordinary]], p.merchant_ids[p.txn_merchant[ordinary]])
     assert visits["n"].sum() == ordinary.sum()
-    by_id = RingDetector().fit(p, visits=visits.sample(frac=1.0, random_state=0))  # in any order
-    whole = det.fit(p)
-    assert len(whole.visit_null_) and np.array_equal(by_id.visit_null_, whole.visit_null_)
-    pd.testing.assert_frame_equal(by_id.rings_, whole.rings_)
+    edges_only = Projection.from_frames(frame[frame["txn_id"].isin(p.txn_ids[mask])])
+    split = RingDetector().fit(edges_only, counts=suspicion_counts(p.txn_amount, p.txn_ts),
+                               visits=visits.sample(frac=1.0, random_state=0))
+    assert len(whole.visit_null_) and np.array_equal(split.visit_null_, whole.visit_null_)
+    pd.testing.assert_frame_equal(split.rings_, whole.rings_)
+    # without the ordinary visits, the edges alone make another null
+    alone = RingDetector().fit(edges_only, counts=suspicion_counts(p.txn_amount, p.txn_ts))
+    assert not np.array_equal(alone.visit_null_, whole.visit_null_)
 
 
 def test_visit_pool_sorts_visits_by_merchant_and_lends_a_region_s_visits_to_merchants_without_any():
