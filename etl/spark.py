@@ -40,7 +40,7 @@ _WINDOW = 1 << 20
 
 
 def _spark_type(arrow_type):
-    from pyspark.sql import types as T
+    from pyspark.sql import types as T  # optional dependency (the [spark] extra)
 
     if pa.types.is_timestamp(arrow_type):
         return T.TimestampType()
@@ -53,7 +53,7 @@ def _spark_type(arrow_type):
 
 def chunk_schema(kind: str):
     """Spark schema of a validated chunk: the staged columns (no run_id), file index, line, reject fields."""
-    from pyspark.sql import types as T
+    from pyspark.sql import types as T  # optional dependency (the [spark] extra)
 
     fields = [T.StructField(f.name, _spark_type(f.type)) for f in STAGED_SCHEMAS[kind] if f.name != "run_id"]
     fields += [T.StructField("_fidx", T.LongType()), T.StructField("_line", T.LongType())]
@@ -300,7 +300,7 @@ class SparkEngine:
     # -- steps
     def _validated(self, kind: str, plans: list[dict], settings, known: dict, limits: Limits):
         """The chunks of one kind through ``_validate_chunk``, one Spark task per chunk."""
-        from pyspark.sql import types as T
+        from pyspark.sql import types as T  # optional dependency (the [spark] extra)
 
         tasks = [t for p in plans for t in _chunk_tasks(p)]
         sc = self.spark.sparkContext
@@ -321,7 +321,7 @@ class SparkEngine:
 
     def _staged(self, home: Path, kind: str, columns: list[str]):
         """Committed staged rows of ``kind`` as a Spark DataFrame (reference kinds: the latest row per key)."""
-        from pyspark.sql import Window, functions as F
+        from pyspark.sql import Window, functions as F  # optional dependency (the [spark] extra)
 
         paths = [str(p) for p in committed_paths(home, kind)]
         if not paths:
@@ -339,7 +339,7 @@ class SparkEngine:
 
     def _flag(self, kind: str, out, home: Path):
         """Every chunk row with its status: rejected (by validation), conflict, duplicate or kept."""
-        from pyspark.sql import Window, functions as F
+        from pyspark.sql import Window, functions as F  # optional dependency (the [spark] extra)
 
         keys = list(DUPLICATE_KEYS[kind])
         valid = out.where(F.col("_rej_reason").isNull())
@@ -366,7 +366,7 @@ class SparkEngine:
         return valid.unionByName(rejected)
 
     def _rejects(self, kind: str, flagged, names: dict) -> pd.DataFrame:
-        from pyspark.sql import functions as F
+        from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
         key = DUPLICATE_KEYS[kind][0]
         rows = flagged.where(F.col("status").isin("rejected", "conflict")).select(
@@ -382,7 +382,7 @@ class SparkEngine:
 
     def _write(self, home: Path, run_id: str, kind: str, kept) -> None:
         """Write the kept rows as ``staging/<kind>/run=<run_id>/part-*.parquet`` (temp dir, then rename)."""
-        from pyspark.sql import functions as F
+        from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
         schema = STAGED_SCHEMAS[kind]
         frame = kept.withColumn("run_id", F.lit(run_id)).select(*schema.names)

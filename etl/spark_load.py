@@ -68,7 +68,7 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
     LoadStats
         Rows and seconds per step, as the local loader reports them.
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
     home = Path(settings.home)
     creds = credentials(settings)

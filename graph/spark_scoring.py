@@ -15,7 +15,9 @@ No detector's maths is written a second time; Spark decides what each Python wor
   cards in the span, and ``active_days``, summed over card buckets) computed by Spark.
 - **rings**: the run's hour and roundness counts (``suspicion_counts``, summed over partitions), then the
   transactions unusual enough to become edges by those counts (filtered in ``mapInPandas``), where the
-  dense-block search and its randomised null run in the driver. **merchant networks**: the transactions of terminals seen with
+  dense-block search and its randomised nulls run in the driver; the habit null's evidence, the ordinary
+  visits (``ordinary_visits``: the other transactions counted per card and merchant, summed by a
+  ``groupBy``) of the merchants of those edges, comes with them. **merchant networks**: the transactions of terminals seen with
   more than one merchant, plus the merchant table.
 
 The driver must hold the two candidate subgraphs (``ScoreResult.seconds`` and the log give their sizes): on
@@ -37,7 +39,7 @@ from graph.catalog import TXN_COLUMNS, committed_paths, staged_reference
 from graph.detectors.cloned import ClonedCardDetector
 from graph.detectors.compromise import exposed_cards
 from graph.detectors.integrity import IntegrityDetector
-from graph.detectors.rings import N_LEVELS, RingDetector, suspicion, suspicion_counts
+from graph.detectors.rings import N_LEVELS, RingDetector, ordinary_visits, suspicion, suspicion_counts
 from graph.detectors.skimming import SkimmingDetector
 from graph.kernels.skimming import active_days
 from graph.projection import Projection, to_epoch_seconds
@@ -64,7 +66,7 @@ _TEXT = {"card_token", "terminal_id", "merchant_id", "reasons", "kind", "details
 
 def _spark_schema(frame: pd.DataFrame):
     """A Spark schema for a detector's output frame (strings, floats, ints, timestamps, lists of strings)."""
-    from pyspark.sql import types as T
+    from pyspark.sql import types as T  # optional dependency (the [spark] extra)
 
     fields = []
     for name, dtype in frame.dtypes.items():
@@ -125,20 +127,20 @@ class _Totals:
         self.txns, self.buckets = txns, buckets
 
     def visits(self, start: int, end: int) -> int:
-        from pyspark.sql import functions as F
+        from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
         secs = F.col("ts").cast("long")
         return int(self.txns.where((secs >= start) & (secs < end)).count())
 
     def active_cards(self, start: int, end: int) -> int:
-        from pyspark.sql import functions as F
+        from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
         secs = F.col("ts").cast("long")
         return int(self.txns.where((F.col("entry_mode") != "manual") & (secs >= start) & (secs < end))
                    .select("card_token").distinct().count())
 
     def active_days(self, day0: int, n_days: int, window: int) -> np.ndarray:
-        from pyspark.sql import types as T
+        from pyspark.sql import types as T  # optional dependency (the [spark] extra)
 
         def part(pdf: pd.DataFrame) -> pd.DataFrame:
             p = Projection.from_frames(pdf.drop(columns="_b"))
@@ -215,7 +217,7 @@ def _buckets_of(spark, ids: pd.Series, buckets: int) -> dict:
 
 
 def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
     reports = reference["fraud_reports"]
     reported = reports["card_token"].dropna().unique() if reports is not None else np.zeros(0, dtype=object)
@@ -241,6 +243,8 @@ def _skimming(spark, txns, reference: dict, params: dict, buckets: int):
 
 
 def _rings(spark, txns, reference: dict, params: dict):
+    from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
+
     det = RingDetector(**params)
     schema = txns.schema
 
@@ -259,14 +263,25 @@ def _rings(spark, txns, reference: dict, params: dict):
         for pdf in batches:
             yield pdf[det.keep(suspicion(*arrays(pdf), total))]
 
+    def ordinary(batches):  # the habit null's evidence: the other transactions per card and merchant
+        for pdf in batches:
+            rest = pdf[~det.keep(suspicion(*arrays(pdf), total))]
+            yield ordinary_visits(rest["card_token"], rest["merchant_id"])
+
     sub = txns.mapInPandas(suspicious, schema).toPandas()
     log.info("ring subgraph: %s suspicious transactions", f"{len(sub):,}")
+    edge_merchants = sub["merchant_id"].dropna().unique().astype(object)
+    merchants = spark.createDataFrame(pd.DataFrame({"merchant_id": edge_merchants}), "merchant_id string")
+    visits = (txns.select("ts", "amount", "card_token", "merchant_id")
+              .mapInPandas(ordinary, "card_token string, merchant_id string, n long")
+              .join(F.broadcast(merchants), "merchant_id")
+              .groupBy("card_token", "merchant_id").agg(F.sum("n").alias("n")).toPandas())
     p = Projection.from_frames(sub, reference["terminals"], reference["merchants"])
-    return det.fit(p, counts=total).result_, len(sub)
+    return det.fit(p, counts=total, visits=visits).result_, len(sub)
 
 
 def _networks(spark, txns, reference: dict, params: dict):
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
     terms = reference["terminals"]
     pairs = txns.select("terminal_id", "merchant_id")

@@ -29,7 +29,7 @@ def spark_session(settings, app_name: str = "posguard"):
         When pyspark cannot be imported.
     """
     try:
-        from pyspark.sql import SparkSession
+        from pyspark.sql import SparkSession  # optional dependency (the [spark] extra)
     except ImportError as exc:  # the `spark` extra is not installed
         raise SparkUnavailable("--engine spark needs pyspark: pip install 'posguard[spark]'") from exc
     # pyspark 4.3 warns on pandas 3 at every pandas call; tests/spark compares its results with the local
@@ -70,6 +70,6 @@ def spark_session(settings, app_name: str = "posguard"):
 
 def bucket_column(column: str, buckets: int):
     """A Spark column: ``pmod(xxhash64(column), buckets)``, the partition key of per-entity work."""
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
     return F.pmod(F.xxhash64(F.col(column)), F.lit(buckets)).cast("int")

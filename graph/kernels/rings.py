@@ -9,7 +9,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["column_weights", "peel", "fraudar_blocks", "fraudar_python", "DIGITS", "block_density",
-           "configuration_randomise", "null_densities", "roundness_levels", "pooled_randomise"]
+           "configuration_randomise", "null_densities", "roundness_levels", "visit_randomise",
+           "visit_null_densities"]
 
 # Priorities are compared rounded to this many decimals, so that degrees equal in exact arithmetic tie
 # (and break by node number) whatever order the floating-point sums were taken in; densities must beat
@@ -297,37 +298,13 @@ def configuration_randomise(rows, cols, weights, n_cols: int, seed: int, strata=
     return _merge(rows, shuffled, weights, n_cols, log_weights)
 
 
-def pooled_randomise(rows, cols, weights, n_cols: int, strata, pool, seed: int, log_weights: bool = False):
-    """A randomisation where every edge keeps its row and weight and draws its column from the column ends
-    of the ``pool`` edges of its stratum (all pool edges when its stratum has none), with replacement.
-
-    Columns keep, in expectation, the degree they have among the pool edges: leaving a suspected block's
-    edges out of the pool asks what the graph would look like if the block's rows traded like the others
-    of their stratum (region). Duplicate pairs are merged, weights added.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
-    weights = np.asarray(weights, dtype=np.float64)
-    strata = np.asarray(strata, dtype=np.int64)
-    pool = np.asarray(pool, dtype=np.bool_)
-    rng = np.random.default_rng(seed)
-    drawn = np.empty(len(cols), np.int64)
-    everywhere = cols[pool] if pool.any() else cols
-    for g in np.unique(strata):
-        at = np.flatnonzero(strata == g)
-        source = cols[pool & (strata == g)]
-        source = source if len(source) else everywhere
-        drawn[at] = source[rng.integers(0, len(source), len(at))]
-    return _merge(rows, drawn, weights, n_cols, log_weights)
-
-
 def null_densities(rows, cols, weights, n_rows: int, n_cols: int, n_null: int, c: float = 5.0, seed: int = 0,
-                   strata=None, pool=None, log_weights: bool = False):
+                   strata=None, log_weights: bool = False):
     """Density of FRAUDAR's first (densest) block on ``n_null`` configuration-model randomisations.
 
     The null distribution of "the densest block anywhere in a graph with these degrees and weights", for
     the significance of blocks peeled from the real graph; randomisation ``i`` uses seed ``(seed, i)``
-    (``configuration_randomise``, or ``pooled_randomise`` when a ``pool`` is given).
+    (``configuration_randomise``).
 
     Returns
     -------
@@ -341,16 +318,87 @@ def null_densities(rows, cols, weights, n_rows: int, n_cols: int, n_null: int, c
     out = np.zeros(int(n_null), dtype=np.float64)
     for i in range(int(n_null)):
         sub_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-        if pool is None:
-            r, v, w = configuration_randomise(rows, cols, weights, n_cols, sub_seed, strata, log_weights)
-        else:
-            r, v, w = pooled_randomise(rows, cols, weights, n_cols, strata, pool, sub_seed, log_weights)
+        r, v, w = configuration_randomise(rows, cols, weights, n_cols, sub_seed, strata, log_weights)
         if not len(r):
             continue
         active = np.ones(len(r), np.bool_)
         cw = column_weights(v, active, int(n_cols), float(c))
         _, out[i] = peel(r, v, w * cw[v], active, int(n_rows), int(n_cols))
     return out
+
+
+def visit_randomise(cols, weights, pool_rows, pool_lo, pool_n, n_cols: int, seed: int, rows=None):
+    """One randomisation of the unusual transactions over the ordinary visits of their columns.
+
+    Unusual transaction ``j`` (column ``cols[j]``, weight ``weights[j]``, e.g. its suspicion) keeps its
+    column and weight and draws its row uniformly, with replacement, among the ordinary transactions of its
+    column: the rows ``pool_rows[pool_lo[c]:pool_lo[c] + pool_n[c]]`` (one entry per ordinary transaction,
+    so a row that comes back often is drawn often). The null of "which of a place's customers make its
+    unusual transactions does not depend on who they are": each column keeps its unusual transactions and
+    their weights, each row's chance follows its habit of going there. A column with ``pool_n == 0`` keeps
+    its rows (``rows``, required then). Transactions landing on the same pair are merged, as the real graph's
+    edges are: weight ``log(1 + sum of their weights)``.
+
+    Returns
+    -------
+    rows, cols, weights : the randomised edges (distinct pairs, sorted by row then column)
+
+    Example
+    -------
+    >>> r, c, w = visit_randomise(np.array([0, 0]), np.array([1.0, 2.0]), np.array([7, 7]), np.array([0]),
+    ...                           np.array([2]), 1, 0)
+    >>> r.tolist(), c.tolist(), round(float(w[0]), 6) == round(math.log(4.0), 6)
+    ([7], [0], True)
+    """
+    cols = np.asarray(cols, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    pool_rows = np.asarray(pool_rows, dtype=np.int64)
+    lo, n = np.asarray(pool_lo, dtype=np.int64)[cols], np.asarray(pool_n, dtype=np.int64)[cols]
+    rng = np.random.default_rng(seed)
+    at = lo + np.floor(rng.random(len(cols)) * n).astype(np.int64)
+    has = n > 0
+    drawn = np.empty(len(cols), np.int64)
+    drawn[has] = pool_rows[at[has]]
+    if not has.all():
+        drawn[~has] = np.asarray(rows, dtype=np.int64)[~has]
+    return _merge(drawn, cols, np.log1p(weights), n_cols, True)
+
+
+def visit_null_densities(cols, weights, pool_rows, pool_lo, pool_n, n_rows: int, n_cols: int, n_null: int,
+                         c: float = 5.0, seed: int = 0, rows=None, within=None):
+    """Density of FRAUDAR's first block on ``n_null`` randomisations by ``visit_randomise`` (seed ``(seed,
+    i)``): the densest block that the habits of going back to the same places give by themselves.
+
+    With ``within`` (a list of column-index arrays), the densest block among the edges of each of those
+    column sets, column weights still those of the whole randomised graph: the null of a block found on
+    these columns (merchants), the cards being drawn again. One draw serves every set.
+
+    Returns
+    -------
+    ndarray (n_null,), or (len(within), n_null) with ``within``
+
+    Example
+    -------
+    >>> visit_null_densities(np.array([0, 1]), np.ones(2), np.array([0, 1]), np.array([0, 1]),
+    ...                      np.array([1, 1]), 2, 2, n_null=1).round(3).tolist()
+    [0.193]
+    """
+    sets = [np.arange(int(n_cols))] if within is None else [np.asarray(w, np.int64) for w in within]
+    out = np.zeros((len(sets), int(n_null)), dtype=np.float64)
+    for i in range(int(n_null)):
+        sub_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+        r, v, w = visit_randomise(cols, weights, pool_rows, pool_lo, pool_n, n_cols, sub_seed, rows)
+        if not len(r):
+            continue
+        cw = column_weights(v, np.ones(len(r), np.bool_), int(n_cols), float(c))
+        cweight = w * cw[v]
+        for k, cols_k in enumerate(sets):
+            member = np.zeros(int(n_cols), np.bool_)
+            member[cols_k] = True
+            active = member[v]
+            if active.any():
+                _, out[k, i] = peel(r, v, cweight, active, int(n_rows), int(n_cols))
+    return out[0] if within is None else out
 
 
 def fraudar_python(rows, cols, weights, n_rows: int, n_cols: int, n_blocks: int = 5, c: float = 5.0):

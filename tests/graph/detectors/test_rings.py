@@ -9,7 +9,8 @@ import pytest
 
 from etl.generate import generate
 from graph.catalog import OUTPUT_SCHEMAS
-from graph.detectors.rings import RING_COLUMNS, RingDetector, gumbel_sf, roundness, suspicion
+from graph.detectors.rings import (RING_COLUMNS, RingDetector, gumbel_sf, ordinary_visits, roundness, suspicion,
+                                   suspicion_counts, visit_pool)
 from graph.evaluation import projection_from_drop, tokenize_pan
 from graph.projection import Projection
 from tests.graph.conftest import T0, make_txns
@@ -63,6 +64,26 @@ def _ring(seed, cards, merchants, per_card=10, hours=(1, 2, 3)):
                          + int(rng.integers(0, 3600)))
             out_a.append(float(rng.choice([5000.0, 9999.0, 20000.0, 4999.0])))
     return out_c, out_m, out_t, out_a
+
+
+# evening and night-time places (UTC hours of the same run): busy from 18:00 to 02:00
+NIGHT = np.array([3, 2, 1, 0.5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5, 1, 2, 3, 4, 4, 4], float)
+
+
+def _regulars(seed, n_cards=28, n_merchants=6, habits=3, mean_visits=30):
+    """A genuine community: regulars of night-time places, each going back, evening and night, to a few
+    bars of its own (visits per card heavy-tailed), paying round sums half of the time."""
+    rng = np.random.default_rng(seed)
+    out = [], [], [], []
+    for i in range(n_cards):
+        fav = rng.choice(n_merchants, habits, replace=False)
+        for _ in range(rng.poisson(mean_visits * rng.lognormal(0.0, 0.5))):
+            out[0].append(f"n{i}")
+            out[1].append(f"bar{int(rng.choice(fav))}")
+            out[2].append(DAY0 + int(rng.integers(0, 60)) * 86400 + int(rng.choice(24, p=NIGHT / NIGHT.sum())) * 3600
+                          + int(rng.integers(0, 3600)))
+            out[3].append(float(np.round(np.exp(rng.normal(3.0, 0.6)), 2 * int(rng.random() < 0.5))))
+    return out
 
 
 def _join(*parts):
@@ -211,3 +232,51 @@ def test_ring_cards_left_out_by_peeling_are_taken_back_and_neighbours_are_not():
     assert set(weak) <= ring and not any(m.startswith("n") for m in ring)
     assert _jaccard(set(strong + weak + merchants), found) >= 0.9
 
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_regulars_of_night_time_places_are_no_ring_but_a_planted_ring_still_is(seed):
+    cards, merchants = [f"r{i}" for i in range(20)], [f"rm{i}" for i in range(4)]
+    p = Projection.from_frames(_frame(*_join(_background(seed), _regulars(seed), _ring(seed, cards, merchants))))
+    det = RingDetector().fit(p)
+    # the regulars form a block far denser than the configuration null allows (what the old test reported) ...
+    bars = [b for b in det.blocks_ if any(p.merchant_ids[m].startswith("bar") for m in b[1])]
+    assert bars and min(b[3] for b in bars) < 1e-4
+    # ... which their habits explain: no reported ring holds a regular or a bar; the planted ring stands out
+    found = _rings(det.result_)
+    assert not any(m.startswith(("n", "bar")) for ring in found.values() for m in ring), found
+    assert _jaccard(set(cards + merchants), found) >= 0.9 and det.result_["q_value"].max() <= 1e-3
+    assert det.visit_null_.shape[1] == det.n_null
+
+
+def test_edges_and_ordinary_visits_by_id_give_the_rings_of_the_whole_projection():
+    """What the Spark engine does: the projection of the edge transactions only, with the run's counts and
+    ordinary visits (in any order) computed apart."""
+    cards, merchants = [f"r{i}" for i in range(20)], [f"rm{i}" for i in range(4)]
+    frame = _frame(*_join(_background(2), _regulars(2), _ring(2, cards, merchants)))
+    p = Projection.from_frames(frame)
+    whole = RingDetector().fit(p)
+    _, _, _, mask = whole.edges(p)
+    ordinary = ~mask & (p.txn_card >= 0) & (p.txn_merchant >= 0)
+    visits = ordinary_visits(p.card_ids[p.txn_card[ordinary]], p.merchant_ids[p.txn_merchant[ordinary]])
+    assert visits["n"].sum() == ordinary.sum()
+    edges_only = Projection.from_frames(frame[frame["txn_id"].isin(p.txn_ids[mask])])
+    split = RingDetector().fit(edges_only, counts=suspicion_counts(p.txn_amount, p.txn_ts),
+                               visits=visits.sample(frac=1.0, random_state=0))
+    assert len(whole.visit_null_) and np.array_equal(split.visit_null_, whole.visit_null_)
+    pd.testing.assert_frame_equal(split.result_, whole.result_)
+    # without the ordinary visits, the edges alone make another null
+    alone = RingDetector().fit(edges_only, counts=suspicion_counts(p.txn_amount, p.txn_ts))
+    assert not np.array_equal(alone.visit_null_, whole.visit_null_)
+
+
+def test_visit_pool_sorts_visits_by_merchant_and_lends_a_region_s_visits_to_merchants_without_any():
+    rows = np.array([4, 1, 2, 3, 0])
+    cols = np.array([2, 0, 0, 2, 3])  # merchant 1 has no ordinary visit, nor has region 2 (merchant 4)
+    counts = np.array([1, 2, 1, 3, 1])
+    regions = np.array([0, 0, 1, 1, 2])
+    pool_rows, lo, n = visit_pool(rows, cols, counts, regions, 5)
+    pools = [pool_rows[a:a + b].tolist() for a, b in zip(lo, n)]
+    assert pools[0] == [1, 1, 2] and pools[2] == [3, 3, 3, 4] and pools[3] == [0]
+    assert pools[1] == pools[0]  # its region's visits
+    assert sorted(pools[4]) == sorted(pool_rows.tolist()) and len(pool_rows) == counts.sum()  # everyone's

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.rings import (configuration_randomise, fraudar_blocks, fraudar_python, null_densities,
-                                 pooled_randomise, roundness_levels)
+from graph.kernels.rings import (column_weights, configuration_randomise, fraudar_blocks, fraudar_python,
+                                 null_densities, roundness_levels, visit_null_densities, visit_randomise)
 from graph.references import rings as reference
 
 
@@ -135,13 +135,54 @@ def test_configuration_randomise_within_strata_keeps_each_stratum_columns():
     assert not np.array_equal(c, configuration_randomise(rows, cols, weights, n_cols, seed=1)[1])
 
 
-def test_pooled_randomise_draws_columns_from_the_pool_of_each_stratum():
-    rows, cols, weights, n_rows, n_cols, *_ = _graph(4, n_rows=200, n_cols=30, n_edges=400)
-    strata = (cols >= 15).astype(np.int64)
-    pool = cols % 3 != 0  # columns 0, 3, 6, ... are left out of the pool
-    r, c, w = pooled_randomise(rows, cols, np.log1p(weights), n_cols, strata, pool, seed=2, log_weights=True)
-    assert (c % 3 != 0).all()
-    for region in (0, 1):  # every edge stayed in its stratum; rows keep their amounts (log1p weights merged)
-        before = np.bincount(rows[strata == region], weights[strata == region], n_rows)
-        after = np.bincount(r[(c >= 15) == region], np.expm1(w[(c >= 15) == region]), n_rows)
-        assert np.allclose(before, after)
+def _visits(seed, n_txns=600, n_cols=8, n_rows=50):
+    """Unusual transactions (column, weight) and a pool of ordinary visits sorted by column."""
+    rng = np.random.default_rng(seed)
+    cols = rng.integers(0, n_cols, n_txns)
+    weights = rng.exponential(5.0, n_txns)
+    pool_cols = np.sort(rng.integers(0, n_cols - 1, 4000))  # the last column has no ordinary visit
+    pool_rows = rng.integers(0, n_rows, 4000) // (1 + pool_cols % 3)  # columns differ in their customers
+    pool_n = np.bincount(pool_cols, minlength=n_cols)
+    pool_lo = np.cumsum(pool_n) - pool_n
+    rows = rng.integers(0, n_rows, n_txns)
+    return cols, weights, pool_rows, pool_lo, pool_n, rows, pool_cols
+
+
+def test_visit_randomise_keeps_columns_and_weights_and_draws_rows_from_each_columns_visits():
+    cols, weights, pool_rows, pool_lo, pool_n, rows, pool_cols = _visits(1)
+    n_cols = len(pool_n)
+    r, c, w = visit_randomise(cols, weights, pool_rows, pool_lo, pool_n, n_cols, seed=3, rows=rows)
+    # every column keeps its transactions' weights: log(1 + sum) per merged pair adds back up
+    assert np.allclose(np.bincount(c, np.expm1(w), n_cols), np.bincount(cols, weights, n_cols))
+    assert len(np.unique(r * n_cols + c)) == len(r)
+    for col in range(n_cols - 1):  # drawn rows are customers of that column
+        assert set(r[c == col]) <= set(pool_rows[pool_cols == col])
+    # a column without ordinary visits keeps its rows
+    last = n_cols - 1
+    assert set(r[c == last]) == set(rows[cols == last])
+    # rows are drawn in proportion to their visits: column 2's customers are rows 0..16
+    many = visit_randomise(np.full(20000, 2), np.ones(20000), pool_rows, pool_lo, pool_n, n_cols, seed=4)
+    got = np.bincount(many[0], np.expm1(many[2]), 50) / 20000
+    want = np.bincount(pool_rows[pool_cols == 2], minlength=50) / (pool_cols == 2).sum()
+    assert np.abs(got - want).max() < 0.02
+    again = visit_randomise(cols, weights, pool_rows, pool_lo, pool_n, n_cols, seed=3, rows=rows)
+    assert all(np.array_equal(a, b) for a, b in zip((r, c, w), again))
+
+
+def test_visit_null_densities_are_densest_blocks_of_the_randomisations_on_each_column_set():
+    cols, weights, pool_rows, pool_lo, pool_n, rows, _ = _visits(2)
+    n_rows, n_cols = 50, len(pool_n)
+    within = [np.array([0, 1, 2]), np.array([5]), np.arange(n_cols)]
+    null = visit_null_densities(cols, weights, pool_rows, pool_lo, pool_n, n_rows, n_cols, 3, seed=5, rows=rows,
+                                within=within)
+    whole = visit_null_densities(cols, weights, pool_rows, pool_lo, pool_n, n_rows, n_cols, 3, seed=5, rows=rows)
+    assert null.shape == (3, 3) and np.array_equal(null[2], whole)
+    for i in range(3):
+        sub_seed = int(np.random.SeedSequence([5, i]).generate_state(1)[0])
+        r, c, w = visit_randomise(cols, weights, pool_rows, pool_lo, pool_n, n_cols, sub_seed, rows)
+        cw = column_weights(c, np.ones(len(c), np.bool_), n_cols, 5.0)  # weights of the whole randomised graph
+        for k, cols_k in enumerate(within):
+            inside = np.isin(c, cols_k)
+            edges = {(int(a), n_rows + int(b)): float(x) for a, b, x in zip(r[inside], c[inside], (w * cw[c])[inside])}
+            nodes = {u for e in edges for u in e}
+            assert null[k, i] == pytest.approx(reference._peel(edges, nodes)[1], rel=1e-9)
