@@ -203,7 +203,8 @@ def rings(groups: pd.DataFrame, first: pd.DataFrame) -> list[str]:
             text += (" more densely" + (f" (density {float(density):.2g})" if density is not None
                                          and not pd.isna(density) else "")
                      + " than the densest group found in this run's graph randomised with every card's and "
-                       "merchant's number of partners kept.")
+                       "merchant's number of partners kept, and than its merchants' regular customers would be "
+                       "(the unusual purchases given again to customers who keep coming back).")
         out.append(text + f" Strength: {q_in_words(row.q)}.")
     return out
 
