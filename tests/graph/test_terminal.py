@@ -103,9 +103,10 @@ def _kind(found, kind):
 
 
 # ---------------------------------------------------------------- kernels against their references
-def _kernel_args(p: Projection, reg_mcc, min_gap=2, skew=300, far_km=50.0, window_s=86_400):
+def _kernel_args(p: Projection, reg_mcc, min_gap=2, skew=300, far_km=50.0, window_s=86_400, stan_rate=None):
+    rate = np.zeros(p.n_terminals) if stan_rate is None else np.asarray(stan_rate, np.float64)[: p.n_terminals]
     return (p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon, p.txn_mcc,
-            p.terminal_lat, p.terminal_lon, reg_mcc, min_gap, skew, far_km, window_s, VOIDS)
+            p.terminal_lat, p.terminal_lon, reg_mcc, rate, min_gap, skew, far_km, window_s, VOIDS)
 
 
 def _random_rows(seed: int, n: int):
