@@ -7,9 +7,11 @@ No detector's maths is written a second time; Spark decides what each Python wor
   runs ``ClonedCardDetector.decide`` once on the concatenated evidence (run-wide base rates, BH over every
   card scored), as the local engine does on the whole projection.
 - **terminal integrity** (per terminal): transactions and registered terminals co-grouped by terminal
-  bucket give each terminal's transaction evidence (``IntegrityDetector.transaction_evidence``); the driver
-  adds the evidence of the reference tables and decides over all terminals at once (``decide``: base rates
-  per model, the false-discovery rule over the whole family), as ``IntegrityDetector.fit`` does.
+  bucket give each terminal's use of sequence numbers (``IntegrityDetector.stan_use``), from which the driver
+  fits each model's rate (``stan_rates``); a second co-grouped pass gives each terminal's transaction evidence
+  at its model's rate (``transaction_evidence``); the driver adds the evidence of the reference tables and
+  decides over all terminals at once (``decide``: base rates per model, the false-discovery rule over the whole
+  family), as ``IntegrityDetector.fit`` does.
 - **skimming points**: the candidate subgraph is every transaction of a reported card and of a terminal a
   reported card used; the detector runs on it in the driver, with the two counts over *all* cards (active
   cards in the span, and ``active_days``, summed over card buckets) computed by Spark.
@@ -177,9 +179,10 @@ def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.Data
 
 
 def _integrity(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
-    """Per terminal bucket, ``IntegrityDetector.transaction_evidence`` (the bucket's transactions and registered
-    terminals); then, in the driver, ``event_evidence`` over the reference tables and one ``decide`` over every
-    terminal: the same two phases as ``IntegrityDetector.fit``."""
+    """Per terminal bucket, ``IntegrityDetector.stan_use`` (the bucket's transactions and registered terminals),
+    the models' rates from all of them in the driver (``stan_rates``), per terminal bucket
+    ``transaction_evidence`` at those rates; then, in the driver, ``event_evidence`` over the reference tables and
+    one ``decide`` over every terminal: the same phases as ``IntegrityDetector.fit``."""
     det = IntegrityDetector(**params)
     terms = reference["terminals"] if reference["terminals"] is not None else pd.DataFrame(
         {"terminal_id": pd.Series([], dtype=object)})
@@ -189,13 +192,23 @@ def _integrity(spark, txns, reference: dict, params: dict, buckets: int) -> pd.D
         ["terminal_id", "_b"]], "terminal_id string, _b long")
     keyed = txns.withColumn("_b", bucket_column("terminal_id", buckets).cast("long"))
 
-    def evidence(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    def bucket(left: pd.DataFrame, right: pd.DataFrame) -> Projection:
         """The bucket's transactions and registered terminals (every merchant, for the registered MCC)."""
         registered = shared.value["terminals"]
-        p = Projection.from_frames(left.drop(columns="_b"),
-                                   registered[registered["terminal_id"].isin(set(right["terminal_id"]))],
-                                   shared.value["merchants"])
-        return _plain(det.transaction_evidence(p))
+        return Projection.from_frames(left.drop(columns="_b"),
+                                      registered[registered["terminal_id"].isin(set(right["terminal_id"]))],
+                                      shared.value["merchants"])
+
+    def use(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        return _plain(det.stan_use(bucket(left, right)))
+
+    use_template = det.stan_use(_empty_projection())
+    used = (keyed.select("txn_id", "ts", "card_token", "terminal_id", "stan", "_b").groupBy("_b")
+            .cogroup(term_df.groupBy("_b")).applyInPandas(use, _spark_schema(use_template)).toPandas())
+    rates = det.stan_rates(pd.concat([use_template, used], ignore_index=True) if len(used) else use_template)
+
+    def evidence(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        return _plain(det.transaction_evidence(bucket(left, right), rates))
 
     template = det.transaction_evidence(_empty_projection())
     stats = (keyed.groupBy("_b").cogroup(term_df.groupBy("_b"))

@@ -2,10 +2,12 @@
 bursts, tamper events, boots at odd hours and new network addresses, each decided by a p-value under a null
 fitted to the run's data and the Benjamini-Hochberg rule of ``graph.detectors.significance``.
 
-The work is split in two phases so that an engine that sees the terminals in parts (Spark) gives the same
-findings: ``transaction_evidence`` (per terminal, from its own transactions: any subset of terminals) and
-``event_evidence`` (per terminal, from the reference tables), then ``decide`` over all terminals at once
-(base rates per terminal model, the false-discovery rule over the whole family).
+The work is split in phases so that an engine that sees the terminals in parts (Spark) gives the same
+findings: ``stan_use`` (per terminal: sequence numbers skipped and the time they took), ``stan_rates`` (over all
+terminals: the rate at which each model spends numbers without a message), ``transaction_evidence`` (per terminal,
+from its own transactions and its model's rate: any subset of terminals) and ``event_evidence`` (per terminal, from
+the reference tables), then ``decide`` over all terminals at once (base rates per terminal model, the
+false-discovery rule over the whole family).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import pandas as pd
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, bh_qvalues
 from graph.kernels.geo import haversine_km_array
-from graph.kernels.integrity import IP_STATS, NO_TIME, STATS, address_changes, betabinom_logsf, terminal_stats
+from graph.kernels.integrity import (IP_STATS, NO_TIME, STAN_USE, STATS, address_changes, betabinom_logsf, stan_use,
+                                     terminal_stats)
 from graph.kernels.skimming import log_binom_sf
 from graph.projection import Projection, to_epoch_seconds
 from graph.vocabulary import TYPE_REFUND, TYPE_VOID
@@ -117,6 +120,17 @@ def _model_names(values) -> np.ndarray:
     return pd.Series(values, dtype=object).fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
 
 
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The lower weighted median of ``values`` (0 when no weight)."""
+    values, weights = np.asarray(values, np.float64), np.asarray(weights, np.float64)
+    keep = weights > 0
+    if not keep.any():
+        return 0.0
+    order = np.argsort(values[keep], kind="stable")
+    cum = np.cumsum(weights[keep][order])
+    return float(values[keep][order][np.searchsorted(cum, cum[-1] / 2.0)])
+
+
 def _model_of(terminal_ids: np.ndarray, terminals: pd.DataFrame) -> np.ndarray:
     """Each terminal's model (upper-cased, stripped; "" when unknown)."""
     if not len(terminals) or "model" not in terminals.columns:
@@ -138,8 +152,13 @@ class IntegrityDetector(BaseDetector):
     highest rates (so that a model whose terminals differ among themselves, e.g. some renew their address
     daily and others never, gives weaker evidence, and a few tampered ones do not):
 
-    - ``trace_gap``: messages hidden by STAN jumps (wrap-around undone) of more than ``min_gap``, among the
-      sequence numbers the terminal's span used;
+    - ``trace_gap``: messages hidden by STAN gaps (wrap-around undone), among the sequence numbers the
+      terminal's span used. Terminals spend numbers without a message in the drop (a daily batch close, echo
+      tests), at a rate that is the model's: the seconds-weighted median over the model's terminals of the
+      numbers each skipped per second (``stan_rates_``). A step that skips at least ``min_gap`` numbers more
+      than that rate times its duration (rounded) explains hides that many messages; so a model that skips a
+      number a day does not make every quiet terminal's week without sales a gap, and a block of sales deleted
+      in between still is one;
     - ``clock_skew``: messages whose time is more than ``skew_tolerance_s`` behind an earlier one in STAN
       order, among its STAN steps;
     - ``relocation``: transactions and terminal events farther than ``far_km`` from the registered position,
@@ -166,7 +185,8 @@ class IntegrityDetector(BaseDetector):
     Parameters
     ----------
     min_gap : int
-        A STAN jump of more than this many numbers hides messages (trace_gap).
+        A step that skips at least this many sequence numbers more than its model spends in that time hides
+        messages (trace_gap).
     min_missing : int
         Fewest hidden messages tested as a trace gap.
     skew_tolerance_s : int
@@ -191,7 +211,8 @@ class IntegrityDetector(BaseDetector):
         A boot hour holding less than this share of the model's boots is odd (odd_hour_boot).
 
     Attributes: ``result_`` (``FINDING_COLUMNS``, by ascending q-value), ``stats_`` (the per-terminal
-    transaction evidence), ``tested_`` (kind -> size of the family tested).
+    transaction evidence), ``stan_rates_`` (model -> sequence numbers spent per second without a message),
+    ``tested_`` (kind -> size of the family tested).
 
     Example
     -------
@@ -219,33 +240,76 @@ class IntegrityDetector(BaseDetector):
         self.odd_share = odd_share
 
     # ------------------------------------------------------------------ evidence, per terminal
-    def kernel_args(self, p: Projection) -> tuple:
-        """Arguments of ``graph.kernels.integrity.terminal_stats`` for this projection and these parameters."""
+    @staticmethod
+    def stan_use(p: Projection) -> pd.DataFrame:
+        """Per terminal (any subset of terminals may be given): its model and ``STAN_USE`` (steps in STAN
+        order, sequence numbers they skipped, seconds they took)."""
+        use = pd.DataFrame(stan_use(p.term_indptr, p.term_order, p.txn_ts, p.txn_stan), columns=list(STAN_USE))
+        use.insert(0, "terminal_id", p.terminal_ids.astype(object))
+        use.insert(1, "model", _model_of(p.terminal_ids, p.terminals))
+        return use
+
+    @staticmethod
+    def stan_rates(use: pd.DataFrame) -> pd.Series:
+        """Each model's rate of sequence numbers spent without a message, from ``stan_use`` of *every* terminal.
+
+        The seconds-weighted median over the model's terminals of ``stan_skipped / stan_seconds``: a terminal
+        counts by the time it was observed, and the few that hide messages cannot move it.
+
+        Returns
+        -------
+        Series
+            model -> numbers per second (0 for a model whose terminals use every number).
+        """
+        use = use.sort_values("terminal_id", kind="stable")
+        seconds = use["stan_seconds"].to_numpy(np.float64)
+        rate = use["stan_skipped"].to_numpy(np.float64) / np.maximum(seconds, 1.0)
+        model = use["model"].fillna("").to_numpy(dtype=object)
+        names = sorted(set(model))
+        return pd.Series([_weighted_median(rate[model == m], seconds[model == m]) for m in names],
+                         index=pd.Index(names, dtype=object), dtype=np.float64)
+
+    def kernel_args(self, p: Projection, rates: pd.Series | None = None) -> tuple:
+        """Arguments of ``graph.kernels.integrity.terminal_stats`` for this projection and these parameters
+        (``rates``: model -> numbers per second, as from ``stan_rates``; none: every number is a message)."""
         reg_mcc = np.full(p.n_terminals, -1, np.int32)
         has_merchant = p.terminal_merchant >= 0
         merchant_mcc = pd.to_numeric(pd.Series(p.merchant_mcc, dtype=object), errors="coerce").fillna(-1)
         reg_mcc[has_merchant] = merchant_mcc.to_numpy(np.int32)[p.terminal_merchant[has_merchant]]
+        stan_rate = np.zeros(p.n_terminals)
+        if rates is not None and len(rates) and p.n_terminals:
+            stan_rate = (pd.Series(rates, dtype=np.float64).reindex(_model_of(p.terminal_ids, p.terminals))
+                         .fillna(0.0).to_numpy(np.float64))
         return (p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon, p.txn_mcc,
-                p.terminal_lat, p.terminal_lon, reg_mcc, int(self.min_gap), int(self.skew_tolerance_s),
-                float(self.far_km), int(self.window_hours * 3600), np.array([TYPE_VOID, TYPE_REFUND], np.int8))
+                p.terminal_lat, p.terminal_lon, reg_mcc, np.ascontiguousarray(stan_rate), int(self.min_gap),
+                int(self.skew_tolerance_s), float(self.far_km), int(self.window_hours * 3600),
+                np.array([TYPE_VOID, TYPE_REFUND], np.int8))
 
-    def terminal_stats(self, p: Projection) -> pd.DataFrame:
-        """The kernel's statistics, one row per terminal of ``p`` (``terminal`` index, ``STATS``, ``reg_mcc``)."""
-        args = self.kernel_args(p)
+    def terminal_stats(self, p: Projection, rates: pd.Series | None = None) -> pd.DataFrame:
+        """The kernel's statistics, one row per terminal of ``p`` (``terminal`` index, ``STATS``, ``reg_mcc``,
+        ``stan_rate``)."""
+        args = self.kernel_args(p, rates)
         stats = pd.DataFrame(terminal_stats(*args), columns=list(STATS))
         stats.insert(0, "terminal", np.arange(p.n_terminals))
         stats["reg_mcc"] = args[10]
+        stats["stan_rate"] = args[11]
         return stats
 
-    def transaction_evidence(self, p: Projection) -> pd.DataFrame:
+    def transaction_evidence(self, p: Projection, rates: pd.Series | None = None) -> pd.DataFrame:
         """Per-terminal evidence from the terminal's own transactions (any subset of terminals may be given).
+
+        Parameters
+        ----------
+        p : Projection
+        rates : Series, optional
+            Model -> sequence numbers spent per second without a message (``stan_rates`` over every terminal).
 
         Returns
         -------
         DataFrame
-            terminal_id, merchant_id, ``STATS``, reg_mcc, first_ts, last_ts; sorted by terminal_id.
+            terminal_id, merchant_id, ``STATS``, reg_mcc, stan_rate, first_ts, last_ts; sorted by terminal_id.
         """
-        stats = self.terminal_stats(p).drop(columns="terminal")
+        stats = self.terminal_stats(p, rates).drop(columns="terminal")
         m = p.terminal_merchant
         merchant = (np.where(m >= 0, p.merchant_ids[np.maximum(m, 0)], None) if p.n_merchants
                     else np.full(p.n_terminals, None, dtype=object))
@@ -388,7 +452,8 @@ class IntegrityDetector(BaseDetector):
     def fit(self, projection: Projection) -> "IntegrityDetector":
         """Collect every terminal's evidence, test each kind against its null and keep what BH lets through."""
         p = projection
-        self.stats_ = self.transaction_evidence(p)
+        self.stan_rates_ = self.stan_rates(self.stan_use(p))
+        self.stats_ = self.transaction_evidence(p, self.stan_rates_)
         evidence = self.event_evidence(p.terminal_ids, p.terminals, p.terminal_events, p.approved_firmware)
         self.result_ = self.decide(self.stats_, evidence)
         return self
@@ -461,9 +526,10 @@ class IntegrityDetector(BaseDetector):
         numbers = np.where(s["stan_n"].to_numpy() > 1, s["stan_n"].to_numpy() + k, 0)  # STANs the span used
         sel, p, rate, rho = self._rate_test(s, k, numbers, s["_model"].to_numpy(), k >= self.min_missing)
         d = s[sel]
-        details = [f"{r} STAN gaps hide {m} messages of {n} (the model's terminals: {x:.2%} of sequence numbers "
-                   f"missing, expected {x * (n + m):.2g})"
-                   for r, m, n, x in zip(d["gap_runs"], d["gap_missing"], d["stan_n"], rate)]
+        details = [f"{r} STAN gaps hide {m} messages of {n}"
+                   + (f" beyond the {v * 86400:.3g} numbers a day its model spends without one" if v > 0 else "")
+                   + f" (the model's terminals: {x:.2%} of sequence numbers missing, expected {x * (n + m):.2g})"
+                   for r, m, n, v, x in zip(d["gap_runs"], d["gap_missing"], d["stan_n"], d["stan_rate"], rate)]
         return "trace_gap", int((numbers > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho),
                                                                  d["gap_first"], d["gap_last"], d["gap_runs"])
 

@@ -1,5 +1,5 @@
-"""Per-terminal integrity kernels: STAN gaps, clock skew, relocation, MCC mismatch, void bursts, address changes,
-and the beta-binomial tail of the overdispersed nulls."""
+"""Per-terminal integrity kernels: STAN use, STAN gaps, clock skew, relocation, MCC mismatch, void bursts, address
+changes, and the beta-binomial tail of the overdispersed nulls."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from numba import njit
 
 from graph.kernels.geo import haversine_km
 
-__all__ = ["STAN_MODULUS", "STATS", "N_STATS", "NO_TIME", "IP_STATS", "unwrap_stan", "terminal_stats",
-           "address_changes", "betabinom_logsf"]
+__all__ = ["STAN_MODULUS", "STATS", "N_STATS", "NO_TIME", "IP_STATS", "STAN_USE", "unwrap_stan", "stan_use",
+           "terminal_stats", "address_changes", "betabinom_logsf"]
 
 STAN_MODULUS = 999_999  # STAN runs 1..999999 and wraps to 1
 NO_TIME = np.iinfo(np.int64).max
@@ -70,7 +70,67 @@ def unwrap_stan(stan):
 
 
 @njit(cache=True)
-def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_lat, t_lon, reg_mcc,
+def _stan_sequence(lo, hi, term_order, stan):
+    """The messages of one terminal (rows ``lo:hi`` of ``term_order``) that carry a STAN, in STAN order.
+
+    Returns
+    -------
+    (idx, u) : int64 arrays
+        Transaction indices and unwrapped sequence numbers, sorted by ``u`` (ties keep time order).
+    """
+    m = 0
+    for k in range(lo, hi):
+        if stan[term_order[k]] > 0:
+            m += 1
+    idx = np.empty(m, np.int64)
+    s = np.empty(m, np.int64)
+    j = 0
+    for k in range(lo, hi):
+        i = term_order[k]
+        if stan[i] > 0:
+            idx[j] = i
+            s[j] = stan[i]
+            j += 1
+    u = unwrap_stan(s)
+    order = np.argsort(u, kind="mergesort")
+    return idx[order], u[order]
+
+
+# Columns of the int64 matrix returned by ``stan_use``, one row per terminal.
+STAN_USE = ("stan_steps", "stan_skipped", "stan_seconds")
+
+
+@njit(cache=True)
+def stan_use(term_indptr, term_order, ts, stan):
+    """How many sequence numbers each terminal skipped between its messages, and over how much time.
+
+    Parameters
+    ----------
+    term_indptr, term_order : int64 arrays
+        CSR of each terminal's transactions in (ts, stan) order (``Projection.term_order``).
+    ts, stan : int arrays per transaction
+        Epoch seconds; STAN (< 1 = missing).
+
+    Returns
+    -------
+    int64 array, shape (n_terminals, len(STAN_USE)): steps between consecutive messages in STAN order; numbers
+    skipped by those steps (``jump - 1``, none for a repeated number); seconds they took (time going back counts
+    as none). Their ratio is the rate at which the terminal spends numbers without a message in the drop
+    (batch closes, echo tests, reversals and deleted sales alike).
+    """
+    n_terms = len(term_indptr) - 1
+    out = np.zeros((n_terms, 3), np.int64)
+    for t in range(n_terms):
+        idx, u = _stan_sequence(term_indptr[t], term_indptr[t + 1], term_order, stan)
+        for q in range(1, len(u)):
+            out[t, 0] += 1
+            out[t, 1] += max(u[q] - u[q - 1] - 1, 0)
+            out[t, 2] += max(ts[idx[q]] - ts[idx[q - 1]], 0)
+    return out
+
+
+@njit(cache=True)
+def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_lat, t_lon, reg_mcc, stan_rate,
                    min_gap, skew_tolerance_s, far_km, window_s, void_codes):
     """Integrity statistics of every terminal (see ``STATS`` for the columns).
 
@@ -84,8 +144,12 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
         Reported position (NaN = missing).
     mcc : int32 per transaction (< 0 = missing); t_lat, t_lon, reg_mcc : registered position and MCC per
         terminal (NaN / < 0 = unknown).
+    stan_rate : float64 per terminal
+        Sequence numbers per second the terminal spends without a message in the drop (its model's rate,
+        e.g. one per daily batch close; 0: every number is a message).
     min_gap : int
-        A jump of the unwrapped STAN by more than ``min_gap`` messages is a gap (it hides ``jump - 1``).
+        A step in STAN order that skips at least ``min_gap`` numbers more than ``stan_rate`` times its
+        duration (rounded) explains is a gap; it hides that many messages.
     skew_tolerance_s : int
         In STAN order, a message whose time is earlier than that of an earlier message by more than this
         is behind the clock (``skew_events`` counts such messages, ``skew_max_s`` the largest lag).
@@ -109,30 +173,18 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
         row[_GAP_FIRST] = row[_SKEW_FIRST] = row[_FAR_FIRST] = row[_MCC_FIRST] = row[_VR_WINDOW_START] = NO_TIME
         row[_GAP_LAST] = row[_SKEW_LAST] = row[_FAR_LAST] = row[_MCC_LAST] = row[_MCC_SENT] = -1
         # STAN order: the unwrapped sequence of the messages carrying a STAN
-        m = 0
-        for k in range(lo, hi):
-            if stan[term_order[k]] > 0:
-                m += 1
-        idx = np.empty(m, np.int64)
-        s = np.empty(m, np.int64)
-        j = 0
-        for k in range(lo, hi):
-            i = term_order[k]
-            if stan[i] > 0:
-                idx[j] = i
-                s[j] = stan[i]
-                j += 1
+        idx, u = _stan_sequence(lo, hi, term_order, stan)
+        m = len(u)
         row[_STAN_N] = m
         if m > 1:
-            u = unwrap_stan(s)
-            order = np.argsort(u, kind="mergesort")
-            latest = ts[idx[order[0]]]  # the latest time of the messages so far in STAN order
+            latest = ts[idx[0]]  # the latest time of the messages so far in STAN order
             for q in range(1, m):
-                a, b = idx[order[q - 1]], idx[order[q]]
-                jump = u[order[q]] - u[order[q - 1]]
-                if jump > min_gap:
+                a, b = idx[q - 1], idx[q]
+                spent = math.floor(stan_rate[t] * max(ts[b] - ts[a], 0) + 0.5)  # numbers the model spends meanwhile
+                hidden = u[q] - u[q - 1] - 1 - spent
+                if hidden >= min_gap:
                     row[_GAP_RUNS] += 1
-                    row[_GAP_MISSING] += jump - 1
+                    row[_GAP_MISSING] += hidden
                     row[_GAP_FIRST] = min(row[_GAP_FIRST], ts[a])
                     row[_GAP_LAST] = max(row[_GAP_LAST], ts[b])
                 back = latest - ts[b]

@@ -1,10 +1,10 @@
-"""Slow, obviously correct reference of graph.kernels.integrity.terminal_stats (plain Python, one terminal at a time)."""
+"""Slow, obviously correct references of graph.kernels.integrity (plain Python, one terminal at a time)."""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["terminal_stats", "address_changes", "betabinom_sf"]
+__all__ = ["stan_use", "terminal_stats", "address_changes", "betabinom_sf"]
 
 MOD = 999_999
 NO_TIME = 2**63 - 1
@@ -22,8 +22,31 @@ def _position(stan, first):
     return d - MOD if d > MOD // 2 else d
 
 
-def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_lat, t_lon, reg_mcc, min_gap,
-                   skew_tolerance_s, far_km, window_s, void_codes):
+def _stan_order(term_indptr, term_order, stan, t):
+    """The terminal's messages with a STAN, sorted by their place along the counter (ties keep time order), and
+    those places."""
+    with_stan = [int(term_order[k]) for k in range(term_indptr[t], term_indptr[t + 1]) if stan[term_order[k]] > 0]
+    if not with_stan:
+        return [], []
+    first = stan[with_stan[0]]
+    seq = sorted(with_stan, key=lambda i: _position(stan[i], first))  # stable: ties keep time order
+    return seq, [_position(stan[i], first) for i in seq]
+
+
+def stan_use(term_indptr, term_order, ts, stan):
+    """Same contract as ``graph.kernels.integrity.stan_use``; a list of dicts keyed by ``STAN_USE``."""
+    out = []
+    for t in range(len(term_indptr) - 1):
+        seq, place = _stan_order(term_indptr, term_order, stan, t)
+        steps = list(zip(range(len(seq) - 1), range(1, len(seq))))
+        out.append({"stan_steps": len(steps),
+                    "stan_skipped": sum(max(place[b] - place[a] - 1, 0) for a, b in steps),
+                    "stan_seconds": sum(max(int(ts[seq[b]]) - int(ts[seq[a]]), 0) for a, b in steps)})
+    return out
+
+
+def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_lat, t_lon, reg_mcc, stan_rate,
+                   min_gap, skew_tolerance_s, far_km, window_s, void_codes):
     """Same contract as the kernel; returns a list of dicts keyed by ``graph.kernels.integrity.STATS``."""
     out = []
     voids = set(int(c) for c in void_codes)
@@ -34,16 +57,15 @@ def terminal_stats(term_indptr, term_order, ts, stan, ttype, lat, lon, mcc, t_la
              "far_first": NO_TIME, "far_last": -1, "mcc_known": 0, "mcc_n": 0, "mcc_first": NO_TIME,
              "mcc_last": -1, "mcc_sent": -1, "vr_total": 0, "vr_window": 0, "vr_window_n": 0,
              "vr_window_start": NO_TIME}
-        with_stan = [i for i in rows if stan[i] > 0]
-        r["stan_n"] = len(with_stan)
-        if with_stan:
-            first = stan[with_stan[0]]
-            seq = sorted(with_stan, key=lambda i: _position(stan[i], first))  # stable: ties keep time order
-            for a, b in zip(seq, seq[1:]):
-                jump = _position(stan[b], first) - _position(stan[a], first)
-                if jump > min_gap:
+        seq, place = _stan_order(term_indptr, term_order, stan, t)
+        r["stan_n"] = len(seq)
+        if seq:
+            for j, (a, b) in enumerate(zip(seq, seq[1:])):
+                spent = math.floor(stan_rate[t] * max(int(ts[b]) - int(ts[a]), 0) + 0.5)  # by the model, meanwhile
+                hidden = place[j + 1] - place[j] - 1 - spent
+                if hidden >= min_gap:
                     r["gap_runs"] += 1
-                    r["gap_missing"] += jump - 1
+                    r["gap_missing"] += hidden
                     r["gap_first"] = min(r["gap_first"], int(ts[a]))
                     r["gap_last"] = max(r["gap_last"], int(ts[b]))
             for pos, b in enumerate(seq[1:], start=1):

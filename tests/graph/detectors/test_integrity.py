@@ -10,7 +10,8 @@ import pytest
 from graph.catalog import OUTPUT_SCHEMAS
 from graph.detectors.integrity import FINDING_COLUMNS, IntegrityDetector
 from graph.detectors.significance import REPORT_Q, binom_sf
-from graph.kernels.integrity import IP_STATS, STATS, address_changes, betabinom_logsf, terminal_stats, unwrap_stan
+from graph.kernels.integrity import (IP_STATS, STAN_USE, STATS, address_changes, betabinom_logsf, stan_use,
+                                     terminal_stats, unwrap_stan)
 from graph.projection import Projection
 from graph.references import integrity as reference
 from graph.vocabulary import TYPE_REFUND, TYPE_VOID
@@ -104,9 +105,10 @@ def _kind(found, kind):
 
 
 # ---------------------------------------------------------------- kernels against their references
-def _kernel_args(p: Projection, reg_mcc, min_gap=2, skew=300, far_km=50.0, window_s=86_400):
+def _kernel_args(p: Projection, reg_mcc, min_gap=2, skew=300, far_km=50.0, window_s=86_400, stan_rate=None):
+    rate = np.zeros(p.n_terminals) if stan_rate is None else np.asarray(stan_rate, np.float64)[: p.n_terminals]
     return (p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon, p.txn_mcc,
-            p.terminal_lat, p.terminal_lon, reg_mcc, min_gap, skew, far_km, window_s, VOIDS)
+            p.terminal_lat, p.terminal_lon, reg_mcc, rate, min_gap, skew, far_km, window_s, VOIDS)
 
 
 def _random_rows(seed: int, n: int):
@@ -146,18 +148,70 @@ CASES = {
 BASE_TERMINALS = _terminals(n=0)
 
 
+def _case_projection(case):
+    rows = CASES[case]
+    return (Projection.from_frames(make_txns(rows), BASE_TERMINALS, MERCHANTS) if rows
+            else Projection.from_frames(make_txns([{"hours": 0}]).iloc[:0], BASE_TERMINALS))
+
+
+# numbers a terminal spends per second without a message: none, about one per 2 hours (T0), per 40 min (T1)
+STAN_RATES = {"none": None, "spending": [1 / 7200, 1 / 2400, 0.0]}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("window_s", [3_600, 86_400])
-def test_kernel_equals_reference(case, window_s):
-    rows = CASES[case]
-    p = (Projection.from_frames(make_txns(rows), BASE_TERMINALS, MERCHANTS) if rows
-         else Projection.from_frames(make_txns([{"hours": 0}]).iloc[:0], BASE_TERMINALS))
+@pytest.mark.parametrize("rates", sorted(STAN_RATES))
+def test_kernel_equals_reference(case, window_s, rates):
+    p = _case_projection(case)
     reg_mcc = np.array([5944, 5812, 5411], np.int32)[: p.n_terminals]
-    got = terminal_stats(*_kernel_args(p, reg_mcc, window_s=window_s))
-    want = reference.terminal_stats(*_kernel_args(p, reg_mcc, window_s=window_s))
+    args = _kernel_args(p, reg_mcc, window_s=window_s, stan_rate=STAN_RATES[rates])
+    got = terminal_stats(*args)
+    want = reference.terminal_stats(*args)
     assert got.shape == (p.n_terminals, len(STATS))
     for t, expected in enumerate(want):
         assert dict(zip(STATS, got[t].tolist())) == expected, f"terminal {p.terminal_ids[t]}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_stan_use_kernel_equals_reference(case):
+    p = _case_projection(case)
+    got = stan_use(p.term_indptr, p.term_order, p.txn_ts, p.txn_stan)
+    want = reference.stan_use(p.term_indptr, p.term_order, p.txn_ts, p.txn_stan)
+    assert got.shape == (p.n_terminals, len(STAN_USE))
+    assert [dict(zip(STAN_USE, r.tolist())) for r in got] == want
+    if case == "gap":  # 3 -> 14 skips 10, 16 -> 40 skips 23, over the 6 hourly steps
+        assert want[0] == {"stan_steps": 6, "stan_skipped": 33, "stan_seconds": 6 * 3600}
+
+
+def test_time_spent_numbers_are_not_gaps_and_numbers_beyond_them_are():
+    """At one number per 2 hours, a 3-hour step may skip 2 numbers (rounded 1.5) plus min_gap - 1 = 1."""
+    rows = _sequence([1, 2, 5, 6, 10], hours=[0.0, 1.0, 4.0, 5.0, 8.0])  # skips 2 and 3 over 3-hour steps
+    p = Projection.from_frames(make_txns(rows), BASE_TERMINALS, MERCHANTS)
+    reg_mcc = np.array([5944], np.int32)
+    none = dict(zip(STATS, terminal_stats(*_kernel_args(p, reg_mcc))[0].tolist()))
+    spent = dict(zip(STATS, terminal_stats(*_kernel_args(p, reg_mcc, stan_rate=[1 / 7200]))[0].tolist()))
+    assert (none["gap_runs"], none["gap_missing"]) == (2, 5)
+    assert (spent["gap_runs"], spent["gap_missing"]) == (0, 0)  # 2 - 2 = 0 and 3 - 2 = 1 < min_gap
+    big = _sequence([1, 2, 9, 10], hours=[0.0, 1.0, 4.0, 5.0])  # skips 6 over 3 hours: 4 beyond the 2 spent
+    p = Projection.from_frames(make_txns(big), BASE_TERMINALS, MERCHANTS)
+    spent = dict(zip(STATS, terminal_stats(*_kernel_args(p, reg_mcc, stan_rate=[1 / 7200]))[0].tolist()))
+    assert (spent["gap_runs"], spent["gap_missing"]) == (1, 4)
+    assert spent["gap_first"] == int((T0 + pd.Timedelta(hours=1)).timestamp())
+
+
+def test_stan_rates_are_the_models_seconds_weighted_median():
+    day = 86_400
+    use = pd.DataFrame({
+        "terminal_id": ["a1", "a2", "a3", "a4", "b1", "b2", "c1"],
+        "model": ["A", "A", "A", "A", "B", "B", "C"],
+        "stan_steps": [100, 30, 20, 10, 50, 50, 0],
+        # A: a number a day at three terminals, one terminal hiding many more (it cannot move the median);
+        # B: a busy terminal observed long (0.5 a day) outweighs a short-lived one (3 a day); C: no steps
+        "stan_skipped": [80, 40, 30, 300, 45, 3, 0],
+        "stan_seconds": [80 * day, 40 * day, 30 * day, 60 * day, 90 * day, 1 * day, 0]})
+    rates = IntegrityDetector.stan_rates(use)
+    assert rates.to_dict() == {"A": pytest.approx(1 / day), "B": pytest.approx(0.5 / day), "C": 0.0}
+    assert IntegrityDetector.stan_rates(use.iloc[::-1]).equals(rates)  # the order of the parts does not matter
 
 
 def test_a_message_behind_the_clock_counts_even_after_the_clock_moved_forward_again():
@@ -298,6 +352,45 @@ def test_deleted_messages_are_a_trace_gap_that_says_how_many():
     assert gaps["details"].iloc[0].startswith("3 STAN gaps hide 50 messages")  # the single-message gap is noise
     assert gaps["first_seen"].iloc[0] == T0 + pd.Timedelta(hours=9)
     assert 0 < gaps["p_value"].iloc[0] <= gaps["q_value"].iloc[0] <= REPORT_Q
+
+
+def _daily_close(terminal, rng, days=90, mean_gap_h=16.0, deleted=()):
+    """Quiet traffic of a model that spends a STAN at every daily batch close (midnight UTC): a message every
+    ``mean_gap_h`` hours on average, STAN +1 per message and +1 per midnight (about 40% of the numbers skipped);
+    ``deleted``: (first message, length) blocks removed after numbering (hidden sales)."""
+    hours = np.cumsum(rng.exponential(mean_gap_h, size=int(days * 24 / mean_gap_h * 2)))
+    hours = hours[hours < days * 24]
+    stans = int(rng.integers(1, 900_000)) + np.arange(len(hours)) + (hours // 24).astype(np.int64)
+    keep = np.ones(len(hours), bool)
+    for first, length in deleted:
+        keep[first:first + length] = False
+    return _sequence([int(x) for x in stans[keep]], terminal=terminal, hours=[float(h) for h in hours[keep]])
+
+
+def test_a_block_of_sales_deleted_where_the_model_skips_a_number_a_day_is_a_trace_gap():
+    """Every terminal of the model skips a number at each daily close, so quiet terminals skip ~40% of the
+    numbers and a quiet week skips 7: that is the model's use of time, not a gap. One terminal had 2 blocks of
+    3 sales deleted: that is. (The old rule, jumps of more than min_gap against the model's share of numbers
+    in such jumps, found nothing here: the natural skips made the null too wide.)"""
+    rng = np.random.default_rng(7)
+    rows = _daily_close("T0", rng, deleted=((30, 3), (90, 3)))
+    for t in _fleet_ids():
+        rows += _daily_close(t, rng)
+    txns = make_txns(rows)
+    p = Projection.from_frames(txns, _terminals(), MERCHANTS)
+    det = IntegrityDetector().fit(p)
+    assert det.stan_rates_["PAX S90"] * 86_400 == pytest.approx(1.0, rel=0.02)
+    gaps = _kind(det.result_, "trace_gap")
+    assert gaps["terminal_id"].tolist() == ["T0"], det.result_.to_string()
+    runs, hidden = (int(x) for x in gaps["details"].iloc[0].split(" messages")[0].split(" STAN gaps hide "))
+    assert runs == 2 and 6 - 2 <= hidden <= 6 + 2  # each block's 3, give or take the rounding of the close
+    per_day = float(gaps["details"].iloc[0].split("beyond the ")[1].split(" numbers a day its model spends")[0])
+    assert per_day == pytest.approx(1.0, rel=0.02)
+    assert gaps["q_value"].iloc[0] <= 0.001
+    # the evidence the fleet's natural skips give, at the model's rate: none
+    fleet = det.stats_[det.stats_["terminal_id"].str.startswith("B")]
+    assert (fleet["gap_runs"] == 0).all()
+    assert (fleet["stan_n"] > 100).all()
 
 
 def test_gaps_as_common_as_the_models_are_not_a_finding():
