@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from fractions import Fraction
 
-__all__ = ["haversine_km", "cloned_card_evidence", "hypergeom_sf", "binom_sf", "log_exact", "count_compromised_in_window",
+__all__ = ["haversine_km", "cloned_card_evidence", "poisson_binomial_sf", "hypergeom_sf", "binom_sf", "log_exact",
+           "count_compromised_in_window",
            "count_compromised_ever", "exposure_visits", "terminal_stats", "explain_away", "explain_away_matched",
            "window_presence", "scan_window"]
 
@@ -271,3 +273,15 @@ def scan_window(comp_times, all_times):
             if llr > best + 1e-12:
                 best, arg = llr, (comp_times[i], comp_times[j])
     return arg
+
+
+def poisson_binomial_sf(k: int, probs) -> float:
+    """P(sum of independent Bernoulli(p_i) >= k), by enumerating every outcome (short lists only)."""
+    total = 0.0
+    for outcome in itertools.product((0, 1), repeat=len(probs)):
+        if sum(outcome) >= k:
+            weight = 1.0
+            for hit, p in zip(outcome, probs):
+                weight *= p if hit else 1.0 - p
+            total += weight
+    return total
