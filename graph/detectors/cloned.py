@@ -4,9 +4,11 @@ Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
    replay and regression, fallback near a chip use of the card or far from all of them, parallel use, fallback
-   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs, ATC-bearing and
-   located transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the
-   cards without; the tables of several buckets concatenate into the table of the whole run.
+   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs,
+   ATC-bearing and located transactions), and the terminals of its fallback_far events (``far_terminal_ids``). One row per card
+   with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
+   (``terminal_id``) with its located uses (``located_uses``); the tables of several buckets concatenate into
+   the table of the whole run (a terminal's rows over the buckets add up).
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
    Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``; repeated with the cards
    reported so far left out of the base rates until no new card is reported (below).
@@ -17,6 +19,15 @@ The null model (fitted to the run at hand):
   independently per chance at the run-wide rate ``rho = (cards showing it + prior) / (chances of all cards +
   2 prior)``. Each card counts once in the numerator, so a clone's repeats (or one noisy card's burst) do not
   raise the rate that judges the others. A card's tail for level ``k`` is ``P(Binomial(chances, rho) >= k)``.
+- fallback_far, where the event happened: a far swipe at a terminal where many other cards are swiped far from
+  home (a merchant keying or swiping bought card data: fraud at the terminal, no copy of each card in use) is
+  that terminal's pattern, not each card's. Each event has the chance ``pi_T = (x_T + M rho) / (u_T + M)`` at
+  its terminal ``T`` (``x_T`` far events of the other cards there, ``u_T`` located uses there, both leaving out
+  the card itself and the cards reported in earlier rounds), ``M`` the strength of a beta prior fitted to the
+  run's terminals by the method of moments of a beta-binomial (``inf``, every terminal at ``rho``, when they vary
+  no more than binomial draws); the card's other located uses keep ``rho``; the tail is that of the sum of these
+  Bernoulli draws. In ``rho`` each terminal with such events counts once (however many cards show them there),
+  so one terminal's pattern does not raise the rate that judges cards elsewhere.
 - fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
   a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
   (with the same prior).
@@ -128,7 +139,7 @@ class ClonedCardDetector(BaseDetector):
         The evidence table that was decided on (``EVIDENCE_COLUMNS``).
     rates_ : dict
         Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip) of the last round:
-        over the cards not reported.
+        over the cards not reported; ``fallback_far_terminal_prior`` is the strength ``M`` of the terminals' prior.
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
     scored_ : DataFrame
