@@ -4,9 +4,11 @@ Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
    replay and regression, fallback near a chip use of the card or far from all of them, parallel use, fallback
-   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs, ATC-bearing and
-   located transactions). One row per card with evidence plus one summary row (``card_token`` missing) for the
-   cards without; the tables of several buckets concatenate into the table of the whole run.
+   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs,
+   ATC-bearing and located transactions), and the terminals of its fallback_far events (``far_terminal_ids``). One row per card
+   with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
+   (``terminal_id``) with its located uses (``located_uses``); the tables of several buckets concatenate into
+   the table of the whole run (a terminal's rows over the buckets add up).
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
    Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``; repeated with the cards
    reported so far left out of the base rates until no new card is reported (below).
@@ -17,6 +19,15 @@ The null model (fitted to the run at hand):
   independently per chance at the run-wide rate ``rho = (cards showing it + prior) / (chances of all cards +
   2 prior)``. Each card counts once in the numerator, so a clone's repeats (or one noisy card's burst) do not
   raise the rate that judges the others. A card's tail for level ``k`` is ``P(Binomial(chances, rho) >= k)``.
+- fallback_far, where the event happened: a far swipe at a terminal where many other cards are swiped far from
+  home (a merchant keying or swiping bought card data: fraud at the terminal, no copy of each card in use) is
+  that terminal's pattern, not each card's. Each event has the chance ``pi_T = (x_T + M rho) / (u_T + M)`` at
+  its terminal ``T`` (``x_T`` far events of the other cards there, ``u_T`` located uses there, both leaving out
+  the card itself and the cards reported in earlier rounds), ``M`` the strength of a beta prior fitted to the
+  run's terminals by the method of moments of a beta-binomial (``inf``, every terminal at ``rho``, when they vary
+  no more than binomial draws); the card's other located uses keep ``rho``; the tail is that of the sum of these
+  Bernoulli draws. In ``rho`` each terminal with such events counts once (however many cards show them there),
+  so one terminal's pattern does not raise the rate that judges cards elsewhere.
 - fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
   a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
   (with the same prior).
@@ -54,7 +65,7 @@ import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, bh_qvalues
-from graph.kernels.cloned import NO_TIME, REASONS, cloned_card_evidence, evidence_csr
+from graph.kernels.cloned import FALLBACK_FAR, NO_TIME, REASONS, cloned_card_evidence, evidence_csr
 from graph.projection import Projection
 from graph.vocabulary import ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MANUAL, TYPE_COMPLETION, TYPE_VOID
 
@@ -71,7 +82,7 @@ _REPORTED = len(REASONS)  # its column: after the kernel's reasons
 _COUNTS = [f"n_{r}" for r in _REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
                     "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km",
-                    "travel_hours"]
+                    "travel_hours", "far_terminal_ids", "terminal_id", "located_uses"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
                 "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours", "travel_kmh",
                 "travel"]
@@ -128,9 +139,12 @@ class ClonedCardDetector(BaseDetector):
         The evidence table that was decided on (``EVIDENCE_COLUMNS``).
     rates_ : dict
         Per reason, the run-wide rate per chance (or share of cards, for fallback_after_chip) of the last round:
-        over the cards not reported.
+        over the cards not reported; ``fallback_far_terminal_prior`` is the strength ``M`` of the terminals' prior.
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
+    scored_ : DataFrame
+        card_token, p_value, q_value of every card with evidence in the last round, reported or not (p-values above
+        what Benjamini-Hochberg could still report are 1.0).
     counts_, first_ : ndarray
         Kernel output of the last ``evidence`` call, per card of its projection: events per reason
         (n_cards x 8) and the first evidence second per reason (``NO_TIME`` if none).
@@ -248,6 +262,11 @@ class ClonedCardDetector(BaseDetector):
         rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["travel_km"] = travel_km[hit]
         rows["travel_hours"] = np.where(travel_s[hit] >= 0, travel_s[hit] / 3600.0, np.nan)
+        far_ptr, far_idx = evidence_csr(p.card_indptr, (evidence >> FALLBACK_FAR) & np.uint8(1))
+        far_terms = np.where(p.txn_terminal[far_idx] >= 0, p.terminal_ids[np.maximum(p.txn_terminal[far_idx], 0)], "")
+        rows["far_terminal_ids"] = pd.Series([far_terms[far_ptr[c]:far_ptr[c + 1]].tolist() for c in hit], dtype=object)
+        rows["terminal_id"] = pd.Series([None] * len(hit), dtype=object)
+        rows["located_uses"] = np.zeros(len(hit), dtype=np.int64)
         frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
                               for k, v in rows.items()})
         if quiet.any():
@@ -259,7 +278,26 @@ class ClonedCardDetector(BaseDetector):
             summary["evidence_txn_ids"] = pd.Series([[]], dtype=object)
             summary["travel_km"] = np.nan
             summary["travel_hours"] = np.nan
+            summary["far_terminal_ids"] = pd.Series([[]], dtype=object)
+            summary["terminal_id"] = pd.Series([None], dtype=object)
+            summary["located_uses"] = 0
             frame = pd.concat([frame, summary[EVIDENCE_COLUMNS]], ignore_index=True) if len(frame) else summary
+        uses = np.bincount(p.txn_terminal[located & (p.txn_terminal >= 0)], minlength=p.n_terminals)
+        used = np.flatnonzero(uses > 0)
+        if len(used):  # the terminals' located uses in this projection: the denominators of the terminal rates
+            terms = pd.DataFrame({"card_token": pd.Series([None] * len(used), dtype=object),
+                                  "cards": np.zeros(len(used), dtype=np.int64),
+                                  **{n: np.zeros(len(used), dtype=np.int64) for n in _COUNTS},
+                                  **{n: np.zeros(len(used), dtype=np.int64) for n in chances},
+                                  "fallback_burst_p": 1.0, "fallback_amount_p": 1.0,
+                                  "first_evidence_at": pd.Series([pd.NaT] * len(used), dtype="datetime64[us, UTC]"),
+                                  "evidence_txn_ids": pd.Series([[] for _ in used], dtype=object),
+                                  "travel_km": np.nan, "travel_hours": np.nan,
+                                  "far_terminal_ids": pd.Series([[] for _ in used], dtype=object),
+                                  "terminal_id": pd.Series(p.terminal_ids[used], dtype=object),
+                                  "located_uses": uses[used].astype(np.int64)})
+            frame = pd.concat([frame[EVIDENCE_COLUMNS], terms[EVIDENCE_COLUMNS]], ignore_index=True) \
+                if len(frame) else terms
         return _typed_evidence(frame[EVIDENCE_COLUMNS])
 
     # --- phase 2: the run-wide decision -------------------------------------------------------------------
@@ -282,6 +320,7 @@ class ClonedCardDetector(BaseDetector):
         ev = _typed_evidence(evidence[EVIDENCE_COLUMNS])
         n_scored = int(ev["cards"].sum())
         cards = ev[ev["card_token"].notna()].sort_values("card_token", kind="stable").reset_index(drop=True)
+        sites = _far_sites(cards, ev)
         cap = int(self.count_cap)
         levels = np.minimum(cards[_COUNTS].to_numpy(np.int64).reshape(len(cards), len(_REASONS)), cap)
         widths = np.array([2 if r in _CONDITIONAL or r in _BINARY else cap + 1 for r in _REASONS])  # levels per reason
@@ -290,7 +329,7 @@ class ClonedCardDetector(BaseDetector):
         totals = {c: float(ev[c].sum()) for c in set(CHANCES.values()) if c and c.startswith("chances")}
         out = np.zeros(len(cards), dtype=bool)  # cards reported in an earlier round: out of the base rates
         while True:
-            tails, rates = self._tails(cards, levels, widths, n_scored, totals, out)
+            tails, rates = self._tails(cards, levels, widths, n_scored, totals, out, sites)
             m = max(n_scored, len(cards))  # a card ranked j is reported only if p * m / j <= REPORT_Q, j <= len
             p = _exact_tail(tails, levels, widths, bound=REPORT_Q * len(cards) / max(m, 1))
             q = bh_qvalues(p, m=m)
@@ -299,15 +338,18 @@ class ClonedCardDetector(BaseDetector):
                 break
             out |= new
         self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
+        self.scored_ = pd.DataFrame({"card_token": cards["card_token"].to_numpy(dtype=object), "p_value": p,
+                                     "q_value": q})
         keep = np.flatnonzero(q <= REPORT_Q)
         self.result_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
                                   tails[keep], levels[keep])
         return self.result_
 
     def _tails(self, cards: pd.DataFrame, levels: np.ndarray, widths: np.ndarray, n_scored: int, totals: dict,
-               out: np.ndarray) -> tuple[np.ndarray, dict]:
+               out: np.ndarray, sites: tuple) -> tuple[np.ndarray, dict]:
         """Per card and reason the tail ``P(level >= k)`` for k = 0..cap + 1 under rates from the run's other
-        cards, leaving out the card itself and the cards in ``out`` (reported in an earlier round)."""
+        cards, leaving out the card itself and the cards in ``out`` (reported in an earlier round); the
+        fallback_far events at the rate of their terminal (``_far_event_rates``)."""
         cap = int(self.count_cap)
         tails = np.ones((len(cards), len(_REASONS), cap + 2))
         tails[:, :, cap + 1] = 0.0
@@ -337,10 +379,18 @@ class ClonedCardDetector(BaseDetector):
             else:  # per chance, each other card counted once
                 n = cards[column].to_numpy(np.int64)
                 total = totals[column] - float(n[out].sum())
+                own = (mine > 0) & base
+                if reason == "fallback_far":  # each terminal counted once: one terminal's pattern is one source
+                    shown, own = _far_sources(sites, out)
                 rates[reason] = (shown + self.prior) / (total + 2 * self.prior)
-                rho = (shown - ((mine > 0) & base) + self.prior) / (total - n * base + 2 * self.prior)
-                for k in range(1, cap + 1):
-                    tails[:, r, k] = binom_tail_small_k(k, n, rho)
+                rho = (shown - own + self.prior) / (total - n * base + 2 * self.prior)
+                if reason == "fallback_far":
+                    pi, dispersion = _far_event_rates(sites, out, rho)
+                    rates["fallback_far_terminal_prior"] = dispersion
+                    tails[:, r, 1:cap + 1] = _site_tails(sites[0], pi, n, rho, cap)
+                else:
+                    for k in range(1, cap + 1):
+                        tails[:, r, k] = binom_tail_small_k(k, n, rho)
         return tails, rates
 
     def fit(self, projection: Projection) -> "ClonedCardDetector":
@@ -406,6 +456,111 @@ def binom_tail_small_k(k: int, n, rho) -> np.ndarray:
             j += 1
         tail[low] = np.minimum(total, 1.0)
     out[inner] = tail
+    return out
+
+
+def _far_sites(cards: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fallback_far events of ``cards`` and the located uses of their terminals over the whole run.
+
+    Returns
+    -------
+    (card, site, uses): per event its card row and terminal index (-1 for an unknown terminal), and per terminal
+    index its located uses in the run (summed over the evidence table's terminal rows, buckets included).
+    """
+    terms = ev[ev["terminal_id"].notna()].groupby("terminal_id", sort=True)["located_uses"].sum()
+    lists = cards["far_terminal_ids"].tolist()
+    card = np.repeat(np.arange(len(cards)), [len(v) for v in lists]).astype(np.int64)
+    names = [t for v in lists for t in v]
+    site = pd.Index(terms.index, dtype=object).get_indexer(pd.Index(names, dtype=object)).astype(np.int64)
+    return card, site, terms.to_numpy(np.int64)
+
+
+def _far_sources(sites: tuple, out: np.ndarray) -> tuple[int, np.ndarray]:
+    """The independent sources of the fallback_far events of the cards not in ``out``: each terminal with such
+    events once (however many cards show them there), and each card's events at unknown terminals once. Returns
+    their number and, per card, how many of them are the card's alone (left out of the rate that judges it)."""
+    card, site, _ = sites
+    own = np.zeros(len(out), dtype=np.int64)
+    live = ~out[card]
+    known = live & (site >= 0)
+    pairs = np.unique(np.column_stack([site[known], card[known]]), axis=0) if known.any() else np.zeros((0, 2), int)
+    terms, first, per_term = np.unique(pairs[:, 0], return_index=True, return_counts=True)
+    alone = pairs[first[per_term == 1], 1]
+    np.add.at(own, alone, 1)
+    unknown = np.unique(card[live & (site < 0)])
+    own[unknown] += 1
+    return int(len(terms) + len(unknown)), own
+
+
+def _terminal_prior(x: np.ndarray, u: np.ndarray) -> float:
+    """The strength ``M`` (in uses) of the beta prior of the terminals' event rates, by the method of moments of a
+    beta-binomial: ``sum_T (x_T - u_T rho)^2 / u_T`` is ``rho (1 - rho) sum_T (1 + (u_T - 1) / (M + 1))``. ``inf``
+    when the terminals vary no more than binomial draws of one rate (every terminal at the run-wide rate)."""
+    keep = u > 0
+    x, u = x[keep].astype(np.float64), u[keep].astype(np.float64)
+    if len(u) < 2 or x.sum() <= 0:
+        return np.inf
+    rho = x.sum() / u.sum()
+    excess = ((x - u * rho) ** 2 / u).sum() / (rho * (1.0 - rho)) - len(u)
+    spread = (u - 1.0).sum()
+    if excess <= 0 or spread <= 0:
+        return np.inf
+    return max(spread / excess - 1.0, 0.0)
+
+
+def _far_event_rates(sites: tuple, out: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per fallback_far event, the chance that a located use at its terminal is one under the null: the terminal's
+    rate over the other cards not in ``out`` (events / located uses, leaving out the card's own events there),
+    shrunk towards the card's run-wide rate ``rho`` by the beta prior fitted to the terminals (``_terminal_prior``).
+
+    A terminal where many cards show the reason (a merchant keying or swiping stolen card data) explains the event:
+    its rate is high and one such event is weak; a terminal where no other card shows it leaves the event as rare
+    as the run-wide rate says. Returns the rates and the prior's strength ``M``.
+    """
+    card, site, uses = sites
+    n_sites = len(uses)
+    known = site >= 0
+    live = known & ~out[card]
+    x_all = np.bincount(site[live], minlength=n_sites).astype(np.float64)
+    u_all = uses.astype(np.float64) - np.bincount(site[known & out[card]], minlength=n_sites)
+    strength = _terminal_prior(x_all, u_all)
+    pi = rho[card].astype(np.float64).copy()
+    if not np.isfinite(strength) or not known.any():
+        return pi, float(strength)
+    key = card[known] * max(n_sites, 1) + site[known]  # the card's own events at the terminal
+    _, inverse, own = np.unique(key, return_inverse=True, return_counts=True)
+    own = own[inverse] * ~out[card[known]]
+    x = x_all[site[known]] - own
+    u = u_all[site[known]] - own
+    r = rho[card[known]]
+    pi[known] = np.where(u > 0, (x + strength * r) / (u + strength), r)
+    return np.clip(pi, 0.0, 1.0), float(strength)
+
+
+def _site_tails(card: np.ndarray, pi: np.ndarray, chances: np.ndarray, rho: np.ndarray, cap: int) -> np.ndarray:
+    """``P(X >= k)``, k = 1..cap, per card: ``X`` = its events at their terminals' rates ``pi`` (Bernoulli each)
+    plus ``Binomial(chances - events, rho)`` over its other located uses."""
+    n_cards = len(chances)
+    events = np.bincount(card, minlength=n_cards)
+    out = np.zeros((n_cards, cap))
+    rest = np.maximum(chances - events, 0)
+    binom = np.ones((n_cards, cap + 1))  # P(B >= j), j = 0..cap
+    for j in range(1, cap + 1):
+        binom[:, j] = binom_tail_small_k(j, rest, rho)
+    # distribution of the card's Bernoulli sum, truncated at cap (the last cell: >= cap)
+    dist = np.zeros((n_cards, cap + 1))
+    dist[:, 0] = 1.0
+    for c, q in zip(card, pi):
+        d = dist[c]
+        moved = d * q
+        d *= 1.0 - q
+        d[1:] += moved[:-1]
+        d[cap] += moved[cap]
+    for k in range(1, cap + 1):
+        tail = dist[:, k:].sum(axis=1)
+        for j in range(k):
+            tail = tail + dist[:, j] * binom[:, k - j]
+        out[:, k - 1] = np.minimum(tail, 1.0)
     return out
 
 
@@ -489,4 +644,8 @@ def _typed_evidence(frame: pd.DataFrame) -> pd.DataFrame:
                                         index=frame.index, dtype=object)
     for name in ("fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours"):
         out[name] = frame[name].to_numpy(np.float64) if len(frame) else np.zeros(0)
+    out["far_terminal_ids"] = pd.Series([[] if v is None else [str(x) for x in v] for v in frame["far_terminal_ids"]],
+                                        index=frame.index, dtype=object)
+    out["terminal_id"] = frame["terminal_id"].astype(object).where(frame["terminal_id"].notna(), None)
+    out["located_uses"] = frame["located_uses"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
     return out[EVIDENCE_COLUMNS].reset_index(drop=True)

@@ -3,10 +3,11 @@ kernels' tails are checked."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
-__all__ = ["hypergeom_sf", "binom_sf", "log_exact"]
+__all__ = ["hypergeom_sf", "binom_sf", "log_exact", "poisson_binomial_sf"]
 
 
 def _log_comb(n, k):
@@ -32,3 +33,15 @@ def binom_sf(k, n, p):
 def log_exact(x):
     """Natural log of a positive Fraction without underflow."""
     return math.log(x.numerator) - math.log(x.denominator)
+
+
+def poisson_binomial_sf(k: int, probs) -> float:
+    """P(sum of independent Bernoulli(p_i) >= k), by enumerating every outcome (short lists only)."""
+    total = 0.0
+    for outcome in itertools.product((0, 1), repeat=len(probs)):
+        if sum(outcome) >= k:
+            weight = 1.0
+            for hit, p in zip(outcome, probs):
+                weight *= p if hit else 1.0 - p
+            total += weight
+    return total

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from graph.catalog import output_table
-from graph.detectors.cloned import CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _exact_tail, binom_tail_small_k
+from graph.detectors.cloned import (CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _exact_tail, _site_tails,
+                                    _terminal_prior, binom_tail_small_k)
 from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
 from graph.references import cloned as reference, significance as tails
@@ -236,15 +237,21 @@ def test_terminal_position_fallback_and_manual():
 def test_decide_on_bucket_evidence_equals_fit():
     rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=0.2, atc=2, **GZ)], "a")
             + _card([dict(hours=0, atc=5, **SH), dict(hours=100, atc=5, **SH)], "b")
-            + _card([dict(hours=0, atc=5, **SH), dict(hours=1, entry_mode="fallback", **BJ),
-                     dict(hours=2, entry_mode="fallback", **BJ)], "c"))
+            + _card([dict(hours=0, atc=5, **SH), dict(hours=1, entry_mode="fallback", terminal_id="TB", **BJ),
+                     dict(hours=2, entry_mode="fallback", terminal_id="TB", **BJ)], "c")
+            + [dict(card_token=f"bj{i}", hours=i, terminal_id="TB", **BJ) for i in range(20)])
     tx = pd.concat([population(), make_txns(rows)], ignore_index=True)
     whole = ClonedCardDetector(prior=SMALL).fit(Projection.from_frames(tx)).result_
     det = ClonedCardDetector(prior=SMALL)
     odd = tx["card_token"].map(lambda t: sum(map(ord, t))) % 3  # three buckets of cards, any split
     parts = [det.evidence(Projection.from_frames(tx[odd == b])) for b in range(3)]
     assert all(list(p.columns) == EVIDENCE_COLUMNS for p in parts)
-    assert sum(int(p["card_token"].isna().sum()) for p in parts) == 3  # one summary row per bucket
+    summaries = [int((p["card_token"].isna() & p["terminal_id"].isna()).sum()) for p in parts]
+    assert summaries == [1, 1, 1]  # one summary row per bucket, besides its terminals' rows
+    # the terminal rows of the buckets add up to the located uses of each terminal over the whole run
+    uses = pd.concat(parts).groupby("terminal_id")["located_uses"].sum()
+    assert uses.to_dict() == det.evidence(Projection.from_frames(tx)).dropna(subset=["terminal_id"]) \
+        .set_index("terminal_id")["located_uses"].to_dict()
     decided = det.decide(pd.concat(parts[::-1], ignore_index=True))
     pd.testing.assert_frame_equal(decided, whole)
     assert len(whole) == 3
@@ -292,3 +299,50 @@ def test_exact_tail_skips_only_cards_that_cannot_be_reported():
     assert 0 < kept.sum() < n
     np.testing.assert_array_equal(pruned[kept], exact[kept])
     assert np.all(pruned[~kept] == 1.0)
+
+
+def test_far_swipes_a_terminal_shows_for_many_cards_are_its_pattern_not_each_cards_copy():
+    """Thirty cards swiped once each at one terminal far from home (a merchant keying or swiping bought card
+    data: fraud at that terminal, no copy of each card in use) against one card swiped once at a terminal where
+    no other card is far from home. Each card shows the same single fallback_far event; the run's terminal
+    rates tell them apart: the first thirty are the terminal's pattern (weak), the last a copy (reported)."""
+    locals_ = [dict(card_token=f"bj{i:03d}", hours=i, terminal_id=t, **BJ) for i in range(100) for t in ("TX", "TY")]
+    victims = [r for i in range(30) for r in _card([dict(hours=0, atc=1, **SH),
+                                                     dict(hours=50 + i, entry_mode="magstripe", terminal_id="TX",
+                                                          **BJ)], f"v{i:02d}")]
+    clone = _card([dict(hours=0, atc=1, **SH), dict(hours=60, entry_mode="magstripe", terminal_id="TY", **BJ)],
+                  "clone")
+    det = ClonedCardDetector(prior=SMALL)
+    tx = pd.concat([population(), make_txns(locals_ + victims + clone)], ignore_index=True)
+    ev = det.evidence(Projection.from_frames(tx))
+    # the p-value of each card before any BH pruning: the bound off
+    det.decide(ev)
+    p = det.scored_.set_index("card_token")["p_value"]
+    victims_p = p[[f"v{i:02d}" for i in range(30)]]
+    assert victims_p.min() > 0.05 and p["clone"] < 0.01 and p["clone"] < victims_p.min() / 10
+    assert np.isfinite(det.rates_["fallback_far_terminal_prior"])  # the terminals differ: a finite prior
+    ev = det.evidence_.set_index("card_token")
+    assert ev.loc["v00", "far_terminal_ids"] == ["TX"] and ev.loc["clone", "far_terminal_ids"] == ["TY"]
+
+
+def test_site_tails_match_an_exact_enumeration():
+    rng = np.random.default_rng(5)
+    cap, n_cards = 3, 40
+    card = np.sort(rng.integers(0, n_cards, 60))
+    pi = rng.uniform(0, 0.6, len(card))
+    chances = np.bincount(card, minlength=n_cards) + rng.integers(0, 7, n_cards)
+    rho = rng.uniform(1e-4, 0.2, n_cards)
+    got = _site_tails(card, pi, chances, rho, cap)
+    for c in range(n_cards):
+        probs = list(pi[card == c]) + [rho[c]] * int(chances[c] - (card == c).sum())
+        for k in range(1, cap + 1):
+            assert got[c, k - 1] == pytest.approx(tails.poisson_binomial_sf(k, probs), rel=1e-9, abs=1e-15)
+
+
+def test_terminal_prior_by_moments():
+    rng = np.random.default_rng(8)
+    u = np.full(4000, 300)
+    assert _terminal_prior(rng.binomial(u, 0.01), u) == np.inf or _terminal_prior(rng.binomial(u, 0.01), u) > 1000
+    rates = rng.beta(0.01 * 40, 0.99 * 40, len(u))  # a beta prior of strength 40
+    assert 25 < _terminal_prior(rng.binomial(u, rates), u) < 60
+    assert _terminal_prior(np.zeros(5), np.full(5, 10)) == np.inf  # no event at all
