@@ -122,7 +122,7 @@ def layout(alert_id: str | None = None, **_):
         section("Evidence", html.Div(id="alert-evidence-box", style={"minHeight": "80px"})),
     ]
     if a["kind"] in queries.EXPOSURE_MODE and a["entity_type"] == "terminal":
-        rows = queries.exposed_cards(db, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]])
+        rows = cached(queries.exposed_cards, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]])
         parts.append(_exposed_section(a, rows, can_decide))
     parts += [
         dmc.Paper([

@@ -15,9 +15,10 @@ from app import queries
 from app.context import cached, guarded
 from app.pages.common import format_value, grid, link_column
 
-__all__ = ["register", "layout", "merchant_rows", "agent_rows", "DAYS"]
+__all__ = ["register", "layout", "merchant_rows", "agent_rows", "first_merchants", "DAYS", "MERCHANT_ROWS"]
 
 DAYS = 30
+MERCHANT_ROWS = 1_000  # merchants the grid holds (flagged first, then by volume); an agent's click lists all its own
 _MONEY = {"valueFormatter": {"function": "params.value == null ? '' : ((params.data.currency && "
                                         "params.data.currency !== 'mixed') ? params.data.currency + ' ' : '') "
                                         "+ d3.format(',.2f')(params.value)"},
@@ -38,11 +39,26 @@ def _rows(frame) -> list[dict]:
 
 
 def merchant_rows(merchants) -> list[dict]:
-    """Grid rows of the merchants (each with the link to its page)."""
-    rows = _rows(merchants)
+    """Grid rows of the merchants (each with the link to its page; trend in whole currency units)."""
+    rows = _rows(merchants.drop(columns=["in_ring"], errors="ignore"))
     for row in rows:
         row["href"] = f"/merchant/{quote(str(row['merchant_id']))}"
+        row["trend"] = [round(v) for v in row["trend"] or []]
     return rows
+
+
+def first_merchants(merchants):
+    """The merchants the grid opens with: flagged ones first, then by volume, at most ``MERCHANT_ROWS``."""
+    if not len(merchants):
+        return merchants
+    return merchants.sort_values(["flag", "volume"], ascending=[False, False], kind="stable").head(MERCHANT_ROWS)
+
+
+def _shown(merchants) -> str:
+    if len(merchants) <= MERCHANT_ROWS:
+        return f"all {len(merchants):,} merchants"
+    return (f"the first {MERCHANT_ROWS:,} of {len(merchants):,} merchants (flagged first, then by volume; click "
+            "an agent to list all of its merchants)")
 
 
 def agent_rows(agents) -> list[dict]:
@@ -80,10 +96,11 @@ def layout(**_):
               {"field": "merchants", **_COUNT}, {"field": "terminals", **_COUNT}, {"field": "txns", **_COUNT}]
              + _money_columns() + [{"field": "flagged", **_COUNT}], page_size=10, rowClassRules=_AGENT_FLAGGED,
              getRowId="params.data.agent_id"),
-        dmc.Group([dmc.Title("Per merchant", order=4), dmc.Text(id="portfolio-merchants-of", size="sm"),
+        dmc.Group([dmc.Title("Per merchant", order=4), dmc.Text(_shown(merchants), id="portfolio-merchants-of",
+                                                                  size="sm"),
                    dmc.Button("show all agents", id="portfolio-all", size="compact-xs", variant="subtle")],
                   mt="md", gap="sm"),
-        grid("portfolio-merchants", merchant_rows(merchants),
+        grid("portfolio-merchants", merchant_rows(first_merchants(merchants)),
              [link_column("merchant_id", "merchant", "href", minWidth=110), {"field": "name", "minWidth": 160},
               {"field": "mcc", "width": 80}, {"field": "agent_id", "headerName": "agent"},
               {"field": "terminals", **_COUNT}, {"field": "txns", **_COUNT}] + _money_columns()
@@ -114,6 +131,6 @@ def register(app: dash.Dash) -> None:
         merchants, _agents = cached(queries.portfolio, days=DAYS)
         agent = (cell or {}).get("rowId") if dash.ctx.triggered_id == "portfolio-agents" else _ALL
         if agent in (None, _ALL) or not len(merchants):
-            return merchant_rows(merchants), ""
+            return merchant_rows(first_merchants(merchants)), _shown(merchants)
         chosen = merchants[merchants["agent_id"].isna()] if agent == "-" else merchants[merchants["agent_id"] == agent]
         return merchant_rows(chosen), f"of agent {agent}: {len(chosen):,} merchants"
