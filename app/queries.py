@@ -145,8 +145,8 @@ RETURN count(a) AS n""",
 MATCH (m:Merchant)
 OPTIONAL MATCH (m)-[:SIGNED_BY]->(ag:Agent)
 OPTIONAL MATCH (t:Terminal)-[:INSTALLED_AT {current: true}]->(m)
-OPTIONAL MATCH (:Card)-[r:TXN]->(t)
-WITH m, ag, t, r, CASE WHEN r.ts >= $trend_start THEN duration.inDays($trend_start, r.ts).days / 7 END AS week
+OPTIONAL MATCH ()-[r:TXN]->(t)
+WITH m, ag, t, r, CASE WHEN r.ts >= $trend_start THEN (r.ts.epochMillis - $trend_ms) / 604800000 END AS week
 WITH m, ag, count(DISTINCT t) AS terminals, count(r) AS txns, sum(r.amount) AS volume,
      sum(CASE WHEN r.ts >= $recent THEN r.amount ELSE 0 END) AS recent,
      sum(CASE WHEN r.ts >= $previous AND r.ts < $recent THEN r.amount ELSE 0 END) AS previous,
@@ -389,7 +389,7 @@ def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
     previous = recent - pd.Timedelta(days=days)
     trend_start = latest - pd.Timedelta(weeks=TREND_WEEKS)
     merchants = pd.DataFrame(db.read(CYPHER["portfolio"], recent=recent, previous=previous,
-                                     trend_start=trend_start))
+                                     trend_start=trend_start, trend_ms=int(trend_start.timestamp() * 1000)))
     if not len(merchants):
         return merchants, merchants
     merchants["currency"] = [_currency(codes) for codes in merchants.pop("currencies")]
