@@ -144,8 +144,10 @@ def _get_page(opener, base: str, path: str) -> float:
 
 
 def _browser_times(base: str, user: str, password: str, pages: dict[str, list[str]], reps: int) -> dict:
-    """p50/p95 per page kind of the time until the page is visible in headless Chromium (``app.pagetimes``):
-    one warm-up page of each kind (not counted), then ``reps`` pages of it (its sample pages in turn)."""
+    """p50/p95 per page kind of the time until the page is visible in headless Chromium (``app.pagetimes``),
+    opened by its URL (``load``: a full page load, the bundles from the browser's cache) and by a link inside
+    the explorer (``link``: no page load, as an investigator moves from page to page): one warm-up page of each
+    kind (not counted), then ``reps`` pages of it (its sample pages in turn) each way."""
     driver = pagetimes.open_browser()
     try:
         pagetimes.sign_in(driver, base, user, password)
@@ -153,9 +155,13 @@ def _browser_times(base: str, user: str, password: str, pages: dict[str, list[st
         for kind, paths in pages.items():
             measured = paths[:-1] if len(paths) > 1 else paths
             pagetimes.time_page(driver, base + paths[-1])  # warm-up: bundles cached, the kind's first request
-            seconds = [pagetimes.time_page(driver, base + measured[i % len(measured)]) for i in range(reps)]
-            out[kind] = {**pagetimes.summarise(seconds), "distinct_pages": min(reps, len(measured))}
-            log.info("browser: %s page p50 %.0f ms, p95 %.0f ms", kind, out[kind]["p50_ms"], out[kind]["p95_ms"])
+            out[kind] = {"distinct_pages": min(reps, len(measured))}
+            for way, in_app in (("load", False), ("link", True)):
+                seconds = [pagetimes.time_page(driver, base + measured[i % len(measured)], in_app=in_app)
+                           for i in range(reps)]
+                out[kind][way] = pagetimes.summarise(seconds)
+            log.info("browser: %s page p95 %.0f ms (load), %.0f ms (link)", kind, out[kind]["load"]["p95_ms"],
+                     out[kind]["link"]["p95_ms"])
         return out
     finally:
         driver.quit()

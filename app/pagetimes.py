@@ -83,15 +83,50 @@ def sign_in(driver, base: str, user: str, password: str, timeout: float = 30.0) 
         time.sleep(0.05)
 
 
-def time_page(driver, url: str, timeout: float = 120.0, settle: float = 0.3) -> float:
-    """Seconds from navigation to ``url`` until VISIBLE_JS holds (and still holds ``settle`` s later)."""
+# Navigate inside the running app as its links do (no page load: the bundles stay parsed).
+_PUSH_JS = """
+window.history.pushState({}, '', arguments[0]);
+window.dispatchEvent(new CustomEvent('_dashprivate_pushstate'));
+window.scrollTo(0, 0);
+"""
+# The page that stands between two in-app navigations (its marker must be gone before the next is visible).
+_BETWEEN = ("/no-match", "no-match")
+
+
+def _wait_for(driver, script: str, timeout: float, what: str) -> None:
     started = time.perf_counter()
-    driver.get(url)
+    while not driver.execute_script(script):
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{what} not visible within {timeout} s")
+        time.sleep(0.05)
+
+
+def time_page(driver, url: str, timeout: float = 120.0, settle: float = 0.3, in_app: bool = False) -> float:
+    """Seconds from navigation to ``url`` until VISIBLE_JS holds (and still holds ``settle`` s later).
+
+    ``in_app``: navigate as a click on a link of the explorer does (the app already loaded in ``driver``, at
+    its ``/no-match`` page first so that nothing of the previous page counts), instead of loading the URL.
+    """
+    check = VISIBLE_JS
+    if in_app:
+        parts = url.split("/", 3)
+        path, base = "/" + (parts[3] if len(parts) > 3 else ""), "/".join(parts[:3])
+        if not driver.current_url.startswith(base):
+            driver.get(base + _BETWEEN[0])
+        else:
+            driver.execute_script(_PUSH_JS, _BETWEEN[0])
+        _wait_for(driver, f"return !!document.getElementById('{_BETWEEN[1]}');", timeout, _BETWEEN[0])
+        check = f"if (document.getElementById('{_BETWEEN[1]}')) return false;\n" + VISIBLE_JS
+    started = time.perf_counter()
+    if in_app:
+        driver.execute_script(_PUSH_JS, path)
+    else:
+        driver.get(url)
     while True:
-        if driver.execute_script(VISIBLE_JS):
+        if driver.execute_script(check):
             seen = time.perf_counter()
             time.sleep(settle)
-            if driver.execute_script(VISIBLE_JS):
+            if driver.execute_script(check):
                 return seen - started
         if time.perf_counter() - started > timeout:
             raise TimeoutError(f"{url} not visible within {timeout} s")

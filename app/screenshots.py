@@ -13,17 +13,22 @@ from pathlib import Path
 from app import live, pagetimes, samples
 from app.explorer import create_app
 
-__all__ = ["shot_names", "take_screenshots"]
+__all__ = ["SHOT_KINDS", "shot_names", "take_screenshots"]
 
 log = logging.getLogger("posguard.app")
 
 
 
+# The main pages (kinds of app.samples.page_samples) shown in the README.
+SHOT_KINDS = ("queue", "alert:skimming_point", "alert:compromised_terminal", "alert:cloned_card", "exposed_cards",
+              "card", "terminal", "merchant", "ring", "portfolio", "audit")
+
+
 def shot_names(pages: dict[str, list[str]]) -> dict[str, str]:
-    """File name (no extension) -> path: the first page of each kind of ``app.samples.page_samples``
-    (``alert-<kind>`` for alerts; the exposed-card list is on the point-of-compromise alert's page, shown
-    once)."""
-    shots = {kind.replace(":", "-").replace("_", "-"): paths[0] for kind, paths in pages.items()}
+    """File name (no extension) -> path: the first page of each of ``SHOT_KINDS`` present in ``pages``
+    (``app.samples.page_samples``; ``alert-<kind>`` for alerts; the exposed-card list is on a
+    point-of-compromise alert's page, shown once)."""
+    shots = {kind.replace(":", "-").replace("_", "-"): pages[kind][0] for kind in SHOT_KINDS if pages.get(kind)}
     exposed = shots.pop("exposed-cards", None)
     if exposed is not None and exposed not in shots.values():
         shots["exposed-cards"] = exposed

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app import bench
+from app import bench, pagetimes
 from app.samples import PAGE_KINDS, page_samples
 from tests.app.conftest import PASSWORDS
 
@@ -40,4 +40,16 @@ def test_browser_times_every_page_kind_until_visible(live_url, app_db):
     times = bench._browser_times(live_url, "ann", PASSWORDS["ann"][1], pages, reps=2)
     assert set(times) == set(pages)
     for kind, t in times.items():
-        assert t["n"] == 2 and 0 < t["p50_ms"] <= t["p95_ms"] <= t["max_ms"] < 60_000, kind
+        for way in ("load", "link"):
+            assert t[way]["n"] == 2 and 0 < t[way]["p50_ms"] <= t[way]["p95_ms"] <= t[way]["max_ms"] < 60_000, kind
+
+
+def test_a_page_opened_by_a_link_is_timed_until_its_own_content_is_drawn(live_url, app_db, browser):
+    """In-app navigation: the previous page on screen does not count as the next one being visible."""
+    pagetimes.sign_in(browser, live_url, "ann", PASSWORDS["ann"][1])
+    terminal = page_samples(app_db, n=1)["terminal"][0]
+    pagetimes.time_page(browser, live_url + terminal)
+    seconds = pagetimes.time_page(browser, live_url + terminal, in_app=True)
+    assert seconds > 0 and browser.current_url.endswith(terminal)
+    assert browser.execute_script(pagetimes.VISIBLE_JS)
+    assert browser.find_elements("id", "terminal-graph") and not browser.find_elements("id", "no-match")

@@ -20,7 +20,7 @@ MAIN_PAGES = {"queue", "card", "terminal", "merchant", "ring", "portfolio", "aud
 
 def test_shot_names_show_each_page_kind_once():
     pages = {"queue": ["/"], "alert:skimming_point": ["/alert/a1", "/alert/a2"], "card": ["/card/c"],
-             "exposed_cards": ["/alert/a1"]}
+             "exposed_cards": ["/alert/a1"], "alert:void_spike": ["/alert/v1"]}
     assert shot_names(pages) == {"queue": "/", "alert-skimming-point": "/alert/a1", "card": "/card/c"}
     pages["exposed_cards"] = ["/alert/a9"]  # a point with more exposed cards than the strongest alert
     assert shot_names(pages)["exposed-cards"] == "/alert/a9"
