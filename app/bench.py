@@ -143,23 +143,33 @@ def _get_page(opener, base: str, path: str) -> float:
     return time.perf_counter() - started
 
 
-def _browser_times(base: str, user: str, password: str, pages: dict[str, list[str]], reps: int) -> dict:
+def _browser_times(base: str, user: str, password: str, pages: dict[str, list[str]], reps: int,
+                   timeout: float = 60.0) -> dict:
     """p50/p95 per page kind of the time until the page is visible in headless Chromium (``app.pagetimes``),
     opened by its URL (``load``: a full page load, the bundles from the browser's cache) and by a link inside
     the explorer (``link``: no page load, as an investigator moves from page to page): one warm-up page of each
-    kind (not counted), then ``reps`` pages of it (its sample pages in turn) each way."""
+    kind (not counted), then ``reps`` pages of it (its sample pages in turn) each way. A page not visible
+    within ``timeout`` counts as ``timeout`` seconds (and in ``not_visible``)."""
     driver = pagetimes.open_browser()
+
+    def timed(url: str, in_app: bool) -> float | None:
+        try:
+            return pagetimes.time_page(driver, url, timeout=timeout, in_app=in_app)
+        except TimeoutError:
+            log.warning("browser: %s not visible within %.0f s", url, timeout)
+            return None
+
     try:
         pagetimes.sign_in(driver, base, user, password)
         out = {}
         for kind, paths in pages.items():
             measured = paths[:-1] if len(paths) > 1 else paths
-            pagetimes.time_page(driver, base + paths[-1])  # warm-up: bundles cached, the kind's first request
+            timed(base + paths[-1], False)  # warm-up: bundles cached, the kind's first request
             out[kind] = {"distinct_pages": min(reps, len(measured))}
             for way, in_app in (("load", False), ("link", True)):
-                seconds = [pagetimes.time_page(driver, base + measured[i % len(measured)], in_app=in_app)
-                           for i in range(reps)]
-                out[kind][way] = pagetimes.summarise(seconds)
+                seconds = [timed(base + measured[i % len(measured)], in_app) for i in range(reps)]
+                out[kind][way] = {**pagetimes.summarise([timeout if s is None else s for s in seconds]),
+                                  "not_visible": sum(s is None for s in seconds)}
             log.info("browser: %s page p95 %.0f ms (load), %.0f ms (link)", kind, out[kind]["load"]["p95_ms"],
                      out[kind]["link"]["p95_ms"])
         return out
