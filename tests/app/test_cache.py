@@ -70,3 +70,4 @@ def test_a_decision_makes_a_new_data_version(app_db):
     alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.score, a.alert_id LIMIT 1")[0]["id"]
     queries.decide(app_db, alert_id, None, Investigator(), "seen by the cache test")
     assert data_version(app_db) != before
+
