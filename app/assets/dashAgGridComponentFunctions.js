@@ -33,7 +33,7 @@ dagcomponentfuncs.Sparkline = function (props) {
   const x = (i) => pad + (i * (width - 2 * pad)) / (values.length - 1);
   const y = (v) => height - pad - ((v - min) * (height - 2 * pad)) / span;
   const points = values.map((v, i) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" ");
-  const flagged = props.data && (props.data.flag === true || props.data.flagged > 0);
+  const flagged = props.data && props.data.flag === true;
   const colour = flagged ? "#c92a2a" : "#364fc7";
   const last = values.length - 1;
   return React.createElement("svg", {width: width, height: height, className: "pg-sparkline",

@@ -21,8 +21,8 @@ DAYS = 30
 MERCHANT_ROWS = 1_000  # merchants the grid holds (flagged first, then by volume); an agent's click lists all its own
 _MONEY = {"valueFormatter": {"function": "params.value == null ? '' : ((params.data.currency && "
                                         "params.data.currency !== 'mixed') ? params.data.currency + ' ' : '') "
-                                        "+ d3.format(',.2f')(params.value)"},
-          "type": "numericColumn", "minWidth": 130}
+                                        "+ d3.format(',.0f')(params.value)"},
+          "type": "numericColumn", "minWidth": 150}
 _COUNT = {"valueFormatter": {"function": "params.value == null ? '' : d3.format(',')(params.value)"},
           "type": "numericColumn"}
 _GROWTH = {"valueFormatter": {"function": "params.value == null ? '' : d3.format('+.0%')(params.value)"},
@@ -30,7 +30,7 @@ _GROWTH = {"valueFormatter": {"function": "params.value == null ? '' : d3.format
 _TREND = {"field": "trend", "headerName": f"{queries.TREND_WEEKS} weeks", "cellRenderer": "Sparkline",
           "sortable": False, "width": 140, "minWidth": 140}
 _FLAGGED = {"pg-flagged": "params.data.flag === true"}
-_AGENT_FLAGGED = {"pg-flagged": "params.data.flagged > 0"}
+_FLAGGED_COUNT = {"pg-flagged": "params.value > 0"}
 _ALL = "all"
 
 
@@ -87,14 +87,16 @@ def layout(**_):
         dmc.Text(["Reference date: ", html.B(as_of, id="portfolio-as-of"),
                   f" (the newest transaction). Volume, active terminals, the last {DAYS} days against the {DAYS} "
                   f"before and the weekly volume of the last {queries.TREND_WEEKS} weeks (oldest left), per "
-                  "acquiring agent and per merchant, in the transactions' currency. Flagged (highlighted): in a "
-                  "ring found by the detectors, or volume more than doubled. Click an agent to list its merchants, "
+                  "acquiring agent and per merchant, in the transactions' currency. Flagged merchants (highlighted, "
+                  "and each agent's count of them): in a ring found by the detectors, or volume more than doubled. "
+                  "Click an agent to list its merchants, "
                   "a merchant to open it."], size="sm", id="portfolio-note"),
         dmc.Title("Per agent", order=4, mt="md"),
         grid("portfolio-agents", agent_rows(agents),
-             [{"field": "agent_id", "headerName": "agent", "cellClass": "pg-clickable"},
+             [{"field": "agent_id", "headerName": "agent", "cellClass": "pg-clickable", "minWidth": 90},
               {"field": "merchants", **_COUNT}, {"field": "terminals", **_COUNT}, {"field": "txns", **_COUNT}]
-             + _money_columns() + [{"field": "flagged", **_COUNT}], page_size=10, rowClassRules=_AGENT_FLAGGED,
+             + _money_columns() + [{"field": "flagged", **_COUNT, "cellClassRules": _FLAGGED_COUNT}],
+             page_size=10,
              getRowId="params.data.agent_id"),
         dmc.Group([dmc.Title("Per merchant", order=4), dmc.Text(_shown(merchants), id="portfolio-merchants-of",
                                                                   size="sm"),
