@@ -245,8 +245,11 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
     pages = samples.page_samples(db, n=max(browser_reps, 5) + 1)
     app = create_app(db, token_key=token_key)
     with live.temporary_user(db, "bench") as (user, password), live.serving(app) as base:
-        if browser_reps:
+        if browser_reps and pagetimes.browser_available():
             out["browser"] = _browser_times(base, user, password, pages, browser_reps)
+        elif browser_reps:
+            log.warning("explorer: no chromium and chromium-driver (make system-deps): pages not timed in a browser")
+            out["browser"] = "skipped: no chromium"
         paths = [p for kind_paths in pages.values() for p in kind_paths]
         opener = _session(base, user, password)
         for path in paths[:3]:

@@ -28,7 +28,7 @@ import numpy as np
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-__all__ = ["VISIBLE_JS", "open_browser", "sign_in", "time_page", "summarise", "shot_name", "main"]
+__all__ = ["VISIBLE_JS", "browser_available", "open_browser", "sign_in", "time_page", "summarise", "shot_name", "main"]
 
 # True when the page is drawn: a heading, every plot drawn, every grid's rows drawn, graph nodes present,
 # nothing loading.
@@ -48,6 +48,11 @@ for (const g of graphs) { if (!g._cyreg || g._cyreg.cy.nodes().length === 0) ret
 if (root.querySelector('[data-expect-graph="yes"]') && graphs.length === 0) return false;
 return true;
 """
+
+
+def browser_available() -> bool:
+    """Whether Debian's chromium and chromium-driver are installed."""
+    return bool((shutil.which("chromium") or shutil.which("chromium-browser")) and shutil.which("chromedriver"))
 
 
 def open_browser(width: int = 1440, height: int = 900, profile: str | None = None) -> webdriver.Chrome:
