@@ -1,4 +1,5 @@
-"""The explorer's speed: p50/p95 of its main queries, of whole pages over HTTP, and under concurrent sessions.
+"""The explorer's speed: p50/p95 of its main queries, of each page until visible in headless Chromium, of
+whole pages' data over HTTP, and under concurrent sessions (investigators with think time, and without).
 
 Run by `posguard bench` on its temporary, loaded and scored database (never on a real one: it adds
 synthetic alerts to reach a queue of ``alerts``).
@@ -9,17 +10,14 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import logging
-import secrets
-import threading
 import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from waitress.server import create_server
 
-from app import queries, users
+from app import live, pagetimes, queries, samples
 from app.explorer import create_app
 from graph.schema import ENTITY_KEYS
 from graph.vocabulary import SEVERITIES
@@ -29,6 +27,9 @@ __all__ = ["bench_app"]
 log = logging.getLogger("posguard.bench")
 
 _KINDS = ("cloned_card", "skimming_point", "terminal_integrity", "ring")
+# The load model of the concurrent sessions: an investigator reads a page for 3 to 8 s (uniform) before
+# opening the next one.
+THINK_S = (3.0, 8.0)
 
 
 def _percentiles(seconds: list[float]) -> dict:
@@ -73,6 +74,16 @@ def _samples(db, entity_type: str, n: int) -> list[str]:
 
 _SECTIONS = {"card": (("timeline", "map"),), "terminal": (("timeline", "map"),), "merchant": (("timeline", "map"),),
              "ring": (("members",),)}  # outputs of each section callback of an entity page
+# The callbacks a list page makes after it is routed: outputs, inputs (all None: no filter).
+_LIST_CALLBACKS = {
+    "": ([("queue-grid", "rowData"), ("queue-total", "children"), ("queue-query", "data")],
+         [("queue-kind", "value"), ("queue-severity", "value"), ("queue-status", "value"),
+          ("queue-assignee", "value"), ("queue-dates", "start_date"), ("queue-dates", "end_date"),
+          ("queue-new", "value"), ("queue-assign-message", "children")]),
+    "audit": ([("audit-grid", "rowData"), ("audit-total", "children")],
+              [("audit-user", "value"), ("audit-action", "value"), ("audit-dates", "start_date"),
+               ("audit-dates", "end_date")]),
+}
 
 
 def _callback_body(outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
@@ -90,10 +101,11 @@ def _callback_body(outputs: list[tuple[str, str]], inputs: list[tuple[str, str, 
 
 def _page_bodies(path: str) -> list[bytes]:
     """The callback requests the browser makes for ``path``: the routed page, then each section of an entity
-    page and its neighbourhood graph."""
+    page and its neighbourhood graph, an alert's evidence, a list page's rows."""
     bodies = [_callback_body([("_pages_content", "children"), ("_pages_store", "data")],
                              [("_pages_location", "pathname", path), ("_pages_location", "search", "")])]
     prefix, _, key = path.strip("/").partition("/")
+    key = urllib.parse.unquote(key)
     for names in _SECTIONS.get(prefix, ()):
         bodies.append(_callback_body([(f"{prefix}-{name}-box", "children") for name in names],
                                      [(f"{prefix}-key", "data", key)]))
@@ -101,6 +113,11 @@ def _page_bodies(path: str) -> list[bytes]:
         bodies.append(_callback_body([(f"{prefix}-graph", "elements"), (f"{prefix}-graph-note", "children")],
                                      [(f"{prefix}-key", "data", key), (f"{prefix}-graph", "tapNodeData", None)],
                                      [(f"{prefix}-graph", "elements", [])]))
+    if prefix == "alert":
+        bodies.append(_callback_body([("alert-evidence-box", "children")], [("alert-id", "data", key)]))
+    if prefix in _LIST_CALLBACKS:
+        outputs, inputs = _LIST_CALLBACKS[prefix]
+        bodies.append(_callback_body(outputs, [(i, p, None) for i, p in inputs]))
     return bodies
 
 
@@ -127,9 +144,68 @@ def _get_page(opener, base: str, path: str) -> float:
     return time.perf_counter() - started
 
 
+def _browser_times(base: str, user: str, password: str, pages: dict[str, list[str]], reps: int,
+                   timeout: float = 60.0) -> dict:
+    """p50/p95 per page kind of the time until the page is visible in headless Chromium (``app.pagetimes``),
+    opened by its URL (``load``: a full page load, the bundles from the browser's cache) and by a link inside
+    the explorer (``link``: no page load, as an investigator moves from page to page): one warm-up page of each
+    kind (not counted), then ``reps`` pages of it (its sample pages in turn) each way. A page not visible
+    within ``timeout`` counts as ``timeout`` seconds (and in ``not_visible``)."""
+    driver = pagetimes.open_browser()
+
+    def timed(url: str, in_app: bool) -> float | None:
+        try:
+            return pagetimes.time_page(driver, url, timeout=timeout, in_app=in_app)
+        except TimeoutError:
+            log.warning("browser: %s not visible within %.0f s", url, timeout)
+            return None
+
+    try:
+        pagetimes.sign_in(driver, base, user, password)
+        out = {}
+        for kind, paths in pages.items():
+            measured = paths[:-1] if len(paths) > 1 else paths
+            timed(base + paths[-1], False)  # warm-up: bundles cached, the kind's first request
+            out[kind] = {"distinct_pages": min(reps, len(measured))}
+            for way, in_app in (("load", False), ("link", True)):
+                seconds = [timed(base + measured[i % len(measured)], in_app) for i in range(reps)]
+                out[kind][way] = {**pagetimes.summarise([timeout if s is None else s for s in seconds]),
+                                  "not_visible": sum(s is None for s in seconds)}
+            log.info("browser: %s page p95 %.0f ms (load), %.0f ms (link)", kind, out[kind]["load"]["p95_ms"],
+                     out[kind]["link"]["p95_ms"])
+        return out
+    finally:
+        driver.quit()
+
+
+def _investigator(base: str, user: str, password: str, paths: list[str], pages: int, think_s: tuple, seed: int):
+    """One investigator's session: signs in, then ``pages`` times opens a random page (all its callbacks) and
+    reads it for a uniform random ``think_s`` (low, high) seconds. Returns the page-data times."""
+    rng = np.random.default_rng(seed)
+    opener = _session(base, user, password)
+    time.sleep(rng.uniform(0, think_s[1]))  # the sessions start at different moments
+    seconds = []
+    for _ in range(pages):
+        seconds.append(_get_page(opener, base, paths[int(rng.integers(len(paths)))]))
+        time.sleep(rng.uniform(*think_s))
+    return seconds
+
+
+def _load(base: str, user: str, password: str, paths: list[str], sessions: int, pages: int,
+          think_s: tuple) -> dict:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(sessions) as pool:
+        results = pool.map(lambda i: _investigator(base, user, password, paths, pages, think_s, i), range(sessions))
+        latencies = [s for result in results for s in result]
+    wall = time.perf_counter() - started
+    return {"sessions": sessions, "think_s": list(think_s), **_percentiles(latencies),
+            "pages_per_s": round(len(latencies) / wall, 1)}
+
+
 def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20, pages_per_session: int = 15,
-              reps: int = 20) -> dict:
-    """Measure the explorer on ``db`` (loaded and scored): queries, pages over HTTP, concurrent sessions.
+              reps: int = 20, browser_reps: int = 10, think_s: tuple = THINK_S) -> dict:
+    """Measure the explorer on ``db`` (loaded and scored): queries, pages in a browser and over HTTP, and
+    concurrent sessions.
 
     Parameters
     ----------
@@ -137,13 +213,17 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
         A throw-away database: synthetic alerts are added to reach ``alerts``.
     token_key : bytes
     alerts : queue size to measure the queue at
-    sessions : concurrent signed-in sessions of the load test (each its own thread and cookie)
-    pages_per_session : pages each session requests
+    sessions : concurrent signed-in sessions of the load tests (each its own thread and cookie)
+    pages_per_session : pages each session opens
     reps : repetitions of each single query
+    browser_reps : pages of each kind timed in headless Chromium (0: no browser)
+    think_s : (low, high) seconds an investigator reads a page before opening the next one (uniform)
 
     Returns
     -------
-    dict: ``queries`` (p50/p95 per query), ``pages`` (one session), ``concurrent`` (all sessions at once).
+    dict: ``queries`` (p50/p95 per query), ``browser`` (time until visible per page kind, headless Chromium),
+    ``pages`` (page data over HTTP, one session), ``concurrent`` (``sessions`` investigators with think time:
+    the target) and ``saturation`` (the same sessions without think time: the capacity).
     """
     added = _pad_alerts(db, alerts)
     db.run("CALL db.awaitIndexes(300)")
@@ -163,40 +243,23 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
         "terminal_neighbourhood": _timed(lambda: queries.neighbourhood(db, "terminal", next(it["terminal"])), reps),
         "merchant_timeline": _timed(lambda: queries.timeline(db, "merchant", next(it["merchant"])), reps),
     }
-    password = secrets.token_urlsafe(16)
-    users.add_user(db, "bench", "analyst", password)
+    pages = samples.page_samples(db, n=max(browser_reps, 5) + 1)
     app = create_app(db, token_key=token_key)
-    server = create_server(app.server, host="127.0.0.1", port=0, threads=8)
-    base = f"http://127.0.0.1:{server.effective_port}"
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" is expected under load here
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        paths = (["/"] + [f"/card/{c}" for c in cards] + [f"/terminal/{t}" for t in terminals]
-                 + [f"/merchant/{m}" for m in merchants] + [f"/alert/{top_alert}"])
-        opener = _session(base, "bench", password)
+    with live.temporary_user(db, "bench") as (user, password), live.serving(app) as base:
+        if browser_reps and pagetimes.browser_available():
+            out["browser"] = _browser_times(base, user, password, pages, browser_reps)
+        elif browser_reps:
+            log.warning("explorer: no chromium and chromium-driver (make system-deps): pages not timed in a browser")
+            out["browser"] = "skipped: no chromium"
+        paths = [p for kind_paths in pages.values() for p in kind_paths]
+        opener = _session(base, user, password)
         for path in paths[:3]:
             _get_page(opener, base, path)  # warm-up
-        out["pages"] = {"queue": _percentiles([_get_page(opener, base, "/") for _ in range(reps)])}
-        for kind in ("card", "terminal", "merchant"):
-            out["pages"][kind] = _percentiles([_get_page(opener, base, p) for p in paths
-                                               if p.startswith(f"/{kind}/")])
-
-        def one_session(i: int) -> list[float]:
-            rng = np.random.default_rng(i)
-            mine = _session(base, "bench", password)
-            return [_get_page(mine, base, paths[int(rng.integers(len(paths)))]) for _ in range(pages_per_session)]
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(sessions) as pool:
-            latencies = [s for result in pool.map(one_session, range(sessions)) for s in result]
-        wall = time.perf_counter() - started
-        out["concurrent"] = {"sessions": sessions, **_percentiles(latencies),
-                             "pages_per_s": round(len(latencies) / wall, 1)}
-    finally:
-        server.close()
-        thread.join(10)
-        users.set_disabled(db, "bench", True)
-    log.info("explorer: card page p50 %.0f ms, p95 %.0f ms; %d sessions p95 %.0f ms",
-             out["pages"]["card"]["p50_ms"], out["pages"]["card"]["p95_ms"], sessions, out["concurrent"]["p95_ms"])
+        out["pages"] = {kind: _percentiles([_get_page(opener, base, kind_paths[i % len(kind_paths)])
+                                            for i in range(min(reps, 3 * len(kind_paths)))])
+                        for kind, kind_paths in pages.items()}
+        out["concurrent"] = _load(base, user, password, paths, sessions, pages_per_session, think_s)
+        out["saturation"] = _load(base, user, password, paths, sessions, pages_per_session, (0.0, 0.0))
+    log.info("explorer: %d sessions with think time p95 %.0f ms (without: %.0f ms)", sessions,
+             out["concurrent"]["p95_ms"], out["saturation"]["p95_ms"])
     return out

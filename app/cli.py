@@ -7,14 +7,16 @@ import getpass
 import logging
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from waitress import serve
 
 from app import users
 from app.explorer import create_app
+from app.screenshots import take_screenshots
 from graph.server import connect
 
-__all__ = ["add_parsers", "cmd_app", "cmd_users"]
+__all__ = ["add_parsers", "cmd_app", "cmd_users", "cmd_screenshots"]
 
 log = logging.getLogger("posguard.app")
 
@@ -85,8 +87,18 @@ def cmd_app(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def cmd_screenshots(args: argparse.Namespace, settings) -> int:
+    """Save a screenshot of each main page of the explorer over the configured database."""
+    with connect(settings) as db:
+        db.ensure_schema()
+        written = take_screenshots(db, Path(args.out), token_key=settings.token_key)
+    for path in written.values():
+        print(path)
+    return 0
+
+
 def add_parsers(sub, common) -> None:
-    """Add the `app` and `users` subcommands to the `posguard` parser."""
+    """Add the `app`, `users` and `screenshots` subcommands to the `posguard` parser."""
     p = sub.add_parser("app", parents=[common], help="serve the investigators' explorer")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050)
@@ -103,3 +115,8 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.add_argument("--address", default=None, help="with unlock and no NAME: end the lockout of this client address")
     p.set_defaults(func=cmd_users, needs_settings=True)
+
+    p = sub.add_parser("screenshots", parents=[common],
+                       help="save a 1440x900 PNG of each main page of the explorer (headless Chromium)")
+    p.add_argument("--out", default="docs/screenshots", help="folder for the PNGs (default docs/screenshots)")
+    p.set_defaults(func=cmd_screenshots, needs_settings=True)

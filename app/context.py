@@ -9,16 +9,45 @@ from __future__ import annotations
 from functools import wraps
 
 import flask
+import pandas as pd
 from dash.exceptions import PreventUpdate
 
-__all__ = ["install", "database", "token_key", "current_user", "guarded"]
+from app.cache import ResultCache, data_version
+
+__all__ = ["install", "database", "token_key", "current_user", "guarded", "cached", "result_cache"]
 
 _KEY = "posguard"
 
 
-def install(server: flask.Flask, db, token_key: bytes | None) -> None:
-    """Keep ``db`` and ``token_key`` on ``server`` for the requests it serves."""
-    server.extensions[_KEY] = {"db": db, "token_key": token_key}
+def install(server: flask.Flask, db, token_key: bytes | None, cache: ResultCache | None = None) -> None:
+    """Keep ``db``, ``token_key`` and a cache of results (``cached``) on ``server`` for the requests it serves."""
+    server.extensions[_KEY] = {"db": db, "token_key": token_key, "cache": cache or ResultCache()}
+
+
+def result_cache() -> ResultCache:
+    """The results cache of the app serving the current request."""
+    return flask.current_app.extensions[_KEY]["cache"]
+
+
+def _fresh(value):
+    """A copy a caller may change without changing the cached result (frames, lists and dicts)."""
+    if isinstance(value, pd.DataFrame):
+        return value.copy()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fresh(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    return value
+
+
+def cached(func, *args, **kwargs):
+    """``func(database(), *args, **kwargs)``, kept in the app's cache under the database's current version
+    (``app.cache.data_version``, read once per request): repeated views of unchanged data are not read again.
+    Arguments must be hashable."""
+    if "pg_version" not in flask.g:
+        flask.g.pg_version = data_version(database())
+    key = (func.__module__, func.__qualname__, args, tuple(sorted(kwargs.items())), flask.g.pg_version)
+    return _fresh(result_cache().get(key, lambda: func(database(), *args, **kwargs)))
 
 
 def database():

@@ -8,6 +8,7 @@ import json
 import zipfile
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
@@ -18,8 +19,9 @@ __all__ = ["queue_page", "queue_options", "queue_summary", "last_run",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
            "portfolio", "latest_transaction", "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
            "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "EXPOSURE_MODE",
-           "EXPOSED_CSV_COLUMNS"]
+           "EXPOSED_CSV_COLUMNS", "TREND_WEEKS"]
 
+TREND_WEEKS = 12  # the portfolio's trend: weekly volume over the last 12 weeks
 # The exposure mode behind each point-of-compromise alert kind (EXPOSED_AT.mode).
 EXPOSURE_MODE = {kind: mode for mode, kind in POINT_KIND_OF_MODE.items()}
 # Properties never shown or exported (none is SECRET: tokens only; these are just noise for investigators).
@@ -135,17 +137,23 @@ RETURN count(a) AS n""",
     "ring_txns": "MATCH (c:Card)-[:MEMBER_OF]->(:Ring {ring_id: $id}) MATCH (m:Merchant)-[:MEMBER_OF]->(:Ring "
                  "{ring_id: $id}) MATCH (c)-[r:TXN]->(:Terminal)-[:INSTALLED_AT]->(m) RETURN c.token AS card, "
                  "m.merchant_id AS merchant, toString(r.ts) AS ts, r.amount AS amount LIMIT $limit",
+    # One pass over the transactions per merchant; week: of the trend (0 = oldest; null before the trend).
     "portfolio": """
 MATCH (m:Merchant)
 OPTIONAL MATCH (m)-[:SIGNED_BY]->(ag:Agent)
 OPTIONAL MATCH (t:Terminal)-[:INSTALLED_AT {current: true}]->(m)
-OPTIONAL MATCH (:Card)-[r:TXN]->(t)
+OPTIONAL MATCH ()-[r:TXN]->(t)
+WITH m, ag, t, r, CASE WHEN r.ts >= $trend_start THEN (r.ts.epochMillis - $trend_ms) / 604800000 END AS week
 WITH m, ag, count(DISTINCT t) AS terminals, count(r) AS txns, sum(r.amount) AS volume,
      sum(CASE WHEN r.ts >= $recent THEN r.amount ELSE 0 END) AS recent,
-     sum(CASE WHEN r.ts >= $previous AND r.ts < $recent THEN r.amount ELSE 0 END) AS previous
+     sum(CASE WHEN r.ts >= $previous AND r.ts < $recent THEN r.amount ELSE 0 END) AS previous,
+     collect(DISTINCT r.currency) AS currencies, """ + ", ".join(
+        f"sum(CASE WHEN week {'>=' if w == TREND_WEEKS - 1 else '='} {w} THEN r.amount ELSE 0 END) AS w{w}"
+        for w in range(TREND_WEEKS)) + """
 RETURN m.merchant_id AS merchant_id, m.name AS name, m.mcc AS mcc, ag.agent_id AS agent_id, terminals, txns,
-       volume, recent, previous, EXISTS { (m)-[:MEMBER_OF]->(:Ring) } AS in_ring
-ORDER BY volume DESC""",
+       volume, recent, previous, currencies, [""" + ", ".join(f"w{w}" for w in range(TREND_WEEKS)) + """] AS trend,
+       EXISTS { (m)-[:MEMBER_OF]->(:Ring) } AS in_ring
+ORDER BY volume DESC, merchant_id""",
     "latest_txn": "MATCH ()-[r:TXN]->() RETURN max(r.ts) AS latest",
     "exposed": """
 MATCH (c:Card)-[e:EXPOSED_AT]->(:Terminal {terminal_id: $id}) WHERE ($mode IS NULL OR e.mode = $mode)
@@ -360,24 +368,39 @@ def latest_transaction(db):
     return _iso(latest) if latest is not None else None
 
 
+def _currency(codes) -> str | None:
+    """The one currency of some amounts, "mixed" when there are several, None when there are none."""
+    codes = {c for c in codes if isinstance(c, str) and c}
+    return codes.pop() if len(codes) == 1 else ("mixed" if codes else None)
+
+
 def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per merchant and per acquiring agent: terminals, transactions, volume and the trend of the last
-    ``days`` against the ``days`` before (relative to the newest transaction)."""
+    """Per merchant and per acquiring agent: terminals, transactions, volume (and its currency, "mixed" when
+    several), the last ``days`` against the ``days`` before and the weekly volume of the last ``TREND_WEEKS``
+    weeks (``trend``, oldest first), all relative to the newest transaction (``latest_transaction``).
+
+    A merchant is flagged when it is in a ring found by the detectors or its volume more than doubled."""
     latest = db.read(CYPHER["latest_txn"])[0]["latest"]
     latest = latest.to_native() if latest is not None else datetime.now(timezone.utc)
     recent = latest - pd.Timedelta(days=days)
     previous = recent - pd.Timedelta(days=days)
-    merchants = pd.DataFrame(db.read(CYPHER["portfolio"], recent=recent, previous=previous))
+    trend_start = latest - pd.Timedelta(weeks=TREND_WEEKS)
+    merchants = pd.DataFrame(db.read(CYPHER["portfolio"], recent=recent, previous=previous,
+                                     trend_start=trend_start, trend_ms=int(trend_start.timestamp() * 1000)))
     if not len(merchants):
         return merchants, merchants
+    merchants["currency"] = [_currency(codes) for codes in merchants.pop("currencies")]
+    merchants["trend"] = [[round(float(v), 2) for v in trend] for trend in merchants["trend"]]
     merchants["growth"] = (merchants["recent"] - merchants["previous"]) / merchants["previous"].where(
         merchants["previous"] > 0)
     merchants["flag"] = merchants["in_ring"] | (merchants["growth"] > 1.0)
-    agents = merchants.groupby("agent_id", dropna=False).agg(
+    grouped = merchants.groupby("agent_id", dropna=False, sort=False)
+    agents = grouped.agg(
         merchants=("merchant_id", "size"), terminals=("terminals", "sum"), txns=("txns", "sum"),
         volume=("volume", "sum"), recent=("recent", "sum"), previous=("previous", "sum"),
-        flagged=("flag", "sum")).reset_index().sort_values("volume", ascending=False)
-    return merchants, agents
+        flagged=("flag", "sum"), currency=("currency", _currency),
+        trend=("trend", lambda t: [round(float(v), 2) for v in np.sum(np.stack(list(t)), axis=0)])).reset_index()
+    return merchants, agents.sort_values("volume", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def case_bundle(db, alert_id: str) -> bytes:

@@ -13,7 +13,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from app import evidence, figures, queries
-from app.context import current_user, database, guarded
+from app.context import cached, current_user, database, guarded
 from app.pages.common import SEVERITY_COLORS, format_value, grid, link_column, section
 from graph.vocabulary import CARD_DECISIONS, STATUSES
 
@@ -123,7 +123,7 @@ def layout(alert_id: str | None = None, **_):
         section("Evidence", html.Div(id="alert-evidence-box", style={"minHeight": "80px"})),
     ]
     if a["kind"] in queries.EXPOSURE_MODE and a["entity_type"] == "terminal":
-        rows = queries.exposed_cards(db, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]])
+        rows = cached(queries.exposed_cards, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]])
         parts.append(_exposed_section(a, rows, can_decide))
     parts += [
         dmc.Paper([
@@ -172,7 +172,7 @@ def evidence_view(db, a: dict) -> list:
     config = {"displaylogo": False}
     if kind in queries.EXPOSURE_MODE and entity_type == "terminal":
         props = (queries.entity(db, "terminal", entity_id) or {"props": {}})["props"]
-        txns = queries.timeline(db, "terminal", entity_id)
+        txns = cached(queries.timeline, "terminal", entity_id)
         window = queries.exposure_window(db, entity_id, queries.EXPOSURE_MODE[kind])  # this mode's window
         if not window[0]:
             window = (props.get("skim_window_start"), props.get("skim_window_end"))
@@ -182,7 +182,7 @@ def evidence_view(db, a: dict) -> list:
     if kind == "cloned_card" and entity_type == "card":
         ent = queries.entity(db, "card", entity_id) or {"props": {}}
         ids = set(ent["props"].get("clone_evidence_txn_ids") or [])
-        txns = queries.timeline(db, "card", entity_id)
+        txns = cached(queries.timeline, "card", entity_id)
         pairs = evidence.travel_pairs(txns)
         steps = evidence.atc_steps(txns)
         n = int(txns["txn_id"].isin(ids).sum()) if len(txns) else 0
@@ -197,7 +197,7 @@ def evidence_view(db, a: dict) -> list:
                                                     config=config)])],
                                cols={"base": 1, "lg": 2}, spacing="md")]
     if entity_type == "terminal":
-        txns = queries.timeline(db, "terminal", entity_id)
+        txns = cached(queries.timeline, "terminal", entity_id)
         return [dcc.Graph(id="alert-evidence-chart", config=config,
                           figure=figures.timeline_figure(txns, f"{len(txns):,} transactions of {entity_id}"))]
     return [dmc.Text(["The evidence is on the ", dcc.Link(f"{entity_type} page", href=f"/{entity_type}/"

@@ -13,15 +13,16 @@ from dash import Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
 from app import figures, queries
-from app.context import database, guarded
+from app.context import cached, database, guarded
 
 __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
            "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
            "expand_graph", "SEVERITY_COLORS", "exposures_view",
-           "terminal_exposures_view"]
+           "terminal_exposures_view", "distinct_positions"]
 
 SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow"}
 _HIDDEN_PROPS = {"clone_evidence_txn_ids"}
+_MAP_POINTS = 2_000  # distinct transaction positions drawn on a map at most
 # The sections an entity page loads after it is shown (prefix-<name>-box), per entity type.
 _SECTIONS = {"card": ("timeline", "map"), "terminal": ("timeline", "map"), "merchant": ("timeline", "map"),
              "ring": ("members",)}
@@ -178,26 +179,44 @@ def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
     return html.Div(parts, **{"data-expect-graph": "yes"})
 
 
+def distinct_positions(lats, lons, cap: int = _MAP_POINTS) -> list[list]:
+    """The distinct positions (to 1e-4 degree, about 10 m) among transactions' latitudes and longitudes, in
+    their order, at most ``cap``: a terminal's thousands of transactions at the same place are one point to
+    draw, not thousands (the map draws every point as its own SVG element)."""
+    out, seen = [], set()
+    for a, b in zip(lats, lons):
+        if a is None or b is None or a != a or b != b:
+            continue
+        key = (round(float(a), 4), round(float(b), 4))
+        if key not in seen:
+            seen.add(key)
+            out.append([float(a), float(b), None])
+            if len(out) >= cap:
+                break
+    return out
+
+
 def activity_sections(db, entity_type: str, entity_id: str, prefix: str):
-    """The transactions chart and the map of a card, terminal or merchant (one read of its transactions); a
-    skimming point's map also shows where its window's reported cards were used afterwards."""
+    """The transactions chart and the map of a card, terminal or merchant (one read of its transactions, kept
+    in the app's cache while the data is unchanged); a skimming point's map also shows where its window's
+    reported cards were used afterwards."""
     props = queries.entity(db, entity_type, entity_id)["props"]
-    txns = queries.timeline(db, entity_type, entity_id)
+    txns = cached(queries.timeline, entity_type, entity_id)
     window = (props.get("skim_window_start"), props.get("skim_window_end"))
     title = f"{len(txns):,} transactions" + (" (first 5,000)" if len(txns) >= 5_000 else "")
     timeline = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
                          figure=figures.timeline_figure(txns, title, window if window[0] else None))
+    seen = distinct_positions(txns.get("lat", []), txns.get("lon", []))
     if entity_type == "terminal":
-        pos = queries.positions(db, entity_id)
         later = []
         if props.get("skim_window_start"):
-            victims = queries.skimming_victims(db, entity_id, props["skim_window_start"], props["skim_window_end"])
+            victims = cached(queries.skimming_victims, entity_id, props["skim_window_start"],
+                             props["skim_window_end"])
             later = [p for v in victims for p in v["later"]]
         title = "registered position (star) and transaction positions" + (
             "; red: where the window's reported cards were used afterwards" if later else "")
-        figure = figures.map_figure((pos["reg_lat"], pos["reg_lon"]), pos["seen"], title, later)
+        figure = figures.map_figure((props.get("lat"), props.get("lon")), seen, title, later)
     else:
-        seen = [[a, b, None] for a, b in zip(txns.get("lat", []), txns.get("lon", [])) if a == a and b == b]
         figure = figures.map_figure(None, seen, "transaction positions")
     return timeline, dcc.Graph(id=f"{prefix}-map", figure=figure, config=figures.MAP_CONFIG)
 
@@ -215,7 +234,7 @@ def first_graph(db, entity_type: str, entity_id: str) -> tuple[list[dict], str]:
     props = ent["props"] if ent else {}
     caption = props.get("pan_last4") or props.get("kind") or props.get("name")
     label = queries.ENTITY_KEYS[entity_type][0]
-    neighbours, total = queries.neighbourhood(db, entity_type, entity_id)
+    neighbours, total = cached(queries.neighbourhood, entity_type, entity_id)
     elements, left_out = figures.graph_elements(label, entity_id, caption, neighbours)
     return elements, graph_note(len(elements), left_out, total)
 
@@ -229,7 +248,7 @@ def expand_graph(db, node: dict, elements: list[dict]) -> tuple[list[dict], str]
         return merged, note
     if not queries.can_expand(node.get("kind")):
         raise PreventUpdate
-    neighbours, total = queries.neighbourhood(db, node["kind"], node["key"])
+    neighbours, total = cached(queries.neighbourhood, node["kind"], node["key"])
     merged, left_out = figures.graph_elements(node["kind"], node["key"], None, neighbours, elements)
     return merged, graph_note(len(merged), left_out, total, node.get("label") or node["key"])
 

@@ -14,7 +14,7 @@ import dash_mantine_components as dmc
 from dash import Input, Output, State, dcc, html
 
 from app import queries
-from app.context import current_user, database, guarded
+from app.context import cached, current_user, database, guarded
 from app.pages.common import SEVERITY_COLORS, grid, link_column
 from graph.vocabulary import SEVERITIES, STATUSES
 
@@ -92,9 +92,9 @@ def summary_view(summary: dict, user_name: str):
 
 
 def layout(**query):
-    db, user = database(), current_user()
+    user = current_user()
     filters = parse_filters(query)
-    options = queries.queue_options(db)
+    options = cached(queries.queue_options)
 
     def dropdown(name, values, placeholder):
         return dcc.Dropdown(id=f"queue-{name}", options=[{"label": v, "value": v} for v in values],
@@ -102,7 +102,7 @@ def layout(**query):
 
     return html.Div([
         dmc.Title("Alert queue", order=3),
-        dcc.Loading(summary_view(queries.queue_summary(db, user.name), user.name), type="dot"),
+        dcc.Loading(summary_view(cached(queries.queue_summary, user.name), user.name), type="dot"),
         dmc.Group([dropdown("kind", options["kinds"], "kind"), dropdown("severity", SEVERITIES, "severity"),
                    dropdown("status", STATUSES, "status"),
                    dropdown("assignee", sorted(set(options["assignees"]) | {user.name}), "assignee"),
@@ -135,9 +135,9 @@ def register(app: dash.Dash) -> None:
     def queue(kind, severity, status, assignee, since, until, new, _):
         db = database()
         run = queries.last_run(db) if new else None
-        rows, total = queries.queue_page(db, page=0, size=QUEUE_ROWS, kind=kind, severity=severity, status=status,
-                                         assignee=assignee, since=since, until=until,
-                                         new_since=run["at"] if run else None)
+        rows, total = cached(queries.queue_page, page=0, size=QUEUE_ROWS, kind=kind, severity=severity,
+                             status=status, assignee=assignee, since=since, until=until,
+                             new_since=run["at"] if run else None)
         shown = f"{total:,} alerts" + (f"; the first {QUEUE_ROWS:,} in the grid" if total > QUEUE_ROWS else "")
         filters = {"kind": kind, "severity": severity, "status": status, "assignee": assignee, "since": since,
                    "until": until, "new": bool(new)}

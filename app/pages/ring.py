@@ -10,7 +10,7 @@ from dash import Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
 from app import figures, queries
-from app.context import database, guarded
+from app.context import cached, database, guarded
 from app.pages.common import entity_layout, grid, link_column, register_entity_sections
 
 __all__ = ["register", "layout", "members_section", "PREFIX"]
@@ -23,7 +23,7 @@ def layout(ring_id: str | None = None, **_):
 
 
 def members_section(db, ring_id: str):
-    ring = queries.ring_members(db, ring_id)
+    ring = cached(queries.ring_members, ring_id)
     members = [{"type": m["type"], "id": ("**** " + m["last4"]) if m["type"] == "Card" else m["id"],
                 "href": f"/{m['type'].lower()}/{quote(m['id'])}", "name": m["name"] or "",
                 "agent": m["agent_id"] or ""} for m in ring["members"]]

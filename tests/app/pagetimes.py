@@ -1,113 +1,14 @@
-"""Time until a page's content is visible in headless Chromium (1440x900), and screenshots of pages.
+"""Moved to ``app.pagetimes`` (the package's benchmark uses it; nothing in the package imports from tests/).
 
-"Visible" means: the routed page has a heading, every section it loads is filled, every Plotly figure on it
-has drawn its SVG (a map: its land outlines), the neighbourhood graph (if any) has nodes, nothing is still
-loading, and the browser's main thread answers
-(the check is a script the page runs, so a page frozen while drawing counts as not visible yet).
-
-Usage (a running explorer, a user of it)::
-
-    python -m tests.app.pagetimes http://127.0.0.1:8050 USER PASSWORD /terminal/T1 /ring/R1 --reps 3 \
-        [--shots DIR]
-"""
+Kept so that ``python -m tests.app.pagetimes ...`` still works."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-import statistics
 import sys
-import time
-from pathlib import Path
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from app.pagetimes import VISIBLE_JS, main, open_browser, sign_in, time_page
 
 __all__ = ["VISIBLE_JS", "open_browser", "sign_in", "time_page", "main"]
-
-# True when the page is drawn: a heading, every plot drawn, graph nodes present, nothing loading.
-VISIBLE_JS = """
-const root = document.querySelector('#_pages_content') || document.querySelector('#page');
-if (!root || !root.querySelector('h1, h2, h3, h4')) return false;
-if (document.querySelector('[data-dash-is-loading="true"], .dash-spinner, .dash-loading')) return false;
-for (const box of root.querySelectorAll('[id$="-box"]')) { if (!box.firstElementChild) return false; }
-for (const p of root.querySelectorAll('.js-plotly-plot')) { if (!p.querySelector('.main-svg')) return false; }
-for (const g of root.querySelectorAll('g.geo')) { if (!g.querySelector('.layer.land path')) return false; }
-const graphs = root.querySelectorAll('[id$="graph"]');
-for (const g of graphs) { if (!g._cyreg || g._cyreg.cy.nodes().length === 0) return false; }
-if (root.querySelector('[data-expect-graph="yes"]') && graphs.length === 0) return false;
-return true;
-"""
-
-
-def open_browser(width: int = 1440, height: int = 900, profile: str | None = None) -> webdriver.Chrome:
-    """Debian's headless Chromium through chromedriver, at ``width`` x ``height``."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
-        options.add_argument(arg)
-    if profile:
-        options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(120)
-    # The page itself (not the window around it) is width x height: screenshots come out at that size.
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-    return driver
-
-
-def sign_in(driver, base: str, user: str, password: str) -> None:
-    """Sign in through the login form."""
-    driver.get(base + "/login")
-    driver.find_element("id", "username").send_keys(user)
-    driver.find_element("id", "password").send_keys(password)
-    driver.find_element("id", "login-button").click()
-    time.sleep(1)
-
-
-def time_page(driver, url: str, timeout: float = 120.0, settle: float = 0.3) -> float:
-    """Seconds from navigation to ``url`` until VISIBLE_JS holds (and still holds ``settle`` s later)."""
-    started = time.perf_counter()
-    driver.get(url)
-    while True:
-        if driver.execute_script(VISIBLE_JS):
-            seen = time.perf_counter()
-            time.sleep(settle)
-            if driver.execute_script(VISIBLE_JS):
-                return seen - started
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"{url} not visible within {timeout} s")
-        time.sleep(0.05)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("base")
-    parser.add_argument("user")
-    parser.add_argument("password")
-    parser.add_argument("paths", nargs="+")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--shots", help="folder for a 1440x900 screenshot of each path")
-    args = parser.parse_args(argv)
-    driver = open_browser()
-    try:
-        sign_in(driver, args.base, args.user, args.password)
-        out = {}
-        for path in args.paths:
-            seconds = [time_page(driver, args.base + path) for _ in range(args.reps)]
-            out[path] = {"median_s": round(statistics.median(seconds), 2), "max_s": round(max(seconds), 2),
-                         "runs": [round(s, 2) for s in seconds]}
-            if args.shots:
-                Path(args.shots).mkdir(parents=True, exist_ok=True)
-                name = path.strip("/").replace("/", "-")[:40] or "queue"
-                driver.save_screenshot(str(Path(args.shots) / f"{name}.png"))
-        print(json.dumps(out, indent=1))
-    finally:
-        driver.quit()
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

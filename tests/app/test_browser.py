@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
@@ -19,7 +20,8 @@ from tests.helpers import posguard
 
 
 def _wait(driver, condition, timeout=WAIT):
-    return WebDriverWait(driver, timeout).until(condition)
+    # A section drawn again while it is read (a figure replaced by its loaded version) is read again.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def _sign_in(driver, url, name, password):

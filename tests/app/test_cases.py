@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from app import evidence, queries
 from graph import explain
+from graph.vocabulary import CARD_DECISIONS
 from graph.writeback import CYPHER as WRITE
 from tests.app.callbacks import call
 from tests.app.conftest import sign_in
@@ -26,7 +28,7 @@ EXPORT_OUTPUTS = [("alert-cards-download", "data"), ("alert-cards-message", "chi
 
 
 def _decide(client, alert_id, decision, selected, comment=None):
-    inputs = [(f"alert-cards-{d}", "n_clicks", 1 if d == decision else None) for d in queries.CARD_DECISIONS]
+    inputs = [(f"alert-cards-{d}", "n_clicks", 1 if d == decision else None) for d in CARD_DECISIONS]
     return call(client, DECIDE_OUTPUTS, inputs, [("alert-exposed-grid", "selectedRows", selected),
                                                  ("alert-id", "data", alert_id), ("alert-cards-comment", "value",
                                                                                   comment)],

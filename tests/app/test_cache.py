@@ -1,0 +1,73 @@
+"""The explorer's results cache: kept per database version, computed once for concurrent callers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app import queries
+from app.cache import ResultCache, data_version
+
+
+def test_a_result_is_computed_once_and_kept():
+    cache, calls = ResultCache(), []
+    assert cache.get("k", lambda: calls.append(1) or 41) == 41
+    assert cache.get("k", lambda: calls.append(1) or 42) == 41
+    assert calls == [1] and (cache.hits, cache.misses) == (1, 1)
+
+
+def test_concurrent_callers_wait_for_one_computation():
+    cache, calls, gate = ResultCache(), [], threading.Event()
+
+    def slow():
+        calls.append(1)
+        gate.wait(5)
+        return "done"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("k", slow))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert results == ["done"] * 8 and calls == [1]
+
+
+def test_expired_and_least_recent_results_are_dropped():
+    cache = ResultCache(max_items=2, ttl_s=0.05)
+    cache.get("a", lambda: 1)
+    time.sleep(0.1)
+    assert cache.get("a", lambda: 2) == 2  # expired: computed again
+    cache.get("b", lambda: 3)
+    cache.get("c", lambda: 4)  # "a" is the least recently used of three
+    assert cache.get("a", lambda: 5) == 5 and cache.get("c", lambda: 6) == 4
+
+
+def test_an_error_reaches_the_caller_and_is_not_kept():
+    cache = ResultCache()
+    with pytest.raises(ZeroDivisionError):
+        cache.get("k", lambda: 1 / 0)
+    assert cache.get("k", lambda: 7) == 7
+
+
+@pytest.mark.neo4j
+def test_a_decision_makes_a_new_data_version(app_db):
+    """A cached queue or page never outlives a change: a comment (a case event) changes the version."""
+
+    class Investigator:
+        name = "cache-test"
+
+        @staticmethod
+        def can(right):
+            return True
+
+    before = data_version(app_db)
+    assert data_version(app_db) == before
+    alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.score, a.alert_id LIMIT 1")[0]["id"]
+    queries.decide(app_db, alert_id, None, Investigator(), "seen by the cache test")
+    assert data_version(app_db) != before
+
