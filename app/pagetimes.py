@@ -7,7 +7,7 @@ neighbourhood graph (if any) has nodes, nothing is still loading, and the browse
 check is a script the page runs, so a page frozen while drawing counts as not visible yet).
 
 Used by ``posguard bench`` (``app.bench``), ``posguard screenshots`` (``app.screenshots``) and the browser tests.
-Needs Debian's ``chromium`` and ``chromium-driver`` and the ``browser`` extra (selenium).
+Needs Debian's ``chromium`` and ``chromium-driver`` (selenium is a dependency).
 
 Usage (a running explorer, a user of it)::
 
