@@ -222,6 +222,32 @@ def test_a_known_first_fraud_names_its_transaction():
         assert ("BUSY" in at.index) == busy
 
 
+def test_fraud_named_to_the_second_weighs_more_than_a_visit_in_a_searched_window():
+    """Two terminals with the same traffic and three fraud cards each: at Z_EXACT the cards' first_fraud_at
+    names the transaction there; at B_WIDE the cards are reported without first_fraud_at and B_WIDE is one
+    of the several terminals each used in the searched look-back. Equal card counts; the fraud mass tells
+    them apart, so Z_EXACT is the more significant (the card count alone ties them)."""
+    rows, reports = [], []
+    t0 = pd.Timestamp("2026-03-01T00:00:00Z")
+    for c in range(150):
+        rows += [dict(card_token=f"c{c}", terminal_id=f"F{(c + d) % 15}", hours=24 * d + 3) for d in range(0, 45, 3)]
+        if c % 5 in (0, 1):
+            rows.append(dict(card_token=f"c{c}", terminal_id="Z_EXACT" if c % 5 == 0 else "B_WIDE",
+                             hours=24 * (c % 40) + 9))
+    for i in range(3):
+        for kind, term in (("e", "Z_EXACT"), ("w", "B_WIDE")):
+            rows += [dict(card_token=f"{kind}{i}", terminal_id=f"F{(i + d) % 15}", hours=24 * d + 3)
+                     for d in range(0, 45, 3)]
+            rows.append(dict(card_token=f"{kind}{i}", terminal_id=term, hours=24 * 30 + 12 + i))
+        reports.append((f"e{i}", "2026-04-05T00:00:00Z", (t0 + pd.Timedelta(hours=24 * 30 + 12 + i)).isoformat()))
+        reports.append((f"w{i}", "2026-04-05T00:00:00Z", None))
+    fr = pd.DataFrame(reports, columns=["card_token", "reported_at", "first_fraud_at"]).assign(fraud_type="other")
+    pts = SkimmingDetector().fit(Projection.from_frames(make_txns(rows), fraud_reports=fr)).points_
+    z, b = _row(pts, "Z_EXACT", "at_terminal"), _row(pts, "B_WIDE", "at_terminal")
+    assert z["compromised_cards"] == b["compromised_cards"] == 3
+    assert z["p_value_marginal"] < b["p_value_marginal"] / 10 and z["rank"] < b["rank"]
+
+
 def test_exposed_cards_lists_unreported_victims_with_high_probability():
     p, det, tx, rep, truth = _fit(0, "first", skim_reported=0.5)
     exp = det.exposed_
