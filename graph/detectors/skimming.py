@@ -60,16 +60,24 @@ class SkimmingDetector(BaseDetector):
 
     **At the terminal** (``mode = "at_terminal"``; the fraud was committed *at* the compromised terminal: a
     hijacked or tampered terminal, a colluding merchant): each reported card's fraud visits are its labelled
-    transactions (``fraud_reports.txn_id``) when any, else its transactions (any entry mode: keyed-in fraud
-    is fraud at the terminal) in ``[anchor, anchor + at_terminal_days]`` when ``first_fraud_at`` is known
-    (the visit at the anchor included), else in ``[reported_at - L, reported_at]`` with ``L`` the 90th
-    percentile of this run's known first-fraud-to-report lags plus ``at_terminal_days`` (``exposure_days``
-    when fewer than ``MIN_LAGS`` lags are known). With ``F`` card-terminal fraud pairs in the run, ``k`` fraud cards at a terminal are
-    tested against Binomial(F, share of the run's transactions in that span that the terminal served),
-    weighted by ``at_terminal_weights``. Both kinds compete in one explain-away (``ks.explain_away_modes``):
-    an accepted point of either kind retires its cards from both, except that a card whose fraud at an
-    accepted at-terminal point was a counterfeit-looking use (magstripe/fallback ``far_km`` from its last chip
-    use: the data was taken elsewhere) stays in the skimming test. ``q_value`` is Benjamini-Hochberg over every row
+    transactions (``fraud_reports.txn_id``) when any; else, when ``first_fraud_at`` is known, its
+    transaction(s) at that very second when it has one (the first fraud itself), else its transactions (any
+    entry mode: keyed-in fraud is fraud at the terminal) in ``[anchor, anchor + at_terminal_days]``; else
+    those in ``[reported_at - L, reported_at]`` with ``L`` the 90th percentile of this run's known
+    first-fraud-to-report lags plus ``at_terminal_days`` (``exposure_days`` when fewer than ``MIN_LAGS`` lags
+    are known). The null is the share ``s`` of the run's transactions that the terminal served over the
+    period searched (every candidate window). Two statistics, Bonferroni-combined (twice the smaller p):
+    the ``k`` fraud cards at the terminal against Binomial(F, s) with ``F`` the card-terminal fraud pairs of
+    the run, and the fraud *mass* there (each card's unit of fraud spread over its fraud visits: an exact
+    first fraud weighs 1, a visit among twenty in a searched window 1/20) against Binomial(cards, s);
+    both weighted by ``at_terminal_weights``. Both kinds compete in one explain-away
+    (``ks.explain_away_modes``): an accepted point retires the cards it explains from its own kind; an
+    accepted at-terminal point retires from the skimming test the cards whose fraud there was genuine (not a
+    counterfeit-looking use: magstripe/fallback ``far_km`` from the card's last chip use, the data taken
+    elsewhere), and an accepted skimming point retires from the at-terminal test the cards whose fraud was
+    such a use somewhere or whose fraud type weighs for skimming at least as much as for the terminal
+    (``type_weights`` >= ``at_terminal_weights``: a regular's "other" fraud at its shop stays there).
+    ``q_value`` is Benjamini-Hochberg over every row
     (terminal and mode) scored. ``terminal_events`` lists the terminal's tamper, firmware change, new address
     and odd-hour boot events in the ``event_lead_days`` before the window start (shown, not scored).
     ``exposed_`` lists the cards exposed at accepted points (``graph.detectors.compromise.exposed_cards``).
@@ -196,18 +204,29 @@ class SkimmingDetector(BaseDetector):
         day = int(self.at_terminal_days * DAY)
         lag = self._fitted_lag(reports)
         win = ok & ~labelled_card[pos] if len(pos) else ok
-        lo = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy(), reports["at"].to_numpy() - lag)
-        hi = np.where(reports["known"].to_numpy(), reports["anchor"].to_numpy() + day, reports["at"].to_numpy())
-        frame = pd.DataFrame({"pos": pos[win], "lo": lo[win], "hi": hi[win]}).groupby("pos").agg(
-            lo=("lo", "min"), hi=("hi", "max"))
-        wcards = frame.index.to_numpy(dtype=np.int64)
-        wptr, wtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, usable, cards[wcards],
-                                        frame["lo"].to_numpy(np.int64), frame["hi"].to_numpy(np.int64) + 1)
-        pairs = pd.DataFrame({"pos": np.concatenate([lab_pos[good], np.repeat(wcards, np.diff(wptr))]),
-                              "txn": np.concatenate([lab_txn[good], wtxn])}).drop_duplicates()
+        known = reports["known"].to_numpy()
+        anchor, at = reports["anchor"].to_numpy(), reports["at"].to_numpy()
+        # A known first fraud names its transaction when the card has one at that very second: that one alone.
+        exact_rows = np.flatnonzero(win & known)
+        eptr, etxn = ks.exposure_visits(p.card_indptr, p.txn_ts, usable, cards[pos[exact_rows]],
+                                        anchor[exact_rows], anchor[exact_rows] + 1)
+        found = np.zeros(len(pos), dtype=bool)
+        found[exact_rows[np.diff(eptr) > 0]] = True
+        rows = np.flatnonzero(win & ~found)
+        lo = np.where(known, anchor, at - lag)[rows]
+        hi = np.where(known, anchor + day, at)[rows]
+        wptr, wtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, usable, cards[pos[rows]], lo, hi + 1)
+        pairs = pd.DataFrame({"pos": np.concatenate([lab_pos[good], np.repeat(pos[exact_rows], np.diff(eptr)),
+                                                     np.repeat(pos[rows], np.diff(wptr))]),
+                              "txn": np.concatenate([lab_txn[good], etxn, wtxn])}).drop_duplicates()
         pairs = pairs.assign(ts=p.txn_ts[pairs["txn"].to_numpy()]).sort_values(["pos", "ts", "txn"], kind="stable")
         indptr = np.searchsorted(pairs["pos"].to_numpy(), np.arange(len(cards) + 1)).astype(np.int64)
-        return indptr, np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64)), clone
+        txns = np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64))
+        # The period the test looks at: every candidate window (an exact first fraud's too), every labelled fraud.
+        edges = np.concatenate([p.txn_ts[lab_txn], anchor[exact_rows], anchor[exact_rows] + day, lo, hi,
+                                p.txn_ts[txns]])
+        span = (int(edges.min()), int(edges.max()) + 1) if len(txns) else (0, 0)
+        return indptr, txns, clone, span
 
     def _fitted_lag(self, reports: pd.DataFrame) -> int:
         """Seconds before reported_at in which a report without a known first fraud had it: the 90th
@@ -222,17 +241,25 @@ class SkimmingDetector(BaseDetector):
 
     @staticmethod
     def _at_csr(p: Projection, aptr, atxn, clone, n_cards):
-        """Card -> distinct terminals of its fraud visits, its transpose, and per transposed entry whether any
-        of the card's fraud visits there was genuine (not a counterfeit-looking use)."""
+        """Card -> distinct terminals of its fraud visits, its transpose, per transposed entry whether any
+        of the card's fraud visits there was genuine (not a counterfeit-looking use), per entry the share of
+        the card's fraud visits at that terminal (its fraud mass there), and per card whether any of its
+        fraud visits was a counterfeit-looking use."""
         pairs = pd.DataFrame({"c": np.repeat(np.arange(n_cards, dtype=np.int64), np.diff(aptr)),
                               "t": p.txn_terminal[atxn].astype(np.int64), "g": ~clone[atxn]})
-        pairs = pairs[pairs["t"] >= 0].groupby(["c", "t"], sort=True)["g"].any().reset_index()
+        pairs = pairs[pairs["t"] >= 0].groupby(["c", "t"], sort=True).agg(g=("g", "any"), v=("g", "size"))
+        pairs = pairs.reset_index()
         c, t, g = (pairs[k].to_numpy() for k in ("c", "t", "g"))
+        visits = pairs["v"].to_numpy(dtype=np.float64)
+        mass = visits / np.bincount(c, weights=visits, minlength=n_cards)[c] if len(c) else visits
+        elsewhere = np.zeros(n_cards, dtype=np.bool_)
+        elsewhere[c[~g]] = True
         at_ptr = np.searchsorted(c, np.arange(n_cards + 1)).astype(np.int64)
         order = np.lexsort((c, t))
         term_ptr = np.searchsorted(t[order], np.arange(p.n_terminals + 1)).astype(np.int64)
         return (at_ptr, np.ascontiguousarray(t, dtype=np.int64), term_ptr,
-                np.ascontiguousarray(c[order], dtype=np.int64), np.ascontiguousarray(g[order], dtype=np.bool_))
+                np.ascontiguousarray(c[order], dtype=np.int64), np.ascontiguousarray(g[order], dtype=np.bool_),
+                np.ascontiguousarray(mass, dtype=np.float64), elsewhere)
 
     def fit(self, projection: Projection, totals=None) -> "SkimmingDetector":
         """Score every terminal a compromised card used inside its exposure window.
@@ -273,16 +300,17 @@ class SkimmingDetector(BaseDetector):
                                         np.full(len(cards), span[1]))
         span_ptr, span_terms = ks.visit_terminals(sptr, stxn, p.txn_terminal, p.n_terminals)
         null = self._null(p, present, term_ptr, ends[skim], span, totals, skim)
-        aptr, atxn, clone = self._fraud_visits(p, cards, at_w, reports)
-        at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine = self._at_csr(p, aptr, atxn, clone, len(cards))
-        at_span = ((int(p.txn_ts[atxn].min()), int(p.txn_ts[atxn].max()) + 1) if len(atxn) else (0, 0))
+        aptr, atxn, clone, at_span = self._fraud_visits(p, cards, at_w, reports)
+        at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine, at_mass, at_elsewhere = self._at_csr(
+            p, aptr, atxn, clone, len(cards))
+        at_elsewhere |= weights >= at_w  # its fraud type speaks for skimming at least as much
         every = np.ones(p.n_txns, dtype=bool)
         served, total = ks.terminal_share(p.term_indptr, p.term_order, p.txn_ts, every, *at_span)
         if totals is not None and len(atxn):
             total = float(totals.visits(*at_span))
         share = served / total if total > 0 else np.zeros(p.n_terminals)
         blocks = (comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, active)
-        at_block = (at_ptr, at_terms, at_term_ptr, at_term_comps, at_w, share, at_genuine)
+        at_block = (at_ptr, at_terms, at_term_ptr, at_term_comps, at_w, share, at_genuine, at_mass, at_elsewhere)
         order, logp_acc, k_acc, logp_final = ks.explain_away_modes(
             *blocks, int(self.min_compromised), bool(self.explain_away), *null, *at_block)
         *_, logp_marg = ks.explain_away_modes(*blocks, len(cards) + 1, False, *null, *at_block)

@@ -318,25 +318,31 @@ def explain_away(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_term
     order, logp_accept, k_accept, logp_final = explain_away_modes(
         comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population, min_compromised,
         explain, qmat, q_row, card_day, no_at, np.zeros(0, dtype=np.int64), np.zeros(n_terms + 1, dtype=np.int64),
-        np.zeros(0, dtype=np.int64), np.zeros(m), np.zeros(n_terms), np.zeros(0, dtype=np.bool_))
+        np.zeros(0, dtype=np.int64), np.zeros(m), np.zeros(n_terms), np.zeros(0, dtype=np.bool_), np.zeros(0),
+        np.ones(m, dtype=np.bool_))
     return order, logp_accept[:n_terms].copy(), k_accept[:n_terms].copy(), logp_final[:n_terms].copy()
 
 
 @njit(cache=True)
 def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, span_terms, weights, seen, population,
                        min_compromised, explain, qmat, q_row, card_day, at_ptr, at_terms, at_term_ptr, at_term_comps,
-                       at_weights, at_share, at_genuine):
+                       at_weights, at_share, at_genuine, at_mass, at_elsewhere):
     """``explain_away`` over two kinds of point at once: skimming (hypothesis ``t``) and at-terminal
     (hypothesis ``n_terminals + t``), with one pool of compromised cards.
 
     The skimming block is exactly ``explain_away``'s (same arguments, same null). The at-terminal block holds,
     per compromised card, the distinct terminals of its fraud visits (``at_ptr``/``at_terms``, transposed in
-    ``at_term_ptr``/``at_term_comps``) with weight ``at_weights[c]``: with ``F`` the alive weighted
-    card-terminal fraud pairs, the weighted count ``k`` at ``t`` is tested against Binomial(F, ``at_share[t]``),
-    the terminal's share of all present visits (fraud visits falling where traffic falls). Each step accepts
-    the most significant hypothesis of either kind; with ``explain`` its cards leave *both* blocks, except
-    that an accepted at-terminal point retires from the skimming block only the cards whose fraud there was
-    ``at_genuine`` (the genuine card at the terminal: a counterfeit's use says the data was taken elsewhere).
+    ``at_term_ptr``/``at_term_comps``) with weight ``at_weights[c]`` and per entry the card's fraud mass there
+    (``at_mass``, summing to 1 per card): with ``F`` the alive weighted card-terminal fraud pairs and ``M`` the
+    alive weighted mass, the weighted count ``k`` at ``t`` is tested against Binomial(F, ``at_share[t]``) and
+    its weighted mass against Binomial(M, ``at_share[t]``), the terminal's share of all visits (fraud falling
+    where traffic falls); log p is the smaller of the two plus log 2 (Bonferroni). Each step accepts the most
+    significant hypothesis of either kind; with ``explain`` its cards leave its own block, and the other
+    block only where the other kind is no better explanation: an accepted at-terminal point retires from the
+    skimming block the cards whose fraud there was ``at_genuine`` (the genuine card at the terminal: a
+    counterfeit's use says the data was taken elsewhere), an accepted skimming point retires from the
+    at-terminal block the cards flagged ``at_elsewhere`` (their fraud was used where the card was not, or
+    their fraud type speaks for skimming).
 
     Returns
     -------
@@ -351,11 +357,13 @@ def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, spa
     k_w = np.zeros(n_terms, dtype=np.float64)
     ka_int = np.zeros(n_terms, dtype=np.int64)
     ka_w = np.zeros(n_terms, dtype=np.float64)
+    ka_m = np.zeros(n_terms, dtype=np.float64)
     mu = np.zeros(n_rows, dtype=np.float64)
     alive = np.zeros(m, dtype=np.bool_)
     alive_a = np.zeros(m, dtype=np.bool_)
     successes = 0.0
     pairs = 0.0
+    mass = 0.0
     for c in range(m):
         if weights[c] > 0.0 and comp_ptr[c + 1] > comp_ptr[c]:
             alive[c] = True
@@ -370,7 +378,9 @@ def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, spa
             for j in range(at_ptr[c], at_ptr[c + 1]):
                 ka_int[at_terms[j]] += 1
                 ka_w[at_terms[j]] += at_weights[c]
+                ka_m[at_terms[j]] += at_weights[c] * at_mass[j]
                 pairs += at_weights[c]
+                mass += at_weights[c] * at_mass[j]
     pop = float(population)
     done = np.zeros(2 * n_terms, dtype=np.bool_)
     logp = np.zeros(2 * n_terms, dtype=np.float64)
@@ -380,7 +390,7 @@ def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, spa
     n_acc = 0
     while True:
         _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done[:n_terms], logp[:n_terms])
-        _at_logp(ka_int, ka_w, pairs, at_share, done[n_terms:], logp[n_terms:])
+        _at_logp(ka_int, ka_w, pairs, ka_m, mass, at_share, done[n_terms:], logp[n_terms:])
         best = -1
         best_kw = 0.0
         for h in range(2 * n_terms):
@@ -418,27 +428,33 @@ def explain_away_modes(comp_ptr, comp_terms, term_ptr, term_comps, span_ptr, spa
                     seen[span_terms[q]] -= 1.0
                 for r in range(n_rows):
                     mu[r] -= weights[c] * qmat[r, card_day[c]]
-            if alive_a[c]:
+            if alive_a[c] and (best >= n_terms or at_elsewhere[c]):
                 alive_a[c] = False
                 for q in range(at_ptr[c], at_ptr[c + 1]):
                     ka_int[at_terms[q]] -= 1
                     ka_w[at_terms[q]] -= at_weights[c]
+                    ka_m[at_terms[q]] -= at_weights[c] * at_mass[q]
                     pairs = max(0.0, pairs - at_weights[c])
+                    mass = max(0.0, mass - at_weights[c] * at_mass[q])
     _all_logp(k_int, k_w, seen, pop, successes, mu, q_row, done[:n_terms], logp[:n_terms])
-    _at_logp(ka_int, ka_w, pairs, at_share, done[n_terms:], logp[n_terms:])
+    _at_logp(ka_int, ka_w, pairs, ka_m, mass, at_share, done[n_terms:], logp[n_terms:])
     logp_final = np.where(done, 0.0, logp)
     return order[:n_acc].copy(), logp_accept, k_accept, logp_final
 
 
 @njit(cache=True)
-def _at_logp(k_int, k_w, pairs, share, done, out):
+def _at_logp(k_int, k_w, pairs, k_m, mass, share, done, out):
+    """Per terminal: the smaller of the card-count and the fraud-mass tails, times 2 (Bonferroni)."""
     for t in range(k_int.shape[0]):
         if done[t]:
             continue
         if k_int[t] < 1 or k_w[t] <= 0.0:
             out[t] = 0.0
         else:
-            out[t] = log_binom_sf(k_w[t], max(pairs, k_w[t]), min(1.0, max(share[t], 0.0)))
+            s = min(1.0, max(share[t], 0.0))
+            by_count = log_binom_sf(k_w[t], max(pairs, k_w[t]), s)
+            by_mass = log_binom_sf(k_m[t], max(mass, k_m[t]), s) if k_m[t] > 0.0 else 0.0
+            out[t] = min(0.0, min(by_count, by_mass) + math.log(2.0))
 
 
 @njit(cache=True)

@@ -149,13 +149,101 @@ def test_at_terminal_null_is_fitted_to_traffic():
         rows.append(dict(card_token=f"c{c}", terminal_id=f"F{c % 40}", hours=24 * (c % 50) + 5))
     for c in range(0, 300, 30):  # 10 fraud cards: fraud at QUIET, and each also at BUSY that day
         rows.append(dict(card_token=f"c{c}", terminal_id="QUIET", hours=24 * 40))
-        reports.append((f"c{c}", "2026-04-20T00:00:00Z", "2026-04-10T00:00:00Z"))
+        # first fraud an hour before any of the card's transactions: no transaction is named, the day is searched
+        reports.append((f"c{c}", "2026-04-20T00:00:00Z", "2026-04-09T23:00:00Z"))
     fr = pd.DataFrame(reports, columns=["card_token", "reported_at", "first_fraud_at"]).assign(fraud_type="other")
     pts = SkimmingDetector().fit(Projection.from_frames(make_txns(rows), fraud_reports=fr)).result_
     at = pts[pts["mode"] == "at_terminal"].set_index("terminal_id")
     assert at.loc["QUIET", "accepted"] and at.loc["QUIET", "q_value"] < 1e-3 and at.loc["QUIET", "rank"] == 1
     assert at.loc["BUSY", "compromised_cards"] == at.loc["QUIET", "compromised_cards"] == 10
     assert at.loc["BUSY", "explained_cards"] == 0 and at.loc["BUSY", "p_value_marginal"] > 1e-3
+
+
+def _regulars_and_skimmer(fraud_type: str):
+    """200 cards shop daily at filler terminals, now and then at H and at S. A skimmer at S takes 15 victims
+    on day 10 (counterfeit far away on day 25, reported counterfeit); 4 of H's regulars also pass S on day 11
+    and on day 20 have a keyed-in fraud at H, at their first_fraud_at exactly, reported ``fraud_type``."""
+    rows, reports = [], []
+    t0 = pd.Timestamp("2026-03-01T00:00:00Z")
+    for c in range(200):
+        rows += [dict(card_token=f"c{c}", terminal_id=f"F{(c + d) % 20}", hours=24 * d + 3) for d in range(0, 40, 2)]
+        rows.append(dict(card_token=f"c{c}", terminal_id="H", hours=24 * (c % 40) + 5))
+        if c % 4 == 0:
+            rows.append(dict(card_token=f"c{c}", terminal_id="S", hours=24 * (c % 40) + 6))
+    for v in range(15):
+        rows.append(dict(card_token=f"s{v}", terminal_id="S", hours=24 * 10 + v / 2))
+        rows.append(dict(card_token=f"s{v}", terminal_id=f"F{v}", hours=24 * 15))
+        rows.append(dict(card_token=f"s{v}", terminal_id=f"FAR{v}", hours=24 * 25 + v, entry_mode="magstripe",
+                         lat=39.9, lon=116.4))
+        reports.append((f"s{v}", "2026-04-01T00:00:00Z", (t0 + pd.Timedelta(hours=24 * 25 + v)).isoformat(),
+                        "counterfeit"))
+    for v in range(4):
+        rows += [dict(card_token=f"h{v}", terminal_id="H", hours=24 * d + 8) for d in (2, 9, 16)]
+        rows.append(dict(card_token=f"h{v}", terminal_id="S", hours=24 * 11 + v))
+        rows.append(dict(card_token=f"h{v}", terminal_id="H", hours=24 * 20 + v, entry_mode="manual"))
+        reports.append((f"h{v}", "2026-04-01T00:00:00Z", (t0 + pd.Timedelta(hours=24 * 20 + v)).isoformat(),
+                        fraud_type))
+    fr = pd.DataFrame(reports, columns=["card_token", "reported_at", "first_fraud_at", "fraud_type"])
+    return Projection.from_frames(make_txns(rows), fraud_reports=fr)
+
+
+def test_a_skimmer_does_not_explain_away_fraud_committed_at_a_regulars_shop():
+    """Regulars of H defrauded at H (reported 'other') who also passed the skimmer S: S is accepted first, but
+    their fraud type speaks for the terminal more than for skimming, so they stay in H's at-terminal test
+    and H is accepted with all four (gen2-seed51's TID76999085, lost behind a skimmer before)."""
+    pts = SkimmingDetector().fit(_regulars_and_skimmer("other")).points_
+    s, h = _row(pts, "S", "skimming"), _row(pts, "H", "at_terminal")
+    assert s["rank"] == 1 and s["accepted"] and s["q_value"] < 1e-3
+    assert h["accepted"] and h["explained_cards"] == 4 and h["q_value"] <= 0.05
+    # reported counterfeit, the same cards are explained by the skimmer: H's at-terminal test loses them
+    pts = SkimmingDetector().fit(_regulars_and_skimmer("counterfeit")).points_
+    assert _row(pts, "H", "at_terminal")["explained_cards"] == 0
+
+
+def test_a_known_first_fraud_names_its_transaction():
+    """A card's transaction at its first_fraud_at, to the second, is the fraud: its other transactions that
+    day are not fraud visits (no at-terminal candidate at BUSY); an inexact first_fraud_at searches the day."""
+    rows = []
+    for c in range(100):
+        rows.append(dict(card_token=f"c{c}", terminal_id="BUSY", hours=24 * 10 + 3 + c / 100))
+        rows.append(dict(card_token=f"c{c}", terminal_id=f"F{c % 10}", hours=24 * (c % 30) + 5))
+    for c in range(0, 100, 10):
+        rows.append(dict(card_token=f"c{c}", terminal_id="QUIET", hours=24 * 10 + 1))
+    tx = make_txns(rows)
+    for first, busy in (("2026-03-11T01:00:00Z", False), ("2026-03-11T00:30:00Z", True)):
+        fr = pd.DataFrame({"card_token": [f"c{c}" for c in range(0, 100, 10)], "reported_at": "2026-03-20T00:00:00Z",
+                           "first_fraud_at": first, "fraud_type": "other"})
+        at = SkimmingDetector().fit(Projection.from_frames(tx, fraud_reports=fr)).points_
+        at = at[at["mode"] == "at_terminal"].set_index("terminal_id")
+        assert at.loc["QUIET", "rank"] == 1 and at.loc["QUIET", "compromised_cards"] == 10
+        assert at.loc["QUIET", "q_value"] < 1e-3  # the null's traffic share is over the day searched, not an instant
+        assert ("BUSY" in at.index) == busy
+
+
+def test_fraud_named_to_the_second_weighs_more_than_a_visit_in_a_searched_window():
+    """Two terminals with the same traffic and three fraud cards each: at Z_EXACT the cards' first_fraud_at
+    names the transaction there; at B_WIDE the cards are reported without first_fraud_at and B_WIDE is one
+    of the several terminals each used in the searched look-back. Equal card counts; the fraud mass tells
+    them apart, so Z_EXACT is the more significant (the card count alone ties them)."""
+    rows, reports = [], []
+    t0 = pd.Timestamp("2026-03-01T00:00:00Z")
+    for c in range(150):
+        rows += [dict(card_token=f"c{c}", terminal_id=f"F{(c + d) % 15}", hours=24 * d + 3) for d in range(0, 45, 3)]
+        if c % 5 in (0, 1):
+            rows.append(dict(card_token=f"c{c}", terminal_id="Z_EXACT" if c % 5 == 0 else "B_WIDE",
+                             hours=24 * (c % 40) + 9))
+    for i in range(3):
+        for kind, term in (("e", "Z_EXACT"), ("w", "B_WIDE")):
+            rows += [dict(card_token=f"{kind}{i}", terminal_id=f"F{(i + d) % 15}", hours=24 * d + 3)
+                     for d in range(0, 45, 3)]
+            rows.append(dict(card_token=f"{kind}{i}", terminal_id=term, hours=24 * 30 + 12 + i))
+        reports.append((f"e{i}", "2026-04-05T00:00:00Z", (t0 + pd.Timedelta(hours=24 * 30 + 12 + i)).isoformat()))
+        reports.append((f"w{i}", "2026-04-05T00:00:00Z", None))
+    fr = pd.DataFrame(reports, columns=["card_token", "reported_at", "first_fraud_at"]).assign(fraud_type="other")
+    pts = SkimmingDetector().fit(Projection.from_frames(make_txns(rows), fraud_reports=fr)).points_
+    z, b = _row(pts, "Z_EXACT", "at_terminal"), _row(pts, "B_WIDE", "at_terminal")
+    assert z["compromised_cards"] == b["compromised_cards"] == 3
+    assert z["p_value_marginal"] < b["p_value_marginal"] / 10 and z["rank"] < b["rank"]
 
 
 def test_exposed_cards_lists_unreported_victims_with_high_probability():
