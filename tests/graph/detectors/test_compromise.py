@@ -191,12 +191,12 @@ def test_a_skimmer_does_not_explain_away_fraud_committed_at_a_regulars_shop():
     """Regulars of H defrauded at H (reported 'other') who also passed the skimmer S: S is accepted first, but
     their fraud type speaks for the terminal more than for skimming, so they stay in H's at-terminal test
     and H is accepted with all four (gen2-seed51's TID76999085, lost behind a skimmer before)."""
-    pts = SkimmingDetector().fit(_regulars_and_skimmer("other")).points_
+    pts = SkimmingDetector().fit(_regulars_and_skimmer("other")).result_
     s, h = _row(pts, "S", "skimming"), _row(pts, "H", "at_terminal")
     assert s["rank"] == 1 and s["accepted"] and s["q_value"] < 1e-3
     assert h["accepted"] and h["explained_cards"] == 4 and h["q_value"] <= 0.05
     # reported counterfeit, the same cards are explained by the skimmer: H's at-terminal test loses them
-    pts = SkimmingDetector().fit(_regulars_and_skimmer("counterfeit")).points_
+    pts = SkimmingDetector().fit(_regulars_and_skimmer("counterfeit")).result_
     assert _row(pts, "H", "at_terminal")["explained_cards"] == 0
 
 
@@ -213,7 +213,7 @@ def test_a_known_first_fraud_names_its_transaction():
     for first, busy in (("2026-03-11T01:00:00Z", False), ("2026-03-11T00:30:00Z", True)):
         fr = pd.DataFrame({"card_token": [f"c{c}" for c in range(0, 100, 10)], "reported_at": "2026-03-20T00:00:00Z",
                            "first_fraud_at": first, "fraud_type": "other"})
-        at = SkimmingDetector().fit(Projection.from_frames(tx, fraud_reports=fr)).points_
+        at = SkimmingDetector().fit(Projection.from_frames(tx, fraud_reports=fr)).result_
         at = at[at["mode"] == "at_terminal"].set_index("terminal_id")
         assert at.loc["QUIET", "rank"] == 1 and at.loc["QUIET", "compromised_cards"] == 10
         assert at.loc["QUIET", "q_value"] < 1e-3  # the null's traffic share is over the day searched, not an instant
@@ -240,7 +240,7 @@ def test_fraud_named_to_the_second_weighs_more_than_a_visit_in_a_searched_window
         reports.append((f"e{i}", "2026-04-05T00:00:00Z", (t0 + pd.Timedelta(hours=24 * 30 + 12 + i)).isoformat()))
         reports.append((f"w{i}", "2026-04-05T00:00:00Z", None))
     fr = pd.DataFrame(reports, columns=["card_token", "reported_at", "first_fraud_at"]).assign(fraud_type="other")
-    pts = SkimmingDetector().fit(Projection.from_frames(make_txns(rows), fraud_reports=fr)).points_
+    pts = SkimmingDetector().fit(Projection.from_frames(make_txns(rows), fraud_reports=fr)).result_
     z, b = _row(pts, "Z_EXACT", "at_terminal"), _row(pts, "B_WIDE", "at_terminal")
     assert z["compromised_cards"] == b["compromised_cards"] == 3
     assert z["p_value_marginal"] < b["p_value_marginal"] / 10 and z["rank"] < b["rank"]
