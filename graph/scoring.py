@@ -16,8 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from graph.detectors.queue import build_alerts
+
 __all__ = ["ScoreResult", "run_detectors", "fit_detector", "DETECTORS", "write_outputs", "output_table",
-           "OUTPUT_SCHEMAS"]
+           "OUTPUT_SCHEMAS", "assemble_outputs", "timed"]
 
 log = logging.getLogger("posguard.score")
 
@@ -61,11 +63,12 @@ class ScoreResult:
                 f"{len(f['terminal_findings'])} terminal findings, {len(f['alerts'])} alerts")
 
 
-def _timed(seconds: dict, name: str, func):
+def timed(seconds: dict, name: str, func, logger: logging.Logger = log):
+    """``func()``, its seconds recorded as ``seconds[name]`` and logged (both engines time their steps so)."""
     started = time.perf_counter()
     out = func()
     seconds[name] = time.perf_counter() - started
-    log.info("%s: %.2fs", name, seconds[name])
+    logger.info("%s: %.2fs", name, seconds[name])
     return out
 
 
@@ -111,23 +114,39 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     -------
     ScoreResult
     """
-    from graph.detectors.queue import build_alerts
-
     params = params or {}
     created_at = created_at or datetime.now(timezone.utc)
     seconds: dict[str, float] = {}
     tables = {}
     for name, (_, _, attr) in DETECTORS.items():
-        fitted = _timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
+        fitted = timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
         tables[name] = getattr(fitted, attr)
         if name == "skimming":  # the cards exposed at its accepted points of compromise
             tables["exposed_cards"] = fitted.exposed_
-    all_rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
-    alerts = _timed(seconds, "alerts", lambda: build_alerts(tables["skimming"], tables["cloned"], all_rings,
-                                                            tables["integrity"], created_at))
-    frames = {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": all_rings,
-              "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}
+    frames = timed(seconds, "alerts", lambda: assemble_outputs(tables, created_at))
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
+
+
+def assemble_outputs(tables: dict[str, pd.DataFrame], created_at: datetime) -> dict[str, pd.DataFrame]:
+    """The six outputs of the contract from the detectors' result tables, the alert queue built from them.
+
+    Parameters
+    ----------
+    tables : dict
+        The result table of each detector by its ``DETECTORS`` name (``skimming``, ``cloned``, ``rings``,
+        ``networks``, ``integrity``) and the skimming detector's ``exposed_cards``.
+    created_at : datetime
+        Timestamp of the alerts.
+
+    Returns
+    -------
+    dict
+        ``OUTPUT_SCHEMAS`` name -> frame: both ring families in one ``rings`` table, and ``alerts``.
+    """
+    rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
+    alerts = build_alerts(tables["skimming"], tables["cloned"], rings, tables["integrity"], created_at)
+    return {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": rings,
+            "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}
 
 
 def output_table(name: str, frame: pd.DataFrame) -> pa.Table:
