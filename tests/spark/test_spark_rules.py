@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -71,7 +72,10 @@ def test_reference_updates_against_earlier_runs_follow_the_latest_run(spark, sam
     results = {}
     for name, engine in (("local", None), ("spark", SparkEngine(spark, chunk_bytes=1 << 20))):
         s = settings(tmp_path / name)
-        results[name] = [run_drop(d, s, engine=engine).counts for d in (sample_drop, *drops)]
+        results[name] = []
+        for d in (sample_drop, *drops):
+            results[name].append(run_drop(d, s, engine=engine).counts)
+            time.sleep(1.1)  # run ids sort by the second: two runs in one second have no "latest" of the two
     assert results["spark"] == results["local"]
     assert results["local"][1]["merchants"] == {"read": 2, "loaded": 1, "duplicate": 1, "rejected": 0}
     assert results["local"][2]["merchants"] == {"read": 1, "loaded": 1, "duplicate": 0, "rejected": 0}
