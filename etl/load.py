@@ -13,7 +13,8 @@ import pyarrow.dataset as ds
 from graph.catalog import STAGED_SCHEMAS, staged_run_dir
 from graph.db import DatabaseError
 
-__all__ = ["distinct_table", "load_run", "LoadStats", "CYPHER", "LOAD_ORDER", "LOAD_COLUMNS"]
+__all__ = ["distinct_table", "load_run", "LoadStats", "CYPHER", "LOAD_ORDER", "LOAD_COLUMNS", "staged_batches",
+           "epoch_millis", "write_rows", "record_run"]
 
 # One query per step, always `UNWIND $rows AS row`; MERGE on constrained keys so a re-run is a no-op.
 CYPHER = {
@@ -148,7 +149,7 @@ class LoadStats:
         return self.rows.get("transactions", 0) / secs if secs else 0.0
 
 
-def _batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
+def staged_batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
     """Yield row dicts of one staged kind of one run, ``batch_size`` at a time."""
     if kind in _DISTINCT:
         yield from _distinct_batches(home, kind, run_id, batch_size)
@@ -165,14 +166,14 @@ def _batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[li
                                   & ds.field("firmware_hash").is_valid())
     for record_batch in scanner.to_batches():
         if record_batch.num_rows:
-            rows = _epoch_millis(pa.Table.from_batches([record_batch])).to_pylist()
+            rows = epoch_millis(pa.Table.from_batches([record_batch])).to_pylist()
             for missing in set(LOAD_COLUMNS[kind]) - set(wanted):
                 for row in rows:
                     row[missing] = None
             yield rows
 
 
-def _epoch_millis(table: pa.Table) -> pa.Table:
+def epoch_millis(table: pa.Table) -> pa.Table:
     """Timestamps as int64 epoch milliseconds: the driver packs ints ~50x faster than datetimes, and the
     Cypher turns them back into DateTime with ``datetime({epochMillis: ...})``."""
     for i, f in enumerate(table.schema):
@@ -209,6 +210,22 @@ def _write_transactions(db, rows: list[dict], batch_size: int, on_batch) -> int:
         if "ConstraintValidationFailed" not in str(exc):
             raise
         return db.write_batches(CYPHER["transactions"], rows, batch_size=batch_size, on_batch=on_batch)
+
+
+def write_rows(db, kind: str, rows: list[dict], batch_size: int, on_batch=None) -> int:
+    """Write rows of one load step (a key of ``CYPHER``) through ``db``; returns the rows written.
+
+    Transactions are CREATEd, and written again with the query that skips ids already present when the
+    txn_id constraint refuses a batch (a repeated or resumed load); every other step MERGEs.
+    """
+    if kind == "transactions":
+        return _write_transactions(db, rows, batch_size, on_batch)
+    return db.write_batches(CYPHER[kind], rows, batch_size=batch_size, on_batch=on_batch)
+
+
+def record_run(db, run_id: str, stats: LoadStats) -> None:
+    """The run's node with the rows written per step (the last write of a load)."""
+    db.run(CYPHER["run"], run_id=run_id, counts={f"rows_{k}": v for k, v in stats.rows.items()})
 
 
 def load_run(db, home: Path, run_id: str, *, batch_size: int = 10_000,
@@ -249,12 +266,9 @@ def load_run(db, home: Path, run_id: str, *, batch_size: int = 10_000,
         started = time.perf_counter()
         written = 0
         on_batch = (lambda n, k=kind: progress(k, n)) if progress else None
-        for rows in _batches(home, kind, run_id, batch_size):
-            if kind == "transactions":
-                written += _write_transactions(db, rows, batch_size, on_batch)
-            else:
-                written += db.write_batches(CYPHER[kind], rows, batch_size=batch_size, on_batch=on_batch)
+        for rows in staged_batches(home, kind, run_id, batch_size):
+            written += write_rows(db, kind, rows, batch_size, on_batch)
         stats.rows[kind] = written
         stats.seconds[kind] = time.perf_counter() - started
-    db.run(CYPHER["run"], run_id=run_id, counts={f"rows_{k}": v for k, v in stats.rows.items()})
+    record_run(db, run_id, stats)
     return stats

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from etl.contract import kind_of_file
@@ -18,18 +17,16 @@ from etl.extract import RawFile, read_file, scan_drop, shown_name
 from etl.lock import etl_lock
 from etl.manifest import fingerprint, read_manifests, write_manifest, write_rejects
 from etl.redact import redact_pans, redact_values
-from etl.validate import Limits, REJECT_COLUMNS, validate
-from graph.catalog import (DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, discard_uncommitted, new_run_id, read_staged,
-                           run_dir, staged_row_hashes, write_staged)
+from etl.rules import VALIDATION_ORDER, check_part, concat_rejects, dedupe, kind_counts, known_references
+from etl.validate import Limits
+from graph.catalog import (DUPLICATE_KEYS, REFERENCE_KEYS, discard_uncommitted, new_run_id, run_dir, staged_row_hashes,
+                           write_staged)
 from graph.settings import posguard_version
 
 __all__ = ["run_drop", "run_all", "RunResult", "is_drop", "VALIDATION_ORDER", "LocalEngine"]
 
 log = logging.getLogger("posguard.etl")
 
-# Reference kinds first, so that transactions and events can be checked against them.
-VALIDATION_ORDER = ("merchants", "terminals", "approved_firmware", "transactions", "fraud_reports",
-                    "terminal_events")
 Loader = Callable[[str], dict]
 
 
@@ -67,55 +64,6 @@ def _redacted(exc: DropError, key: bytes | None) -> DropError:
     ValueError.__init__(clean, redact_pans(text, key))
     clean.file, clean.line, clean.column = redact_pans(shown_name(exc.file), key), exc.line, exc.column
     return clean
-
-
-def _row_hash(frame: pd.DataFrame, kind: str) -> np.ndarray:
-    cols = [c for c in STAGED_SCHEMAS[kind].names if c not in ("row_hash", "run_id")]
-    hashed = pd.util.hash_pandas_object(frame[cols], index=False).to_numpy(dtype=np.uint64)
-    return hex16(hashed)
-
-
-_HEX = np.frombuffer(b"0123456789abcdef", dtype="S1")
-
-
-def hex16(values: np.ndarray) -> np.ndarray:
-    """uint64 values as 16-digit lower-case hex strings (object array), vectorised.
-
-    Example
-    -------
-    >>> hex16(np.array([255], np.uint64)).tolist()
-    ['00000000000000ff']
-    """
-    octets = np.asarray(values, dtype=">u8").view(np.uint8).reshape(-1, 8)
-    nibbles = np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 16)
-    return _HEX[nibbles].view("S16").ravel().astype(str).astype(object)
-
-
-def _dedupe(kind: str, frame: pd.DataFrame, staged: pd.DataFrame) -> tuple[pd.DataFrame, int, pd.DataFrame]:
-    """(rows to stage, duplicates, conflict rejects): the same key with the same content is a duplicate,
-    with other content a conflict; for reference kinds a changed row of an earlier drop is an update."""
-    keys = list(DUPLICATE_KEYS[kind])
-    frame = frame.assign(row_hash=_row_hash(frame, kind)) if len(frame) else frame.assign(
-        row_hash=pd.Series([], dtype=object))
-    first = ~frame.duplicated(keys, keep="first")
-    same_as_first = frame.duplicated(keys + ["row_hash"], keep="first")
-    conflict = ~first & ~same_as_first
-    duplicate = ~first & same_as_first
-    if len(staged):
-        known = frame[keys + ["row_hash"]].merge(staged.drop_duplicates(keys + ["row_hash"]),
-                                                 how="left", on=keys + ["row_hash"], indicator=True)
-        dup_staged = (known["_merge"] == "both").to_numpy()
-        key_known = frame[keys].merge(staged[keys].drop_duplicates(), how="left", on=keys, indicator=True)
-        key_staged = (key_known["_merge"] == "both").to_numpy()
-        duplicate |= first & dup_staged
-        if kind not in REFERENCE_KEYS:
-            conflict |= first & key_staged & ~dup_staged
-    conflicts = frame[conflict]
-    rejects = pd.DataFrame({"file": conflicts["_file"].to_numpy(), "line": conflicts["_line"].to_numpy(),
-                            "column": keys[0], "reason": "conflicting_duplicate",
-                            "value": conflicts[keys[0]].astype(str).to_numpy()})
-    kept = frame[~duplicate & ~conflict]
-    return kept, int(duplicate.sum()), rejects
 
 
 class LocalEngine:
@@ -238,46 +186,34 @@ def run_drop(drop: Path, settings, *, load: Loader | None = None, engine=None) -
 
 
 def _validate_all(raws: list[RawFile], settings, home: Path, limits: Limits):
-    """Validate every file, kind by kind in VALIDATION_ORDER, then de-duplicate each kind."""
+    """Validate every file, kind by kind in VALIDATION_ORDER, then de-duplicate each kind (``etl.rules``)."""
     by_kind: dict[str, list[RawFile]] = {}
     for raw in raws:
         by_kind.setdefault(raw.kind, []).append(raw)
     frames: dict[str, pd.DataFrame] = {}
     rejects: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
-    known = {"terminal_id": None, "merchant_id": None}
+    known: dict = {"terminal_id": None, "merchant_id": None}
     token_cache: dict = {}  # raw values -> tokens, in memory for this run only
     for kind in VALIDATION_ORDER:
-        if kind in ("transactions", "terminals", "terminal_events") and known["merchant_id"] is None:
-            known["merchant_id"] = set(read_staged(home, "merchants", ["merchant_id"])["merchant_id"].to_pylist()) | (
-                set(frames["merchants"]["merchant_id"]) if "merchants" in frames else set())
-        if kind in ("transactions", "terminal_events") and known["terminal_id"] is None:
-            known["terminal_id"] = set(read_staged(home, "terminals", ["terminal_id"])["terminal_id"].to_pylist()) | (
-                set(frames["terminals"]["terminal_id"]) if "terminals" in frames else set())
+        known = known_references(home, kind, known, {k: frames[k][REFERENCE_KEYS[k][0]] for k in frames
+                                                     if k in REFERENCE_KEYS})
         parts, read = [], 0
         for raw in by_kind.get(kind, []):
             read += raw.rows_read
-            checked = validate(kind, raw.frame, raw.lines, shown_name(raw.path), key=settings.token_key,
-                               source_tz=settings.source_tz,
-                               known_terminals=known["terminal_id"] if kind != "terminals" else None,
-                               known_merchants=known["merchant_id"] if kind != "merchants" else None,
-                               token_cache=token_cache, limits=limits)
+            checked = check_part(kind, raw.frame, raw.lines, shown_name(raw.path), raw.bad_rows,
+                                 key=settings.token_key, source_tz=settings.source_tz, known=known,
+                                 token_cache=token_cache, limits=limits)
             parts.append(checked.valid.assign(_file=shown_name(raw.path)))
             rejects.append(checked.rejects)
-            if raw.bad_rows:
-                rejects.append(pd.DataFrame([(shown_name(raw.path), line, None, reason, value)
-                                             for line, reason, value in raw.bad_rows], columns=REJECT_COLUMNS))
         if not by_kind.get(kind):
             continue
         frame = pd.concat(parts, ignore_index=True)
-        kept, duplicates, conflicts = _dedupe(kind, frame, staged_row_hashes(home, kind, DUPLICATE_KEYS[kind]))
+        kept, duplicates, conflicts = dedupe(kind, frame, staged_row_hashes(home, kind, DUPLICATE_KEYS[kind]))
         rejects.append(conflicts)
         frames[kind] = kept.drop(columns=["_file", "_line"])
-        counts[kind] = {"read": read, "loaded": len(kept), "duplicate": duplicates,
-                        "rejected": read - len(kept) - duplicates}
-    all_rejects = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(
-        len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
-    return frames, all_rejects, counts
+        counts[kind] = kind_counts(read, len(kept), duplicates)
+    return frames, concat_rejects(rejects), counts
 
 
 def run_all(root: Path, settings, *, load: Loader | None = None, engine=None) -> list[RunResult]:

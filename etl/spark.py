@@ -4,8 +4,11 @@ Nothing of the validation is written twice. Each input file is cut into chunks t
 boundary (CSV: a newline outside quotes; Parquet: a row group); a Spark task parses its chunk with
 ``etl.extract.parse_csv_body`` and validates it with ``etl.validate.validate``, exactly as the local engine
 does with a whole file (``mapInPandas``: Arrow batches, no Python call per row). De-duplication against the
-drop and against earlier runs is Spark SQL (windows and joins); the staging is written by Spark into the
-same ``staging/<kind>/run=<run_id>/`` layout, visible only once the run's manifest is committed.
+drop and against earlier runs is ``etl.rules.duplicate_status``, the local engine's function, called on the
+rows of a group of keys (``groupBy(bucket of the key).applyInPandas``) with the staged rows of the same keys
+unioned in; every other rule (which ids must be known, row hashes, rejects, counts) is also the one in
+``etl.rules``. The staging is written by Spark into the same ``staging/<kind>/run=<run_id>/`` layout, visible
+only once the run's manifest is committed.
 
 On a cluster the drop and POSGUARD_HOME must be on a filesystem every executor mounts at the same path.
 """
@@ -26,9 +29,11 @@ import pyarrow.parquet as pq
 from etl.errors import DropError
 from etl.extract import (check_parquet_schema, csv_header, find_files, is_compressed, parquet_frame, parse_csv_body,
                          read_input, sha256_of, shown_name)
-from etl.pipeline import VALIDATION_ORDER, _row_hash
-from etl.validate import Limits, REJECT_COLUMNS, validate
-from graph.catalog import DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, committed_paths, staged_run_dir, staging_dir
+from etl.rules import (VALIDATION_ORDER, check_part, concat_rejects, conflict_rejects, duplicate_status, kind_counts,
+                       known_references)
+from etl.validate import Limits
+from graph.catalog import (DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, committed_paths, read_staged, staged_run_dir,
+                           staging_dir)
 
 __all__ = ["SparkEngine", "plan_chunks", "CHUNK_BYTES"]
 
@@ -174,35 +179,51 @@ def _read_chunk(task: dict) -> tuple[pd.DataFrame, np.ndarray, list]:
     return parse_csv_body(body, task["names"], first_line=task["newlines_before"] + skipped + 1)
 
 
-def _validate_chunk(task: dict, key: bytes, source_tz: str, known_terminals, known_merchants, cache: dict,
-                    limits: Limits | None = None):
-    """One chunk through the local engine's parser and validator: a frame in the ``chunk_schema`` columns."""
+def _validate_chunk(task: dict, key: bytes, source_tz: str, known: dict, cache: dict, limits: Limits | None = None):
+    """One chunk through the local engine's parser and ``etl.rules.check_part``: a frame in ``chunk_schema``."""
     kind = task["kind"]
     frame, lines, bad = _read_chunk(task)
-    if not len(frame) and not bad:  # a chunk inside one long record (a field larger than the chunk): no rows
-        columns = [f.name for f in STAGED_SCHEMAS[kind] if f.name != "run_id"] + ["_fidx", "_line"] + _REJ
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    name = shown_name(task["path"])
-    checked = validate(kind, frame, lines, name, key=key, source_tz=source_tz,
-                       known_terminals=known_terminals if kind != "terminals" else None,
-                       known_merchants=known_merchants if kind != "merchants" else None, token_cache=cache,
-                       limits=limits or Limits())
-    valid = checked.valid
-    valid["row_hash"] = _row_hash(valid, kind) if len(valid) else pd.Series([], dtype=object)
     columns = [f.name for f in STAGED_SCHEMAS[kind] if f.name != "run_id"]
+    if not len(frame) and not bad:  # a chunk inside one long record (a field larger than the chunk): no rows
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns + ["_fidx", "_line"] + _REJ})
+    checked = check_part(kind, frame, lines, shown_name(task["path"]), bad, key=key, source_tz=source_tz,
+                         known=known, token_cache=cache, limits=limits or Limits())
+    valid = checked.valid
     good = valid[columns].assign(_fidx=task["fidx"], _line=valid["_line"].astype(np.int64))
     for c in _REJ:
         good[c] = pd.Series([None] * len(good), dtype=object)
     rejects = checked.rejects
-    if bad:
-        rejects = pd.concat([rejects, pd.DataFrame([(name, line, None, reason, value) for line, reason, value in bad],
-                                                   columns=REJECT_COLUMNS)], ignore_index=True)
     rej = pd.DataFrame({c: pd.Series([None] * len(rejects), dtype=object) for c in columns})
     rej = rej.assign(_fidx=task["fidx"], _line=rejects["line"].to_numpy(np.int64),
                      _rej_column=rejects["column"].to_numpy(dtype=object),
                      _rej_reason=rejects["reason"].to_numpy(dtype=object),
                      _rej_value=rejects["value"].astype(object).to_numpy(dtype=object))
-    return pd.concat([good, rej], ignore_index=True) if len(rej) else good
+    return _single_chunk(pd.concat([good, rej], ignore_index=True) if len(rej) else good)
+
+
+def _flag_group(kind: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """The drop's valid rows of a group of keys with their ``status`` (``etl.rules.duplicate_status``, given
+    the group's staged rows, ``_staged``), conflicts with their reject fields (``etl.rules.conflict_rejects``)."""
+    staged = rows["_staged"].to_numpy(bool)
+    mine = rows[~staged].drop(columns=["_staged", "_b"])
+    mine = mine.assign(_fidx=mine["_fidx"].astype(np.int64), _line=mine["_line"].astype(np.int64)).sort_values(
+        ["_fidx", "_line"], kind="stable")  # the drop's order: the first row of a key is kept
+    status = duplicate_status(kind, mine, rows[staged])
+    conflict = status == "conflict"
+    if conflict.any():
+        found = conflict_rejects(kind, mine[conflict], mine["_fidx"].to_numpy()[conflict])
+        for column, field in zip(_REJ, ("column", "reason", "value")):
+            values = mine[column].to_numpy(dtype=object).copy()
+            values[conflict] = found[field].to_numpy(dtype=object)
+            mine[column] = values
+    return _single_chunk(mine.assign(status=status))
+
+
+def _single_chunk(frame: pd.DataFrame) -> pd.DataFrame:
+    """Arrow-backed string columns as Python objects: pyarrow's CSV reader gives a file of more than one block
+    (about 1 MB) as chunked arrays, which ``mapInPandas`` cannot send back to Spark."""
+    strings = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype)]
+    return frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in strings})
 
 
 def _chunk_tasks(plan: dict) -> list[dict]:
@@ -257,32 +278,24 @@ class SparkEngine:
         timings = {"validate": 0.0, "stage": 0.0}
         counts: dict[str, dict[str, int]] = {}
         rejects: list[pd.DataFrame] = []
-        known = {"terminal_id": None, "merchant_id": None}
+        known: dict = {"terminal_id": None, "merchant_id": None}
         names = {p["fidx"]: shown_name(p["path"]) for p in plans}
         kept_ids: dict[str, set] = {}
         for kind in VALIDATION_ORDER:
             kind_plans = [p for p in plans if p["kind"] == kind]
-            if kind in ("transactions", "terminals", "terminal_events") and known["merchant_id"] is None:
-                known["merchant_id"] = self._staged_ids(home, "merchants", "merchant_id") | kept_ids.get(
-                    "merchants", set())
-            if kind in ("transactions", "terminal_events") and known["terminal_id"] is None:
-                known["terminal_id"] = self._staged_ids(home, "terminals", "terminal_id") | kept_ids.get(
-                    "terminals", set())
+            known = known_references(home, kind, known, kept_ids)
             if not kind_plans:
                 continue
             t0 = time.perf_counter()
             out = self._validated(kind, kind_plans, settings, known, limits)
-            flagged = self._flag(kind, out, home).persist()
+            flagged = self._flag(kind, out, home, sum(len(p["chunks"]) for p in kind_plans)).persist()
             tally = {r["status"]: r["n"] for r in flagged.groupBy("status").count().withColumnRenamed(
                 "count", "n").collect()}
             per_file = dict(flagged.groupBy("_fidx").count().collect())
             for plan in kind_plans:  # inputs and plans both follow find_files' order
                 inputs[plan["fidx"]]["rows"] = int(per_file.get(plan["fidx"], 0))
-            read = sum(tally.values())
-            loaded, duplicates = tally.get("kept", 0), tally.get("duplicate", 0)
-            counts[kind] = {"read": read, "loaded": loaded, "duplicate": duplicates,
-                            "rejected": read - loaded - duplicates}
-            rejects.append(self._rejects(kind, flagged, names))
+            counts[kind] = kind_counts(sum(tally.values()), tally.get("kept", 0), tally.get("duplicate", 0))
+            rejects.append(self._rejects(flagged, names))
             timings["validate"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             kept = flagged.where("status = 'kept'")
@@ -293,9 +306,7 @@ class SparkEngine:
             flagged.unpersist()
             timings["stage"] += time.perf_counter() - t0
             log.info("spark: %s %s", kind, counts[kind])
-        all_rejects = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(
-            len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
-        return counts, all_rejects, timings
+        return counts, concat_rejects(rejects), timings
 
     # -- steps
     def _validated(self, kind: str, plans: list[dict], settings, known: dict, limits: Limits):
@@ -305,80 +316,66 @@ class SparkEngine:
         tasks = [t for p in plans for t in _chunk_tasks(p)]
         sc = self.spark.sparkContext
         key, tz = settings.token_key, settings.source_tz
-        terminals = sc.broadcast(known["terminal_id"]) if known["terminal_id"] is not None else None
-        merchants = sc.broadcast(known["merchant_id"]) if known["merchant_id"] is not None else None
+        shared = sc.broadcast(known)
 
         def run(batches):
             cache: dict = {}  # tokens of this task's values, in memory only
             for batch in batches:
                 for text in batch["task"]:
-                    yield _validate_chunk(json.loads(text), key, tz, terminals.value if terminals else None,
-                                          merchants.value if merchants else None, cache, limits)
+                    yield _validate_chunk(json.loads(text), key, tz, shared.value, cache, limits)
 
         rows = sc.parallelize([(json.dumps(t),) for t in tasks], len(tasks))
         frame = self.spark.createDataFrame(rows, T.StructType([T.StructField("task", T.StringType())]))
         return frame.mapInPandas(run, chunk_schema(kind))
 
     def _staged(self, home: Path, kind: str, columns: list[str]):
-        """Committed staged rows of ``kind`` as a Spark DataFrame (reference kinds: the latest row per key)."""
-        from pyspark.sql import Window, functions as F  # optional dependency (the [spark] extra)
+        """Committed staged rows of ``kind`` as a Spark DataFrame, or None.
 
+        Reference kinds (small tables, the latest row per key) through ``graph.catalog.read_staged``, as the
+        local engine reads them; the other kinds read by Spark (every staged row counts).
+        """
         paths = [str(p) for p in committed_paths(home, kind)]
         if not paths:
             return None
-        keys = list(REFERENCE_KEYS.get(kind, ()))
-        df = self.spark.read.parquet(*paths).select(*dict.fromkeys(columns + keys + ["run_id"]))
-        if keys:
-            w = Window.partitionBy(*keys).orderBy(F.col("run_id").desc())
-            df = df.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n")
-        return df.select(*columns)
+        if kind in REFERENCE_KEYS:
+            frame = read_staged(home, kind, columns).to_pandas()  # keys and row hashes: strings
+            return self.spark.createDataFrame(frame.astype(object).where(frame.notna(), None),
+                                              ", ".join(f"{c} string" for c in columns))
+        return self.spark.read.parquet(*paths).select(*columns)
 
-    def _staged_ids(self, home: Path, kind: str, key: str) -> set:
-        df = self._staged(home, kind, [key])
-        return set() if df is None else {r[0] for r in df.distinct().collect()}
+    def _flag(self, kind: str, out, home: Path, groups: int):
+        """Every chunk row with its status: rejected (by validation), conflict, duplicate or kept.
 
-    def _flag(self, kind: str, out, home: Path):
-        """Every chunk row with its status: rejected (by validation), conflict, duplicate or kept."""
-        from pyspark.sql import Window, functions as F  # optional dependency (the [spark] extra)
+        Spark only groups: the valid rows and the staged rows of the same keys meet in one of ``groups``
+        (at least 8) buckets of the key, where ``_flag_group`` applies the local engine's rule.
+        """
+        from pyspark.sql import functions as F, types as T  # optional dependency (the [spark] extra)
 
         keys = list(DUPLICATE_KEYS[kind])
-        valid = out.where(F.col("_rej_reason").isNull())
-        first = F.row_number().over(Window.partitionBy(*keys).orderBy("_fidx", "_line")) == 1
-        same = F.row_number().over(Window.partitionBy(*keys, "row_hash").orderBy("_fidx", "_line")) > 1
-        valid = valid.withColumn("_first", first).withColumn("_same", same)
+        valid = out.where(F.col("_rej_reason").isNull()).withColumn("_staged", F.lit(False))
         staged = self._staged(home, kind, keys + ["row_hash"])
         if staged is not None:
-            exact = staged.dropDuplicates().withColumn("_dup_staged", F.lit(True))
-            by_key = staged.select(*keys).dropDuplicates().withColumn("_key_staged", F.lit(True))
-            valid = valid.join(exact, on=keys + ["row_hash"], how="left").join(by_key, on=keys, how="left")
-        else:
-            valid = valid.withColumn("_dup_staged", F.lit(None).cast("boolean")).withColumn(
-                "_key_staged", F.lit(None).cast("boolean"))
-        dup_staged = F.coalesce(F.col("_dup_staged"), F.lit(False))
-        key_staged = F.coalesce(F.col("_key_staged"), F.lit(False))
-        duplicate = (~F.col("_first") & F.col("_same")) | (F.col("_first") & dup_staged)
-        conflict = ~F.col("_first") & ~F.col("_same")
-        if kind not in REFERENCE_KEYS:
-            conflict = conflict | (F.col("_first") & key_staged & ~dup_staged)
-        status = F.when(duplicate, "duplicate").when(conflict, "conflict").otherwise("kept")
-        valid = valid.withColumn("status", status).drop("_first", "_same", "_dup_staged", "_key_staged")
+            staged = staged.select(*[F.col(f.name) if f.name in keys + ["row_hash"] else
+                                     F.lit(None).cast(f.dataType).alias(f.name) for f in out.schema])
+            valid = valid.unionByName(staged.withColumn("_staged", F.lit(True)))
+        n = max(8, 4 * self.spark.sparkContext.defaultParallelism, int(groups))
+        schema = T.StructType(list(out.schema) + [T.StructField("status", T.StringType())])
+        flagged = (valid.withColumn("_b", F.pmod(F.xxhash64(*keys), F.lit(n))).groupBy("_b")
+                   .applyInPandas(lambda rows: _flag_group(kind, rows), schema))
         rejected = out.where(F.col("_rej_reason").isNotNull()).withColumn("status", F.lit("rejected"))
-        return valid.unionByName(rejected)
+        return flagged.unionByName(rejected)
 
-    def _rejects(self, kind: str, flagged, names: dict) -> pd.DataFrame:
+    def _rejects(self, flagged, names: dict) -> pd.DataFrame:
+        """The rejected and conflicting rows' reject fields, in file and line order."""
         from pyspark.sql import functions as F  # optional dependency (the [spark] extra)
 
-        key = DUPLICATE_KEYS[kind][0]
         rows = flagged.where(F.col("status").isin("rejected", "conflict")).select(
-            "_fidx", "_line",
-            F.when(F.col("status") == "conflict", F.lit(key)).otherwise(F.col("_rej_column")).alias("column"),
-            F.when(F.col("status") == "conflict", F.lit("conflicting_duplicate")).otherwise(
-                F.col("_rej_reason")).alias("reason"),
-            F.when(F.col("status") == "conflict", F.col(key).cast("string")).otherwise(
-                F.col("_rej_value")).alias("value")).orderBy("_fidx", "_line").toPandas()
+            "_fidx", "_line", *_REJ).orderBy("_fidx", "_line").toPandas()
         return pd.DataFrame({"file": rows["_fidx"].map(names).to_numpy(dtype=object),
-                             "line": rows["_line"].to_numpy(np.int64), "column": rows["column"].to_numpy(object),
-                             "reason": rows["reason"].to_numpy(object), "value": rows["value"].to_numpy(object)})
+                             "line": rows["_line"].to_numpy(np.int64),
+                             "column": rows["_rej_column"].to_numpy(object),
+                             "reason": rows["_rej_reason"].to_numpy(object),
+                             "value": rows["_rej_value"].to_numpy(object)})
 
     def _write(self, home: Path, run_id: str, kind: str, kept) -> None:
         """Write the kept rows as ``staging/<kind>/run=<run_id>/part-*.parquet`` (temp dir, then rename)."""

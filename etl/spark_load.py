@@ -9,7 +9,7 @@ The local loader's Cypher (``etl.load.CYPHER``) and its idempotency are kept; on
 3. TXN relationships in ``k`` rounds over a ``k x k`` grid of (card bucket, terminal bucket): round ``r``
    writes the cells ``(i, (i - r) mod k)`` as ``k`` parallel tasks, which share neither a card nor a
    terminal (creating a relationship locks both end nodes). Each batch is the local loader's
-   ``_write_transactions``: CREATE, or, for a batch the txn_id constraint refuses (a repeated load), the
+   ``write_rows``: CREATE, or, for a batch the txn_id constraint refuses (a repeated load), the
    query that skips ids already present.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from etl.load import CYPHER, LOAD_COLUMNS, LoadStats, _batches, _epoch_millis, _write_transactions
+from etl.load import LOAD_COLUMNS, LoadStats, epoch_millis, record_run, staged_batches, write_rows
 from graph.catalog import staged_run_dir
 from graph.db import Database
 from graph.server import connect, credentials
@@ -39,11 +39,8 @@ def _write(frame, creds: tuple, kind: str, batch_size: int) -> int:
             for batch in batches:
                 if not batch.num_rows:
                     continue
-                rows = _epoch_millis(pa.Table.from_batches([batch])).to_pylist()
-                if kind == "transactions":
-                    written += _write_transactions(db, rows, batch_size, None)
-                else:
-                    written += db.write_batches(CYPHER[kind], rows, batch_size=batch_size)
+                rows = epoch_millis(pa.Table.from_batches([batch])).to_pylist()
+                written += write_rows(db, kind, rows, batch_size)
         yield pa.RecordBatch.from_pydict({"n": [written]})
 
     return int(sum(r["n"] for r in frame.mapInArrow(write, "n long").collect()))
@@ -78,8 +75,8 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
         db.ensure_schema()
         for kind in ("merchants", "approved_firmware", "terminals"):
             started = time.perf_counter()
-            stats.rows[kind] = sum(db.write_batches(CYPHER[kind], rows, batch_size=batch_size)
-                                   for rows in _batches(home, kind, run_id, batch_size))
+            stats.rows[kind] = sum(write_rows(db, kind, rows, batch_size)
+                                   for rows in staged_batches(home, kind, run_id, batch_size))
             stats.seconds[kind] = time.perf_counter() - started
 
         def staged(kind):
@@ -117,8 +114,8 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
                                                  batch_size)
             stats.seconds["fraud_reports"] = time.perf_counter() - started
         started = time.perf_counter()
-        stats.rows["terminal_events"] = sum(db.write_batches(CYPHER["terminal_events"], rows, batch_size=batch_size)
-                                            for rows in _batches(home, "terminal_events", run_id, batch_size))
+        stats.rows["terminal_events"] = sum(write_rows(db, "terminal_events", rows, batch_size)
+                                            for rows in staged_batches(home, "terminal_events", run_id, batch_size))
         stats.seconds["terminal_events"] = time.perf_counter() - started
-        db.run(CYPHER["run"], run_id=run_id, counts={f"rows_{k_}": v for k_, v in stats.rows.items()})
+        record_run(db, run_id, stats)
     return stats

@@ -10,8 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from graph.catalog import (REFERENCE_KEYS, REQUIRED_TXN_COLUMNS, TXN_COLUMNS, latest_per_key, read_staged,
+                           staged_reference)
 from graph.vocabulary import ENTRY_CODES, ENTRY_UNKNOWN, TYPE_CODES, TYPE_PURCHASE
-from graph.catalog import REFERENCE_KEYS, REQUIRED_TXN_COLUMNS, TXN_COLUMNS, latest_per_key, read_staged, staged_reference
 
 __all__ = [
     "Projection", "to_epoch_seconds",

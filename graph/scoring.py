@@ -13,7 +13,7 @@ import pandas as pd
 from graph.detectors import DETECTORS
 from graph.queue import build_alerts
 
-__all__ = ["ScoreResult", "run_detectors", "fit_detector"]
+__all__ = ["ScoreResult", "run_detectors", "fit_detector", "assemble_outputs", "timed"]
 
 log = logging.getLogger("posguard.score")
 
@@ -32,11 +32,12 @@ class ScoreResult:
                 f"{len(f['terminal_findings'])} terminal findings, {len(f['alerts'])} alerts")
 
 
-def _timed(seconds: dict, name: str, func):
+def timed(seconds: dict, name: str, func, logger: logging.Logger = log):
+    """``func()``, its seconds recorded as ``seconds[name]`` and logged (both engines time their steps so)."""
     started = time.perf_counter()
     out = func()
     seconds[name] = time.perf_counter() - started
-    log.info("%s: %.2fs", name, seconds[name])
+    logger.info("%s: %.2fs", name, seconds[name])
     return out
 
 
@@ -74,13 +75,32 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     seconds: dict[str, float] = {}
     tables = {}
     for name in DETECTORS:
-        fitted = _timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
+        fitted = timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
         tables[name] = fitted.result_
         if name == "skimming":  # the cards exposed at its accepted points of compromise
             tables["exposed_cards"] = fitted.exposed_
-    all_rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
-    alerts = _timed(seconds, "alerts", lambda: build_alerts(tables["skimming"], tables["cloned"], all_rings,
-                                                            tables["integrity"], created_at))
-    frames = {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": all_rings,
-              "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}
+    frames = timed(seconds, "alerts", lambda: assemble_outputs(tables, created_at))
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
+
+
+
+def assemble_outputs(tables: dict[str, pd.DataFrame], created_at: datetime) -> dict[str, pd.DataFrame]:
+    """The six outputs of the contract from the detectors' result tables, the alert queue built from them.
+
+    Parameters
+    ----------
+    tables : dict
+        The result table of each detector by its ``DETECTORS`` name (``skimming``, ``cloned``, ``rings``,
+        ``networks``, ``integrity``) and the skimming detector's ``exposed_cards``.
+    created_at : datetime
+        Timestamp of the alerts.
+
+    Returns
+    -------
+    dict
+        ``OUTPUT_SCHEMAS`` name -> frame: both ring families in one ``rings`` table, and ``alerts``.
+    """
+    rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
+    alerts = build_alerts(tables["skimming"], tables["cloned"], rings, tables["integrity"], created_at)
+    return {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": rings,
+            "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}

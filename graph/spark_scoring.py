@@ -30,7 +30,6 @@ touched. The per-card and per-terminal work never leaves the executors.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,8 +44,7 @@ from graph.detectors.rings import N_LEVELS, RingDetector, ordinary_visits, suspi
 from graph.detectors.skimming import SkimmingDetector
 from graph.kernels.skimming import active_days
 from graph.projection import Projection, to_epoch_seconds
-from graph.queue import build_alerts
-from graph.scoring import ScoreResult, fit_detector
+from graph.scoring import ScoreResult, assemble_outputs, fit_detector, timed
 from graph.spark_session import bucket_column
 from graph.vocabulary import ENTRY_MANUAL
 
@@ -339,24 +337,19 @@ def run_detectors_spark(spark, home: Path, *, created_at: datetime | None = None
     reference = staged_reference(home)
     seconds: dict[str, float] = {}
 
-    def timed(name, func):
-        started = time.perf_counter()
-        out = func()
-        seconds[name] = time.perf_counter() - started
-        log.info("spark %s: %.2fs", name, seconds[name])
-        return out
+    def step(name, func):
+        return timed(seconds, name, func, log)
 
-    skimming, exposed, seconds["subgraph_skimming_txns"] = timed(
+    tables = {}
+    tables["skimming"], tables["exposed_cards"], seconds["subgraph_skimming_txns"] = step(
         "skimming", lambda: _skimming(spark, txns, reference, params.get("skimming", {}), buckets))
-    cloned = timed("cloned", lambda: _cloned(spark, txns, reference, params.get("cloned", {}), buckets))
-    rings, seconds["subgraph_rings_txns"] = timed(
+    tables["cloned"] = step("cloned", lambda: _cloned(spark, txns, reference, params.get("cloned", {}), buckets))
+    tables["rings"], seconds["subgraph_rings_txns"] = step(
         "rings", lambda: _rings(spark, txns, reference, params.get("rings", {})))
-    networks, seconds["subgraph_networks_txns"] = timed(
+    tables["networks"], seconds["subgraph_networks_txns"] = step(
         "networks", lambda: _networks(spark, txns, reference, params.get("networks", {})))
-    integrity = timed("integrity", lambda: _integrity(spark, txns, reference, params.get("integrity", {}), buckets))
+    tables["integrity"] = step(
+        "integrity", lambda: _integrity(spark, txns, reference, params.get("integrity", {}), buckets))
     txns.unpersist()
-    all_rings = pd.concat([rings, networks], ignore_index=True)
-    alerts = timed("alerts", lambda: build_alerts(skimming, cloned, all_rings, integrity, created_at))
-    frames = {"skimming_points": skimming, "cloned_cards": cloned, "rings": all_rings,
-              "terminal_findings": integrity, "exposed_cards": exposed, "alerts": alerts}
+    frames = step("alerts", lambda: assemble_outputs(tables, created_at))
     return ScoreResult(frames=frames, seconds=seconds, created_at=created_at)
