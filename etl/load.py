@@ -14,7 +14,8 @@ from graph.catalog import STAGED_SCHEMAS, staged_run_dir
 from graph.db import DatabaseError
 
 __all__ = ["distinct_table", "load_run", "LoadStats", "CYPHER", "LOAD_ORDER", "LOAD_COLUMNS", "staged_batches",
-           "epoch_millis", "write_rows", "record_run"]
+           "epoch_millis", "write_rows", "record_run",
+           "distinct_rows", "DISTINCT_COLUMNS"]
 
 # One query per step, always `UNWIND $rows AS row`; MERGE on constrained keys so a re-run is a no-op.
 CYPHER = {
@@ -122,7 +123,8 @@ SET r.loaded_at = datetime(), r += $counts
 # the relationships so that the relationship query only MATCHes them (no eager MERGE of its end nodes).
 LOAD_ORDER = ("merchants", "approved_firmware", "terminals", "cards", "transaction_terminals", "transactions",
               "fraud_reports", "terminal_events")
-_DISTINCT = {"cards": ["card_token", "pan_last4"], "transaction_terminals": ["terminal_id"]}
+# The end nodes of a run's transactions: a key and the columns kept of it (their greatest value).
+DISTINCT_COLUMNS = {"cards": ["card_token", "pan_last4"], "transaction_terminals": ["terminal_id"]}
 
 LOAD_COLUMNS = {
     "merchants": ["merchant_id", "name", "mcc", "address", "city", "lat", "lon", "onboarded_at", "owner_token",
@@ -151,7 +153,7 @@ class LoadStats:
 
 def staged_batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:
     """Yield row dicts of one staged kind of one run, ``batch_size`` at a time."""
-    if kind in _DISTINCT:
+    if kind in DISTINCT_COLUMNS:
         yield from _distinct_batches(home, kind, run_id, batch_size)
         return
     path = staged_run_dir(home, kind, run_id)
@@ -183,14 +185,21 @@ def epoch_millis(table: pa.Table) -> pa.Table:
     return table
 
 
-def distinct_table(home: Path, kind: str, run_id: str) -> pa.Table:
-    """The distinct end nodes (``cards`` or ``transaction_terminals``) of a run's transactions, sorted by key."""
-    columns = _DISTINCT[kind]
-    table = ds.dataset(staged_run_dir(home, "transactions", run_id), format="parquet").to_table(columns=columns)
+def distinct_rows(table: pa.Table, kind: str) -> pa.Table:
+    """The distinct end nodes (``cards`` or ``transaction_terminals``) of transactions, sorted by key: one row
+    per key, with the greatest value of each other column (``DISTINCT_COLUMNS``)."""
+    columns = DISTINCT_COLUMNS[kind]
     key = columns[0]
-    distinct = table.group_by(key).aggregate([(c, "max") for c in columns[1:]])
+    distinct = table.select(columns).group_by(key).aggregate([(c, "max") for c in columns[1:]])
     distinct = distinct.rename_columns([c if c == key else c.removesuffix("_max") for c in distinct.column_names])
     return distinct.select(columns).sort_by(key)
+
+
+def distinct_table(home: Path, kind: str, run_id: str) -> pa.Table:
+    """:func:`distinct_rows` of a staged run's transactions."""
+    columns = DISTINCT_COLUMNS[kind]
+    return distinct_rows(ds.dataset(staged_run_dir(home, "transactions", run_id), format="parquet").to_table(
+        columns=columns), kind)
 
 
 def _distinct_batches(home: Path, kind: str, run_id: str, batch_size: int) -> Iterator[list[dict]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -32,8 +31,8 @@ from etl.extract import (check_parquet_schema, csv_header, find_files, is_compre
 from etl.rules import (VALIDATION_ORDER, check_part, concat_rejects, conflict_rejects, duplicate_status, kind_counts,
                        known_references)
 from etl.validate import Limits
-from graph.catalog import (DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, committed_paths, read_staged, staged_run_dir,
-                           staging_dir)
+from graph.catalog import (DUPLICATE_KEYS, REFERENCE_KEYS, STAGED_SCHEMAS, commit_staged_dir, committed_paths,
+                           read_staged, staging_tmp_dir)
 
 __all__ = ["SparkEngine", "plan_chunks", "CHUNK_BYTES"]
 
@@ -383,12 +382,6 @@ class SparkEngine:
 
         schema = STAGED_SCHEMAS[kind]
         frame = kept.withColumn("run_id", F.lit(run_id)).select(*schema.names)
-        tmp = staging_dir(home) / ".tmp" / f"{kind}-{run_id}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = staging_tmp_dir(home, kind, run_id)
         frame.write.option("compression", "zstd").mode("overwrite").parquet(str(tmp))
-        for junk in list(tmp.glob("_*")) + list(tmp.glob(".*.crc")):
-            junk.unlink()
-        final = staged_run_dir(home, kind, run_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        commit_staged_dir(home, kind, run_id, tmp)

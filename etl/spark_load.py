@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from etl.load import LOAD_COLUMNS, LoadStats, epoch_millis, record_run, staged_batches, write_rows
+from etl.load import (DISTINCT_COLUMNS, LOAD_COLUMNS, LoadStats, distinct_rows, epoch_millis, record_run,
+                      staged_batches, write_rows)
 from graph.catalog import staged_run_dir
 from graph.db import Database
 from graph.server import connect, credentials
@@ -44,6 +45,19 @@ def _write(frame, creds: tuple, kind: str, batch_size: int) -> int:
         yield pa.RecordBatch.from_pydict({"n": [written]})
 
     return int(sum(r["n"] for r in frame.mapInArrow(write, "n long").collect()))
+
+
+def _distinct(txns, kind: str, k: int):
+    """``etl.load.distinct_rows`` of the transactions, per partition of ``k`` by key (every key in one)."""
+    columns = DISTINCT_COLUMNS[kind]
+
+    def part(batches):
+        batches = [b for b in batches if b.num_rows]
+        if batches:
+            yield from distinct_rows(pa.Table.from_batches(batches), kind).to_batches()
+
+    return txns.select(*columns).repartition(k, columns[0]).mapInArrow(
+        part, ", ".join(f"{c} string" for c in columns))
 
 
 def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, grid: int | None = None) -> LoadStats:
@@ -86,14 +100,9 @@ def load_run_spark(spark, settings, run_id: str, *, batch_size: int = 10_000, gr
         txns = staged("transactions")
         if txns is not None:
             txns = txns.persist()
-            steps = {
-                "cards": txns.groupBy("card_token").agg(F.max("pan_last4").alias("pan_last4"))
-                .repartition(k, "card_token"),
-                "transaction_terminals": txns.select("terminal_id").distinct().repartition(k, "terminal_id"),
-            }
-            for kind, frame in steps.items():
+            for kind in DISTINCT_COLUMNS:  # cards, transaction_terminals
                 started = time.perf_counter()
-                stats.rows[kind] = _write(frame, creds, kind, batch_size)
+                stats.rows[kind] = _write(_distinct(txns, kind, k), creds, kind, batch_size)
                 stats.seconds[kind] = time.perf_counter() - started
             started = time.perf_counter()
             cols = LOAD_COLUMNS["transactions"]

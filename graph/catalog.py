@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 
 __all__ = ["STAGED_SCHEMAS", "REFERENCE_KEYS", "DUPLICATE_KEYS", "TXN_COLUMNS", "REQUIRED_TXN_COLUMNS", "REFERENCE_KINDS",
-           "OUTPUT_SCHEMAS", "staging_dir", "staged_run_dir", "runs_dir", "run_dir", "new_run_id", "write_staged", "read_staged",
+           "OUTPUT_SCHEMAS", "staging_dir", "staged_run_dir", "staging_tmp_dir", "commit_staged_dir", "runs_dir", "run_dir", "new_run_id", "write_staged", "read_staged",
            "committed_runs", "committed_paths", "staged_row_hashes", "staged_reference", "latest_per_key",
            "discard_uncommitted", "output_table", "write_outputs"]
 
@@ -166,6 +166,27 @@ def discard_uncommitted(home: Path) -> list[str]:
     return sorted(removed)
 
 
+def staging_tmp_dir(home: Path, kind: str, run_id: str) -> Path:
+    """An empty temporary folder for one run's parts of ``kind`` (what :func:`commit_staged_dir` moves into place)."""
+    tmp = staging_dir(home) / ".tmp" / f"{kind}-{run_id}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
+def commit_staged_dir(home: Path, kind: str, run_id: str, tmp: Path) -> Path:
+    """Move a finished temporary folder of Parquet parts into ``staging/<kind>/run=<run_id>`` (replacing any
+    earlier attempt of the same run), dropping writers' side files (``_SUCCESS``, ``.crc``); returns the folder.
+    Both engines stage through it, so that a run's parts appear at once or not at all."""
+    for junk in list(tmp.glob("_*")) + list(tmp.glob(".*.crc")):
+        junk.unlink()
+    final = staged_run_dir(home, kind, run_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
 def write_staged(home: Path, run_id: str, kind: str, frame: pd.DataFrame) -> list[Path]:
     """Write one kind of one run as Parquet parts with the staged schema; visible only when complete.
 
@@ -175,19 +196,14 @@ def write_staged(home: Path, run_id: str, kind: str, frame: pd.DataFrame) -> lis
     schema = STAGED_SCHEMAS[kind]
     frame = frame.assign(run_id=run_id)
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    tmp = staging_dir(home) / ".tmp" / f"{kind}-{run_id}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    parts = []
+    tmp = staging_tmp_dir(home, kind, run_id)
+    tmp.mkdir()
+    names = []
     for i, start in enumerate(range(0, max(table.num_rows, 1), _ROWS_PER_PART)):
-        part = tmp / f"part-{i}.parquet"
-        pq.write_table(table.slice(start, _ROWS_PER_PART), part, compression="zstd")
-        parts.append(part)
-    final = staged_run_dir(home, kind, run_id)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return [final / p.name for p in parts]
+        names.append(f"part-{i}.parquet")
+        pq.write_table(table.slice(start, _ROWS_PER_PART), tmp / names[-1], compression="zstd")
+    final = commit_staged_dir(home, kind, run_id, tmp)
+    return [final / name for name in names]
 
 
 def committed_paths(home: Path, kind: str) -> list[Path]:
