@@ -52,7 +52,7 @@ def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0
     server = create_server(db, session_hours=session_hours, secure_cookie=secure_cookie, login_policy=login_policy,
                            allowed_origins=allowed_origins)
     context.install(server, db, token_key)
-    app = dash.Dash("posguard", server=server, title="posguard", use_pages=True, pages_folder="",
+    app = dash.Dash(__name__, server=server, title="posguard", use_pages=True, pages_folder="",
                     assets_folder=str(ASSETS), suppress_callback_exceptions=True, update_title=None)
     server.after_request(_cache_code)
     for page in PAGES:

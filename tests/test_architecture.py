@@ -181,6 +181,12 @@ def test_each_word_is_stated_in_one_module(what):
 
 @pytest.mark.parametrize("name", _ONE_PATH)
 def test_the_home_layout_is_spelled_by_the_catalog_only(name):
+    def joined(tree):  # the name used as a path part: ``x / "runs"`` or ``Path(x, "runs")``
+        for n in ast.walk(tree):
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+                yield n.right
+            elif isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", "")) in ("Path", "joinpath"):
+                yield from n.args
     found = sorted(module for module, tree in _modules().items()
-                   if any(isinstance(n, ast.Constant) and n.value == name for n in ast.walk(tree)))
+                   if any(isinstance(n, ast.Constant) and n.value == name for n in joined(tree)))
     assert found == ["graph.catalog"]

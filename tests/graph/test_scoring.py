@@ -20,7 +20,7 @@ def empty_tables() -> dict[str, pd.DataFrame]:
                                                                   "merchant_id", "entry_mode")})
     txns["ts"] = pd.Series([], dtype="datetime64[us, UTC]")
     projection = Projection.from_frames(txns)
-    tables = {name: getattr(fit_detector(name, projection), DETECTORS[name][2]) for name in DETECTORS}
+    tables = {name: fit_detector(name, projection).result_ for name in DETECTORS}
     tables["exposed_cards"] = fit_detector("skimming", projection).exposed_
     return tables
 

@@ -15,7 +15,7 @@ from graph.db import Database, DatabaseError
 from graph.server import LocalServer, ServerError, find_java, resolve_classpath
 from graph.server.local import new_password, process_alive
 from graph.settings import Settings, SettingsError
-from tests.helpers import posguard, server_env
+from tests.helpers import REPO, posguard, server_env
 
 
 def test_lifecycle_start_status_double_start_stop_restart(tmp_path):
@@ -150,7 +150,7 @@ def test_missing_maven_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_unresolvable_artifact_is_a_clear_error(tmp_path, monkeypatch):
     pom = tmp_path / "pom.xml"
-    text = (Path(__file__).resolve().parents[2] / "graph/server/pom.xml").read_text()
+    text = (REPO / "graph/server/pom.xml").read_text()
     pom.write_text(text.replace("<neo4j.version>5.26", "<neo4j.version>0.0.0-no-such-version-5.26"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(ServerError, match="could not resolve org.neo4j:neo4j:0.0.0-no-such"):
@@ -179,8 +179,8 @@ def test_neo4j_admin_runs_from_the_same_jars(neo4j_settings):
 
 
 def test_only_graph_db_imports_the_driver():
-    root = Path(__file__).resolve().parents[2]
-    importers = sorted(str(p.relative_to(root)) for package in ("graph", "etl", "app") for p in
+    root = REPO
+    importers = sorted(str(p.relative_to(root)) for package in ("graph", "etl", "app", "posguard") for p in
                        (root / package).rglob("*.py")
                        if re.search(r"^\s*(import neo4j|from neo4j\b)", p.read_text(), re.M))
     assert importers == ["graph/db.py"]
