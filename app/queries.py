@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
-from graph.vocabulary import CARD_DECISIONS, POINT_KIND_OF_MODE, STATUSES
+from graph.vocabulary import CARD_DECISIONS, OPEN_STATUSES, POINT_KIND_OF_MODE, STATUSES
 
 __all__ = ["queue_page", "queue_options", "queue_summary", "last_run",
            "audit_log", "audit_options", "alert", "alert_evidence", "entity",
@@ -255,7 +255,8 @@ def queue_summary(db, user_name: str | None) -> dict:
     Returns ``{"cells": [{kind, severity, n, new, mine}], "total", "new", "mine", "last_run"}``.
     """
     run = last_run(db)
-    cells = db.read(CYPHER["summary"], open_statuses=list(STATUSES[:2]), new_since=_since(run["at"]) if run else None, user=user_name)
+    cells = db.read(CYPHER["summary"], open_statuses=list(OPEN_STATUSES), user=user_name,
+                    new_since=_since(run["at"]) if run else None)
     return {"cells": cells, "total": sum(c["n"] for c in cells), "new": sum(c["new"] for c in cells),
             "mine": sum(c["mine"] for c in cells), "last_run": run}
 

@@ -160,7 +160,7 @@ def create_server(db, *, session_hours: float = 8.0, secure_cookie: bool = False
     allowed_origins : tuple of str
         Origins allowed to send state-changing requests besides the explorer's own host.
     """
-    server = flask.Flask(__name__)  # a module of this package: "posguard" may name another (namespace) package
+    server = flask.Flask(__name__)  # the name sets Flask's root path: this module's package, app/
     _install_auth(server, db, session_hours, secure_cookie, login_policy or users.LoginPolicy(),
                   tuple(o.rstrip("/") for o in allowed_origins))
     return server

@@ -27,8 +27,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 
-__all__ = ["STAGED_SCHEMAS", "REFERENCE_KEYS", "DUPLICATE_KEYS", "TXN_COLUMNS", "REQUIRED_TXN_COLUMNS", "REFERENCE_KINDS",
-           "OUTPUT_SCHEMAS", "staging_dir", "staged_run_dir", "staging_tmp_dir", "commit_staged_dir", "runs_dir", "run_dir", "new_run_id", "write_staged", "read_staged",
+__all__ = ["STAGED_SCHEMAS", "REFERENCE_KEYS", "DUPLICATE_KEYS", "TXN_COLUMNS", "REQUIRED_TXN_COLUMNS",
+           "REFERENCE_KINDS", "OUTPUT_SCHEMAS", "staging_dir", "staged_run_dir", "staging_tmp_dir", "commit_staged_dir",
+           "runs_dir", "run_dir", "new_run_id", "write_staged", "read_staged",
            "committed_runs", "committed_paths", "staged_row_hashes", "staged_reference", "latest_per_key",
            "discard_uncommitted", "output_table", "write_outputs"]
 

@@ -8,18 +8,13 @@ import re
 import tomllib
 from pathlib import Path
 
-__all__ = ["ConfigError", "load_config", "parameters", "parameters_markdown", "detector_class"]
+__all__ = ["ConfigError", "load_config", "parameters", "parameters_markdown"]
 
 
 class ConfigError(ValueError):
     """A detector configuration file names an unknown detector or parameter, or gives a bad value."""
 
     exit_code = 2
-
-
-def detector_class(name: str, registry: dict) -> type:
-    """The detector class registered as ``name`` in ``registry`` (``graph.detectors.DETECTORS``)."""
-    return registry[name]
 
 
 def _documented(cls: type) -> dict[str, str]:
@@ -46,7 +41,7 @@ def parameters(registry: dict) -> list[dict]:
     """Every detector's constructor parameters: detector, name, default, description (from its docstring)."""
     rows = []
     for name in registry:
-        cls = detector_class(name, registry)
+        cls = registry[name]
         docs = _documented(cls)
         for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
             rows.append({"detector": name, "name": param.name, "default": param.default,
@@ -120,7 +115,7 @@ def load_config(path: str | Path, registry: dict) -> dict[str, dict]:
             raise ConfigError(f"{path}: unknown detector [{section}]; the detectors are {', '.join(registry)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}])")
-        cls = detector_class(section, registry)
+        cls = registry[section]
         defaults = {p.name: p.default for p in list(inspect.signature(cls.__init__).parameters.values())[1:]}
         checked = {}
         for key, value in values.items():

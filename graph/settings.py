@@ -9,7 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT", "INSECURE_DEV_KEY", "posguard_version"]
+__all__ = ["Settings", "SettingsError", "DEFAULT_BOLT_PORT", "DEFAULT_HTTP_PORT", "INSECURE_DEV_KEY",
+           "posguard_version"]
 
 INSECURE_DEV_KEY = b"posguard-insecure-development-key"  # public: only with --insecure-dev-key
 DEFAULT_BOLT_PORT = 7687

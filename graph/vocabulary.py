@@ -7,7 +7,7 @@ __all__ = ["ENTRY_MODES", "ENTRY_CODES", "ENTRY_CHIP", "ENTRY_CONTACTLESS", "ENT
            "ENTRY_MANUAL", "ENTRY_UNKNOWN", "TXN_TYPES", "TYPE_CODES", "TYPE_PURCHASE", "TYPE_REFUND", "TYPE_VOID",
            "TYPE_PREAUTH", "TYPE_COMPLETION", "FRAUD_TYPES", "EVENTS", "MODES", "MODE_SKIMMING",
            "MODE_AT_TERMINAL", "ALERT_KINDS", "POINT_KIND_OF_MODE", "RING_KINDS", "FINDING_KINDS",
-           "SEVERITIES", "STATUSES", "CARD_DECISIONS", "RECOMMENDED_ACTIONS"]
+           "SEVERITIES", "STATUSES", "OPEN_STATUSES", "CARD_DECISIONS", "RECOMMENDED_ACTIONS"]
 
 # --- inputs (docs/CONTRACT.md) ---------------------------------------------------------------------------
 # entry_mode, in the order of its int8 codes in the projection (the generators draw codes 0-4)
@@ -34,5 +34,6 @@ RECOMMENDED_ACTIONS = ("reissue", "watch")
 
 # --- investigators (the explorer) ---------------------------------------------------------------------------
 STATUSES = ("open", "in_progress", "confirmed", "dismissed")
+OPEN_STATUSES = STATUSES[:2]  # still to be worked: the queue summary counts these
 # what an investigator decides for a card exposed at a point of compromise (recorded in the audit trail)
 CARD_DECISIONS = ("reissue", "watch", "dismiss")
