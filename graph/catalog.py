@@ -119,9 +119,11 @@ def run_dir(home: Path, run_id: str) -> Path:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """``YYYYMMDDTHHMMSSZ-<8 hex>``: sorts by time, so that "the latest run wins" is an order of ids."""
+    """``YYYYMMDDTHHMMSSffffffZ-<8 hex>``: sorts by time to the microsecond, so that "the latest run wins" is an
+    order of ids, also for two runs started within the same second (the random part only separates runs
+    started in the same microsecond, on different machines)."""
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
 
 
 def latest_per_key(frame: pd.DataFrame, keys) -> pd.DataFrame:

@@ -3,7 +3,7 @@ the scoring's outputs typed as the contract says even when empty, written all or
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -63,9 +63,15 @@ def test_the_latest_run_wins_per_key_whatever_the_row_order():
     assert out == {"T1": "new", "T2": "only"}
 
 
+def test_run_ids_started_within_one_second_sort_in_time_order():
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    ids = [new_run_id(start + timedelta(microseconds=us)) for us in (999_999, 1, 500_000, 0)]
+    assert sorted(ids) == [ids[3], ids[1], ids[2], ids[0]]
+
+
 def test_staged_rows_count_only_once_their_run_is_committed(tmp_path):
     run = new_run_id(datetime(2026, 1, 2, tzinfo=timezone.utc))
-    assert run.startswith("20260102T000000Z-") and run < new_run_id()
+    assert run.startswith("20260102T000000000000Z-") and run < new_run_id()
     rows = pd.DataFrame({"terminal_id": ["T1"], "merchant_id": ["M1"], "serial_no": ["S"], "model": ["m"],
                          "firmware_hash": ["f"], "lat": [1.0], "lon": [2.0],
                          "installed_at": pd.to_datetime(["2026-01-01"], utc=True), "row_hash": ["h"]})
