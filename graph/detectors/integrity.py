@@ -3,7 +3,8 @@ bursts, tamper events, boots at odd hours and new network addresses, each decide
 fitted to the run's data and the Benjamini-Hochberg rule of ``graph.detectors.significance``.
 
 The work is split in phases so that an engine that sees the terminals in parts (Spark) gives the same
-findings: ``stan_use`` (per terminal: sequence numbers skipped and the time they took), ``stan_rates`` (over all
+findings (the phases without parameters of the decision live in ``graph.detectors.integrity_evidence``):
+``stan_use`` (per terminal: sequence numbers skipped and the time they took), ``stan_rates`` (over all
 terminals: the rate at which each model spends numbers without a message), ``transaction_evidence`` (per terminal,
 from its own transactions and its model's rate: any subset of terminals) and ``event_evidence`` (per terminal, from
 the reference tables), then ``decide`` over all terminals at once (base rates per terminal model, the
@@ -12,18 +13,15 @@ false-discovery rule over the whole family).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, bh_qvalues
-from graph.kernels.geo import haversine_km_array
-from graph.kernels.integrity import (IP_STATS, NO_TIME, STAN_USE, STATS, address_changes, betabinom_logsf, stan_use,
-                                     terminal_stats)
-from graph.kernels.skimming import log_binom_sf
-from graph.projection import Projection, to_epoch_seconds
+from graph.detectors.integrity_evidence import EvidenceFrames, event_evidence, model_of, stan_rates, stan_use
+from graph.detectors.integrity_nulls import binom_lower, binom_upper, group_null, with_spread
+from graph.kernels.integrity import NO_TIME, STATS, betabinom_logsf, terminal_stats
+from graph.projection import Projection
 from graph.vocabulary import TYPE_REFUND, TYPE_VOID
 
 __all__ = ["IntegrityDetector", "FINDING_COLUMNS", "HIGH_FEE_MCC", "LOW_FEE_MCC", "EvidenceFrames",
@@ -35,11 +33,7 @@ FINDING_COLUMNS = ["terminal_id", "merchant_id", "kind", "score", "details", "fi
 # ("MCC jumping") pay less and hide what they sell.
 HIGH_FEE_MCC = frozenset({5944, 7011, 5732, 6051, 6011, 5999, 5311, 5691, 4829, 7995})
 LOW_FEE_MCC = frozenset({5411, 5812, 5541, 5300, 5912, 4121, 8211, 8062, 9399})
-# A column of ``terminals`` giving the time the registered firmware was loaded (not ``installed_at``).
-FIRMWARE_TIME_COLUMN = "firmware_updated_at"
 _HOUR_PSEUDO = 0.5  # pseudo-count per hour of a model's boot-hour histogram
-
-EvidenceFrames = tuple  # (per-terminal event evidence, boots per terminal and hour, firmware per terminal and hash)
 
 
 def empty_findings() -> pd.DataFrame:
@@ -53,91 +47,8 @@ def empty_findings() -> pd.DataFrame:
                          "events": pd.Series([], dtype=np.int64)})
 
 
-def _group_null(k, n, group, prior_terminals: float, trim: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each terminal's null: a beta-binomial fitted to the terminals of its group (model, or MCC).
-
-    Its mean is the group's pooled rate *without the terminal itself*, shrunk towards the network's (also
-    without it; half a success keeps it above 0) with the weight of ``prior_terminals`` average terminals'
-    trials. Its overdispersion ``rho`` (0: binomial, every terminal alike; larger: rates differ between
-    terminals, e.g. some renew their address daily and others never) is the method-of-moments estimate over
-    the group without the ``trim`` share (rounded down) of terminals with the highest rates ``k / n``, so
-    that a few tampered terminals cannot widen the null that tests them.
-
-    Returns
-    -------
-    (mu, rho) : float64 arrays, one value per terminal.
-    """
-    k, n, group = np.asarray(k, np.float64), np.asarray(n, np.float64), np.asarray(group, np.int64)
-    mu, rho = np.full(len(k), 0.5), np.zeros(len(k))
-    active = n > 0
-    if not active.any():
-        return mu, rho
-    net = (k.sum() - k + 0.5) / (n.sum() - n + 1.0)
-    prior = prior_terminals * n[active].mean()
-    kg = np.bincount(group, weights=k)[group] - k
-    ng = np.bincount(group, weights=n)[group] - n
-    mu = np.clip((kg + prior * net) / (ng + prior), 1e-12, 1.0 - 1e-9)
-    rate = k / np.maximum(n, 1.0)
-    for g in np.unique(group[active]):
-        idx = np.flatnonzero(active & (group == g))
-        keep = idx[np.argsort(rate[idx], kind="stable")[: len(idx) - int(math.floor(trim * len(idx)))]]
-        kk, nn = k[keep], n[keep]
-        m = kk.sum() / nn.sum() if nn.sum() > 0 else 0.0
-        den = (nn * (nn - 1.0)).sum() * m * (1.0 - m)
-        if den > 0:
-            num = ((kk - nn * m) ** 2 - nn * m * (1.0 - m)).sum()
-            rho[group == g] = min(max(num / den, 0.0), 0.99)
-    return mu, rho
-
-
-def _with_spread(details: list, rho: np.ndarray) -> list:
-    """``details`` with the null's overdispersion where terminals of the group differ (rho > 0)."""
-    return [d + (f" (rates differ between its terminals: overdispersion {r:.2g})" if r > 0 else "")
-            for d, r in zip(details, rho)]
-
-
-def _binom_p(k, n, rate) -> np.ndarray:
-    """P(X >= k), X ~ Binomial(n, rate), per element (1 where k < 1)."""
-    k, n, rate = (np.asarray(a, np.float64) for a in (k, n, rate))
-    out = np.ones(len(k))
-    for i in np.flatnonzero(k >= 1):
-        out[i] = math.exp(log_binom_sf(float(k[i]), float(n[i]), float(rate[i])))
-    return out
-
-
-def _binom_cdf(c, n, f) -> np.ndarray:
-    """P(X <= c), X ~ Binomial(n, f), per element, through the upper tail of n - X (accurate when tiny)."""
-    c, n, f = (np.asarray(a, np.float64) for a in (c, n, f))
-    return _binom_p(n - c, n, 1.0 - f) if len(c) else np.zeros(0)
-
-
 def _codes(values) -> np.ndarray:
     return pd.factorize(pd.Series(values, dtype=object).fillna(""), sort=True)[0].astype(np.int64)
-
-
-def _model_names(values) -> np.ndarray:
-    """Model names as compared: upper-cased and stripped, "" when missing."""
-    return pd.Series(values, dtype=object).fillna("").astype(str).str.strip().str.upper().to_numpy(dtype=object)
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The lower weighted median of ``values`` (0 when no weight)."""
-    values, weights = np.asarray(values, np.float64), np.asarray(weights, np.float64)
-    keep = weights > 0
-    if not keep.any():
-        return 0.0
-    order = np.argsort(values[keep], kind="stable")
-    cum = np.cumsum(weights[keep][order])
-    return float(values[keep][order][np.searchsorted(cum, cum[-1] / 2.0)])
-
-
-def _model_of(terminal_ids: np.ndarray, terminals: pd.DataFrame) -> np.ndarray:
-    """Each terminal's model (upper-cased, stripped; "" when unknown)."""
-    if not len(terminals) or "model" not in terminals.columns:
-        return np.full(len(terminal_ids), "", dtype=object)
-    model = pd.Series(terminals["model"].astype(object).to_numpy(), index=terminals["terminal_id"].astype(object))
-    model = model[~model.index.duplicated(keep="last")]
-    return _model_names(model.reindex(pd.Index(terminal_ids, dtype=object)).to_numpy())
 
 
 class IntegrityDetector(BaseDetector):
@@ -240,34 +151,8 @@ class IntegrityDetector(BaseDetector):
         self.odd_share = odd_share
 
     # ------------------------------------------------------------------ evidence, per terminal
-    @staticmethod
-    def stan_use(p: Projection) -> pd.DataFrame:
-        """Per terminal (any subset of terminals may be given): its model and ``STAN_USE`` (steps in STAN
-        order, sequence numbers they skipped, seconds they took)."""
-        use = pd.DataFrame(stan_use(p.term_indptr, p.term_order, p.txn_ts, p.txn_stan), columns=list(STAN_USE))
-        use.insert(0, "terminal_id", p.terminal_ids.astype(object))
-        use.insert(1, "model", _model_of(p.terminal_ids, p.terminals))
-        return use
-
-    @staticmethod
-    def stan_rates(use: pd.DataFrame) -> pd.Series:
-        """Each model's rate of sequence numbers spent without a message, from ``stan_use`` of *every* terminal.
-
-        The seconds-weighted median over the model's terminals of ``stan_skipped / stan_seconds``: a terminal
-        counts by the time it was observed, and the few that hide messages cannot move it.
-
-        Returns
-        -------
-        Series
-            model -> numbers per second (0 for a model whose terminals use every number).
-        """
-        use = use.sort_values("terminal_id", kind="stable")
-        seconds = use["stan_seconds"].to_numpy(np.float64)
-        rate = use["stan_skipped"].to_numpy(np.float64) / np.maximum(seconds, 1.0)
-        model = use["model"].fillna("").to_numpy(dtype=object)
-        names = sorted(set(model))
-        return pd.Series([_weighted_median(rate[model == m], seconds[model == m]) for m in names],
-                         index=pd.Index(names, dtype=object), dtype=np.float64)
+    stan_use = staticmethod(stan_use)  # graph.detectors.integrity_evidence: no parameter of the decision
+    stan_rates = staticmethod(stan_rates)
 
     def kernel_args(self, p: Projection, rates: pd.Series | None = None) -> tuple:
         """Arguments of ``graph.kernels.integrity.terminal_stats`` for this projection and these parameters
@@ -278,7 +163,7 @@ class IntegrityDetector(BaseDetector):
         reg_mcc[has_merchant] = merchant_mcc.to_numpy(np.int32)[p.terminal_merchant[has_merchant]]
         stan_rate = np.zeros(p.n_terminals)
         if rates is not None and len(rates) and p.n_terminals:
-            stan_rate = (pd.Series(rates, dtype=np.float64).reindex(_model_of(p.terminal_ids, p.terminals))
+            stan_rate = (pd.Series(rates, dtype=np.float64).reindex(model_of(p.terminal_ids, p.terminals))
                          .fillna(0.0).to_numpy(np.float64))
         return (p.term_indptr, p.term_order, p.txn_ts, p.txn_stan, p.txn_type, p.txn_lat, p.txn_lon, p.txn_mcc,
                 p.terminal_lat, p.terminal_lon, reg_mcc, np.ascontiguousarray(stan_rate), int(self.min_gap),
@@ -326,127 +211,8 @@ class IntegrityDetector(BaseDetector):
 
     def event_evidence(self, terminal_ids, terminals: pd.DataFrame, events: pd.DataFrame,
                        approved: pd.DataFrame) -> EvidenceFrames:
-        """Per-terminal evidence from the reference tables (terminal events, registry, firmware allow-list).
-
-        Parameters
-        ----------
-        terminal_ids : array of str
-            The terminals scored (events of others are ignored).
-        terminals, events, approved : DataFrame
-            As in ``Projection`` (``terminals``, ``terminal_events``, ``approved_firmware``).
-
-        Returns
-        -------
-        (per_terminal, boots, firmware) : DataFrames
-            per_terminal: terminal_id, model, ev_n, ev_located, ev_far, ev_far_first, ev_far_last, tamper_n,
-            tamper_first, tamper_last, ``IP_STATS``; boots: terminal_id, hour (UTC), n, first, last;
-            firmware: terminal_id, hash, on_list (on the allow-list for the terminal's model), timed (reported
-            with a time), bad (timed reports off the list or before approval), early, first, last, approved_at.
-        """
-        ids = np.asarray(terminal_ids, dtype=object)
-        n_t = len(ids)
-        terminals = terminals if terminals is not None else pd.DataFrame({"terminal_id": []})
-        model = _model_of(ids, terminals)
-        per = pd.DataFrame({"terminal_id": ids, "model": model})
-        for c in ("ev_n", "ev_located", "ev_far", "tamper_n"):
-            per[c] = np.zeros(n_t, np.int64)
-        for c in ("ev_far_first", "tamper_first"):
-            per[c] = np.full(n_t, NO_TIME, np.int64)
-        for c in ("ev_far_last", "tamper_last"):
-            per[c] = np.full(n_t, -1, np.int64)
-        ev = events if events is not None else pd.DataFrame({"terminal_id": [], "ts": []})
-        term = (pd.Index(ids).get_indexer(ev["terminal_id"].astype(object)) if len(ev) and n_t
-                else np.zeros(len(ev), np.int64))
-        ts = to_epoch_seconds(ev["ts"]) if len(ev) else np.zeros(0, np.int64)
-        ok = (term >= 0) & (ts >= 0)
-        term, ts = term[ok].astype(np.int64), ts[ok]
-        kind = (ev["event"].astype(object).fillna("").astype(str).str.strip().str.lower().to_numpy()[ok]
-                if "event" in ev.columns else np.full(len(term), "", dtype=object))
-        per["ev_n"] = np.bincount(term, minlength=n_t)
-        self._far_events(per, ev, ok, term, ts, ids, terminals)
-        tamper = kind == "tamper"
-        if tamper.any():
-            g = pd.DataFrame({"t": term[tamper], "ts": ts[tamper]}).groupby("t")["ts"].agg(["size", "min", "max"])
-            per.loc[g.index, "tamper_n"] = g["size"].to_numpy()
-            per.loc[g.index, "tamper_first"] = g["min"].to_numpy()
-            per.loc[g.index, "tamper_last"] = g["max"].to_numpy()
-        ip = (pd.factorize(ev["ip"].astype(object).to_numpy()[ok], use_na_sentinel=True)[0].astype(np.int64)
-              if "ip" in ev.columns else np.full(len(term), -1, np.int64))
-        order = np.lexsort((ts, term)).astype(np.int64)
-        indptr = np.searchsorted(term[order], np.arange(n_t + 1)).astype(np.int64)
-        ips = address_changes(indptr, order, np.ascontiguousarray(ts), np.ascontiguousarray(ip))
-        for j, c in enumerate(IP_STATS):
-            per[c] = ips[:, j]
-        boot = kind == "boot"
-        boots = (pd.DataFrame({"terminal_id": ids[term[boot]], "hour": (ts[boot] // 3600) % 24, "ts": ts[boot]})
-                 .groupby(["terminal_id", "hour"])["ts"].agg(n="size", first="min", last="max").reset_index())
-        firmware = self._firmware_evidence(ids, model, terminals, ev, ok, term, ts, approved)
-        return per, boots, firmware
-
-    def _far_events(self, per, ev, ok, term, ts, ids, terminals) -> None:
-        if not len(term) or "lat" not in ev.columns or "lon" not in ev.columns or "lat" not in terminals.columns:
-            return
-        reg = terminals.drop_duplicates("terminal_id", keep="last").set_index(
-            terminals.drop_duplicates("terminal_id", keep="last")["terminal_id"].astype(object))
-        home_lat = pd.to_numeric(reg["lat"], errors="coerce").reindex(pd.Index(ids)).to_numpy(np.float64)
-        home_lon = pd.to_numeric(reg["lon"], errors="coerce").reindex(pd.Index(ids)).to_numpy(np.float64)
-        lat = pd.to_numeric(ev["lat"], errors="coerce").to_numpy(np.float64)[ok]
-        lon = pd.to_numeric(ev["lon"], errors="coerce").to_numpy(np.float64)[ok]
-        located = np.isfinite(lat) & np.isfinite(lon) & np.isfinite(home_lat[term]) & np.isfinite(home_lon[term])
-        dist = np.full(len(term), np.nan)
-        dist[located] = haversine_km_array(lat[located], lon[located], home_lat[term[located]],
-                                           home_lon[term[located]])
-        far = located & (dist > self.far_km)
-        per["ev_located"] = np.bincount(term[located], minlength=len(ids))
-        if far.any():
-            g = pd.DataFrame({"t": term[far], "ts": ts[far]}).groupby("t")["ts"].agg(["size", "min", "max"])
-            per.loc[g.index, "ev_far"] = g["size"].to_numpy()
-            per.loc[g.index, "ev_far_first"] = g["min"].to_numpy()
-            per.loc[g.index, "ev_far_last"] = g["max"].to_numpy()
-
-    @staticmethod
-    def _firmware_evidence(ids, model, terminals, ev, ok, term, ts, approved) -> pd.DataFrame:
-        columns = ["terminal_id", "hash", "on_list", "timed", "bad", "early", "first", "last", "approved_at"]
-        if approved is None or not len(approved) or "firmware_hash" not in approved.columns:
-            return pd.DataFrame({c: [] for c in columns})
-        seen = []  # (terminal, ts or -1, hash): events, and the registry (timed only by firmware_updated_at)
-        if "firmware_hash" in ev.columns and len(term):
-            seen.append(pd.DataFrame({"t": term, "ts": ts, "hash": ev["firmware_hash"].astype(object).to_numpy()[ok]}))
-        if len(terminals) and "firmware_hash" in terminals.columns:
-            t = pd.Index(ids).get_indexer(terminals["terminal_id"].astype(object)) if len(ids) else \
-                np.full(len(terminals), -1)
-            when = (to_epoch_seconds(terminals[FIRMWARE_TIME_COLUMN]) if FIRMWARE_TIME_COLUMN in terminals.columns
-                    else np.full(len(terminals), -1, np.int64))
-            hashes = terminals["firmware_hash"].astype(object).to_numpy()
-            seen.append(pd.DataFrame({"t": t, "ts": when, "hash": hashes}))
-        if not seen:
-            return pd.DataFrame({c: [] for c in columns})
-        fw = pd.concat(seen, ignore_index=True)
-        fw = fw[(fw["t"] >= 0) & fw["hash"].notna()]
-        fw["hash"] = fw["hash"].astype(str).str.strip()
-        fw = fw[fw["hash"] != ""]
-        allow = approved.dropna(subset=["firmware_hash"]).drop_duplicates("firmware_hash", keep="last")
-        listed = pd.Index(allow["firmware_hash"].astype(str).str.strip())
-        allow_at = pd.Series(to_epoch_seconds(allow["approved_at"]) if "approved_at" in allow.columns
-                             else np.full(len(allow), -1, np.int64), index=listed)
-        allow_model = pd.Series(_model_names(allow["model"]) if "model" in allow.columns else "", index=listed)
-        t_model = model[fw["t"].to_numpy()]
-        listed_for = fw["hash"].map(allow_model)
-        on_list = listed_for.notna().to_numpy() & ((listed_for.fillna("").to_numpy() == "") | (t_model == "")
-                                                   | (listed_for.fillna("").to_numpy() == t_model))
-        at = fw["hash"].map(allow_at).fillna(-1).to_numpy(np.int64)
-        timed = fw["ts"].to_numpy() >= 0
-        early = on_list & timed & (at >= 0) & (fw["ts"].to_numpy() < at)
-        bad = timed & (~on_list | early)
-        frame = pd.DataFrame({"terminal_id": ids[fw["t"].to_numpy()], "hash": fw["hash"].to_numpy(), "on_list": on_list,
-                              "timed": timed, "bad": bad, "early": early,
-                              "bad_ts": np.where(bad, fw["ts"].to_numpy(), -1), "approved_at": at})
-        frame["first"] = frame["bad_ts"].where(frame["bad"], NO_TIME)
-        frame["last"] = frame["bad_ts"]
-        return (frame.groupby(["terminal_id", "hash"], sort=True)
-                .agg(on_list=("on_list", "all"), timed=("timed", "any"), bad=("bad", "sum"), early=("early", "any"),
-                     first=("first", "min"), last=("last", "max"), approved_at=("approved_at", "max"))
-                .reset_index()[columns])
+        """``graph.detectors.integrity_evidence.event_evidence`` at this detector's ``far_km``."""
+        return event_evidence(terminal_ids, terminals, events, approved, self.far_km)
 
     # ------------------------------------------------------------------ the decision, over all terminals
     def fit(self, projection: Projection) -> "IntegrityDetector":
@@ -516,7 +282,7 @@ class IntegrityDetector(BaseDetector):
         """One-sided beta-binomial p-values of ``k`` of ``n`` against each terminal's group null, for the rows
         with ``enough`` evidence and k >= 1; returns (rows, p, mu, rho) for those rows."""
         k, n = np.asarray(k, np.int64), np.asarray(n, np.int64)
-        mu, rho = _group_null(k, n, group, self.prior_terminals, self.trim)
+        mu, rho = group_null(k, n, group, self.prior_terminals, self.trim)
         sel = np.asarray(enough & (k >= 1), bool)
         p = np.exp(betabinom_logsf(k[sel], n[sel], mu[sel], rho[sel]))
         return sel, p, mu[sel], rho[sel]
@@ -530,7 +296,7 @@ class IntegrityDetector(BaseDetector):
                    + (f" beyond the {v * 86400:.3g} numbers a day its model spends without one" if v > 0 else "")
                    + f" (the model's terminals: {x:.2%} of sequence numbers missing, expected {x * (n + m):.2g})"
                    for r, m, n, v, x in zip(d["gap_runs"], d["gap_missing"], d["stan_n"], d["stan_rate"], rate)]
-        return "trace_gap", int((numbers > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho),
+        return "trace_gap", int((numbers > 0).sum()), self._rows(s, sel, p, with_spread(details, rho),
                                                                  d["gap_first"], d["gap_last"], d["gap_runs"])
 
     def _clock_skew(self, s):
@@ -539,7 +305,7 @@ class IntegrityDetector(BaseDetector):
         d = s[sel]
         details = [f"time went back {e} times in STAN order, at most {h / 3600:.1f} h (expected {x:.2g} at the "
                    f"model's rate)" for e, h, x in zip(d["skew_events"], d["skew_max_s"], rate * steps[sel])]
-        details = _with_spread(details, rho)
+        details = with_spread(details, rho)
         return "clock_skew", int((steps > 0).sum()), self._rows(s, sel, p, details, d["skew_first"], d["skew_last"],
                                                                 d["skew_events"])
 
@@ -553,7 +319,7 @@ class IntegrityDetector(BaseDetector):
         details = [f"{f} of {loc} located transactions and {e} of {el} terminal events over {self.far_km:g} km from "
                    f"the registered position (the model's terminals: {x:.2%} of positions)"
                    for f, loc, e, el, x in zip(d["far_n"], d["located"], d["ev_far"], d["ev_located"], rate)]
-        return "relocation", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), first, last, k[sel])
+        return "relocation", int((n > 0).sum()), self._rows(s, sel, p, with_spread(details, rho), first, last, k[sel])
 
     def _mcc_mismatch(self, s):
         k, n = s["mcc_n"].to_numpy(), s["mcc_known"].to_numpy()
@@ -564,7 +330,7 @@ class IntegrityDetector(BaseDetector):
                    + (" (high-fee to low-fee)" if g else "") + f" (merchants of MCC {r:04d}: {x:.2%})"
                    for a, b, m, r, g, x in zip(d["mcc_n"], d["mcc_known"], d["mcc_sent"], d["reg_mcc"], downgrade,
                                                rate)]
-        details = _with_spread(details, rho)
+        details = with_spread(details, rho)
         return "mcc_mismatch", int((n > 0).sum()), self._rows(s, sel, p, details, d["mcc_first"], d["mcc_last"],
                                                               d["mcc_n"])
 
@@ -578,7 +344,7 @@ class IntegrityDetector(BaseDetector):
         window = int(self.window_hours * 3600)
         span = np.maximum(s["last_ts"].to_numpy() - s["first_ts"].to_numpy(), 0)
         windows = np.where(s["n"].to_numpy() > 0, np.maximum(1.0, np.ceil(span / max(window, 1))), 1.0)
-        p = np.minimum(1.0, _binom_p(s["vr_window"].to_numpy()[sel], s["vr_window_n"].to_numpy()[sel], rate[sel])
+        p = np.minimum(1.0, binom_upper(s["vr_window"].to_numpy()[sel], s["vr_window_n"].to_numpy()[sel], rate[sel])
                        * windows[sel])
         d = s[sel]
         details = [f"{k} voids/refunds among {m} messages within {self.window_hours:g} h (usual rate {r:.1%}, "
@@ -613,7 +379,7 @@ class IntegrityDetector(BaseDetector):
         known = np.isfinite(bad["f"].to_numpy())
         bad["p"] = 1.0
         if known.any():
-            bad.loc[known, "p"] = _binom_cdf(bad.loc[known, "c"], bad.loc[known, "N"], bad.loc[known, "f"])
+            bad.loc[known, "p"] = binom_lower(bad.loc[known, "c"], bad.loc[known, "N"], bad.loc[known, "f"])
         bad = bad.sort_values(["terminal_id", "p", "hash"], kind="stable")
         n_bad = bad.groupby("terminal_id").size()
         best = bad.drop_duplicates("terminal_id").set_index("terminal_id")
@@ -639,7 +405,7 @@ class IntegrityDetector(BaseDetector):
         d = s[sel]
         details = [f"{a} tamper events among {b} events (the model's terminals: {x:.2%} of events, expected "
                    f"{x * b:.2g})" for a, b, x in zip(d["tamper_n"], d["ev_n"], rate)]
-        return "tamper_event", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), d["tamper_first"],
+        return "tamper_event", int((n > 0).sum()), self._rows(s, sel, p, with_spread(details, rho), d["tamper_first"],
                                                               d["tamper_last"], d["tamper_n"])
 
     def _new_ip(self, s):
@@ -649,7 +415,7 @@ class IntegrityDetector(BaseDetector):
         details = [f"moved to a network address it never used before {a} times in {b} address reports (the "
                    f"model's terminals: {x:.2%} of reports, expected {x * b:.2g})"
                    for a, b, x in zip(d["ip_new"], n[sel], rate)]
-        details = _with_spread(details, rho)
+        details = with_spread(details, rho)
         return "new_ip", int((n > 0).sum()), self._rows(s, sel, p, details, d["ip_first"], d["ip_last"], d["ip_new"])
 
     def _odd_boots(self, s, boots):
@@ -674,5 +440,5 @@ class IntegrityDetector(BaseDetector):
                    + ", ".join(f"{h:02d}:00" for h in hs) + f" UTC: {sh:.1%} of the model's boots; its terminals"
                    f" boot at such hours {x:.2%} of the time, expected {x * m:.2g})"
                    for a, m, hs, sh, x in zip(k[sel], n[sel], g["hours"], g["share"], rate)]
-        return "odd_hour_boot", int((n > 0).sum()), self._rows(s, sel, p, _with_spread(details, rho), g["first"],
+        return "odd_hour_boot", int((n > 0).sum()), self._rows(s, sel, p, with_spread(details, rho), g["first"],
                                                                g["last"], k[sel])
