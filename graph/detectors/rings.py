@@ -255,40 +255,105 @@ def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.intersect1d(a, b)) >= 0.5 * max(len(a), len(b))
 
 
-def _attached_cards(r, v, n_r, n_v, cols, taken) -> np.ndarray:
-    """Cards outside the ring whose edges go to its merchants more than chance allows.
+def _habit_shares(habits, n_r: int, n_v: int, rows: np.ndarray, cols: np.ndarray, prior: float):
+    """From the ordinary transactions ``habits`` = (rows, cols, counts) (``_visits_of``; rows ``>= n_r`` are
+    cards without edges): each card's share of its ordinary transactions made at the merchants ``cols``, and
+    each merchant's share of its ordinary transactions made by the cards ``rows``, each with one more
+    transaction counted at the share ``prior`` (a place seen once is not known to be a habit; ``prior``
+    without any)."""
+    hr, hc, hn = habits
+    hn = np.asarray(hn, np.float64)
+    in_v, in_r = np.zeros(n_v, np.bool_), np.zeros(max(int(hr.max()) + 1 if len(hr) else 0, n_r), np.bool_)
+    in_v[cols], in_r[rows] = True, True
+    known = hr < n_r
+    card_there = np.bincount(hr[known], weights=(hn * in_v[hc])[known], minlength=n_r)
+    card_all = np.bincount(hr[known], weights=hn[known], minlength=n_r)
+    merchant_by = np.bincount(hc, weights=hn * in_r[hr], minlength=n_v)
+    merchant_all = np.bincount(hc, weights=hn, minlength=n_v)
+    return (card_there + prior) / (card_all + 1.0), (merchant_by + prior) / (merchant_all + 1.0)
 
-    A card with ``k`` edges of which ``j >= 2`` reach the ring's merchants (one shop is no pattern: cards
-    shop near home), these holding a share ``f`` of all edge ends, has ``p = P(Binomial(k, f) >= j)``; it is
-    attached when its BH q (over the cards touching the ring) is within ``REPORT_Q``. Peeling leaves out
-    ring cards whose degree falls below the block's density; this takes them back, and no merchant.
+
+def _member_merchants(r, v, n, n_r, n_v, rows, cols, habits) -> np.ndarray:
+    """The merchants of a block that are members of its ring: those whose unusual transactions the ring's
+    cards make more often than chance and their customers' habits allow.
+
+    Merchant ``m`` has ``U`` unusual transactions (``n`` per edge ``r``, ``v``), ``u`` of them by the cards
+    ``rows``; ``p = P(Binomial(U, f) >= u)``, ``f`` being the larger of the cards' share of all unusual
+    transactions (the run's null) and their share of ``m``'s ordinary transactions (``_habit_shares``; the
+    habit null: a busy place that the ring's cards also go to, ordinarily, gets their unusual transactions
+    as it gets their ordinary ones). A member has BH q (over ``cols``) within ``REPORT_Q``.
+    """
+    in_r = np.zeros(n_r, np.bool_)
+    in_r[rows] = True
+    by = in_r[r]
+    share = n[by].sum() / max(n.sum(), 1)
+    u = np.bincount(v[by], weights=n[by], minlength=n_v)[cols].astype(np.int64)
+    total = np.bincount(v, weights=n, minlength=n_v)[cols].astype(np.int64)
+    own = _habit_shares(habits, n_r, n_v, rows, cols, share)[1][cols]
+    q = bh_qvalues(binom_sf(u, total, np.maximum(share, own)))
+    return cols[q <= REPORT_Q]
+
+
+def _attached_cards(r, v, n, n_r, n_v, cols, taken, habits) -> np.ndarray:
+    """Cards outside the ring whose unusual transactions go to its merchants more often than chance and
+    their own habits allow.
+
+    A card with ``k`` unusual transactions (``n`` per edge ``r``, ``v``), ``j`` of them at the merchants
+    ``cols``, has ``p = P(Binomial(k, f) >= j)``, ``f`` being the larger of the share of all unusual
+    transactions that these merchants hold (the run's null) and the card's own share of ordinary
+    transactions there (``_habit_shares``; the habit null: a regular of these places makes unusual
+    transactions there as it makes ordinary ones). The candidates are the cards with at least one unusual
+    transaction there, so the tail is taken given that one, ``p = P(X >= j) / P(X >= 1)`` (one transaction
+    is no pattern: it gives ``p = 1``); a card is attached when its BH q over the candidates is within
+    ``REPORT_Q``. Peeling leaves out ring cards whose degree falls below the block's density; this takes
+    them back, one by one, and no merchant.
+
+    Parameters
+    ----------
+    r, v, n : int arrays
+        The edges (card and merchant numbers of the suspicion graph) and their unusual transactions.
+    n_r, n_v : int
+    cols : int array
+        The ring's merchants.
+    taken : bool array (n_r)
+        Cards already in a ring: not candidates.
+    habits : (rows, cols, counts)
+        Ordinary transactions per card and merchant of the graph (``_visits_of``).
     """
     in_v = np.zeros(n_v, np.bool_)
     in_v[cols] = True
     into = in_v[v]
-    share = into.sum() / max(len(v), 1)
-    j = np.bincount(r[into], minlength=n_r)
-    k = np.bincount(r, minlength=n_r)
-    cand = np.flatnonzero((j > 1) & ~taken)
+    share = n[into].sum() / max(n.sum(), 1)
+    j = np.bincount(r[into], weights=n[into], minlength=n_r).astype(np.int64)
+    k = np.bincount(r, weights=n, minlength=n_r).astype(np.int64)
+    cand = np.flatnonzero((j > 0) & ~taken)
     if not len(cand):
         return cand
-    q = bh_qvalues(binom_sf(j[cand], k[cand], np.full(len(cand), share)))
+    f = np.maximum(share, _habit_shares(habits, n_r, n_v, np.zeros(0, np.int64), cols, share)[0][cand])
+    first = binom_sf(np.ones(len(cand), np.int64), k[cand], f)
+    p = np.divide(binom_sf(j[cand], k[cand], f), first, out=np.ones(len(cand)), where=first > 0)
+    q = bh_qvalues(np.minimum(p, 1.0))
     return cand[q <= REPORT_Q]
 
 
 def _merge_overlapping(found: list[tuple[int, np.ndarray, np.ndarray]]):
     """Join a part to the first earlier ring (of another block) with which it shares at least half of the
-    merchants of each; compared with each ring's own merchants as first found, so rings never chain."""
+    merchants of each; compared with each ring's own merchants as first found, so rings never chain.
+
+    Returns
+    -------
+    list of (rows, cols, core rows, core cols): each ring and the part that first found it
+    """
     rings: list[list] = []
     for block, rows, cols in found:
         for ring in rings:
             if ring[0] != block and _overlaps(ring[2], cols):
-                ring[1] = np.union1d(ring[1], rows)
-                ring[3] = np.union1d(ring[3], cols)
+                ring[3] = np.union1d(ring[3], rows)
+                ring[4] = np.union1d(ring[4], cols)
                 break
         else:
-            rings.append([block, rows, cols, cols])
-    return [(r[1], r[3]) for r in rings]
+            rings.append([block, rows, cols, rows, cols])
+    return [(r[3], r[4], r[1], r[2]) for r in rings]
 
 
 class RingDetector(BaseDetector):
@@ -309,7 +374,9 @@ class RingDetector(BaseDetector):
        to those maxima (``gumbel_sf``). Peeling stops at the first block that is not significant (its
        Benjamini-Hochberg q over the ``n_blocks`` planned tests above ``REPORT_Q``) unless that block is
        the rest of a ring found earlier (it shares at least half of the merchants of each: the ring's cards
-       left out of the first block because their degree fell below its density), which joins that ring.
+       left out of the first block because their degree fell below its density); peeling then goes on,
+       but a block that is not significant adds no member to any ring (its ring cards come back one by
+       one in step 5, each significant).
        **Confirmation, the habit null**: a genuine community (a city's regulars of its night-time places,
        going back to the same few bars, taxis and fuel stations) is denser than any degree-preserving
        randomisation, because people go back to the same places. The candidate rings (step 4) are therefore
@@ -329,11 +396,18 @@ class RingDetector(BaseDetector):
        ring only when they share at least half of the merchants of each (never transitively). Each part
        with at least ``min_cards`` cards and ``min_merchants`` merchants gets its own p-value (same null)
        and q-value (BH over all parts and planned blocks); rings with q above ``REPORT_Q`` are not
-       reported. A part larger than ``max_share`` of the graph's cards or merchants (at least
-       ``min_cap`` of each) is not a ring (logged). ``score = min(1, -log10(q) / 10)``.
-    5. **Left-out cards**: a card outside the reported rings whose edges reach a ring's merchants more
-       often than their share of all edges allows (binomial tail, BH within ``REPORT_Q``;
-       ``_attached_cards``) joins that ring: peeling drops ring cards whose degree is below the density.
+       reported. A ring larger than ``max_share`` of the graph's cards or merchants (at least ``min_cap``
+       of each) is cut back to the part that first found it, and a part that large on its own is not a ring
+       (logged). ``score = min(1, -log10(q) / 10)``.
+    5. **Members**, each significant under both nulls: a merchant of a significant ring stays in it when
+       the ring's cards make more of its unusual transactions than their share of all unusual transactions
+       and their share of its ordinary ones predict (``_member_merchants``: a busy place that the ring's
+       cards also go to, as everyone does, is no member; the ring's cards keep an unusual transaction at a
+       member merchant); a card outside the rings joins one when more of its unusual transactions go to
+       the ring's merchants than their share of all unusual transactions and its own share of ordinary
+       transactions there predict (``_attached_cards``: peeling drops ring cards whose degree is below the
+       density; a regular of the ring's merchants is not taken). Binomial tails, BH within ``REPORT_Q``.
+       A ring that the cards attached would take over the cap keeps its significant block alone.
 
     Parameters
     ----------
@@ -402,7 +476,8 @@ class RingDetector(BaseDetector):
         key = p.txn_card[mask].astype(np.int64) * max(p.n_merchants, 1) + p.txn_merchant[mask]
         pairs, inverse = np.unique(key, return_inverse=True)
         weight = np.log1p(np.bincount(inverse, weights=s[mask], minlength=len(pairs)))
-        return pairs // max(p.n_merchants, 1), pairs % max(p.n_merchants, 1), weight, mask, s
+        return pairs // max(p.n_merchants, 1), pairs % max(p.n_merchants, 1), weight, mask, s, \
+            np.bincount(inverse, minlength=len(pairs)).astype(np.int64)
 
     def fit(self, projection: Projection, counts=None, visits: pd.DataFrame | None = None) -> "RingDetector":
         """Build the suspicion graph, peel its significant dense blocks and report the significant rings.
@@ -412,7 +487,7 @@ class RingDetector(BaseDetector):
         over all of them and the ordinary visits of the others).
         """
         p = projection
-        cards, merchants, weight, mask, s = self._edges(p, counts)
+        cards, merchants, weight, mask, s, n_txns = self._edges(p, counts)
         # compact numbering: the graph is the same whatever else the projection holds
         ucards, r = np.unique(cards, return_inverse=True)
         umerch, v = np.unique(merchants, return_inverse=True)
@@ -435,7 +510,13 @@ class RingDetector(BaseDetector):
             cap_v = max(int(self.min_cap), math.ceil(self.max_share * n_v))
             found = self._blocks(r, v, weight, n_r, n_v, density, (cap_r, cap_v))
             candidates = []
-            for rows, cols in _merge_overlapping(found):
+            for rows, cols, core_rows, core_cols in _merge_overlapping(found):
+                if len(rows) > cap_r or len(cols) > cap_v:
+                    # parts of later blocks joined past the cap: the ring as first found
+                    log.info("ring of %d cards and %d merchants is over the cap (%d, %d): cut back to the part "
+                             "that found it (%d, %d)", len(rows), len(cols), cap_r, cap_v, len(core_rows),
+                             len(core_cols))
+                    rows, cols = core_rows, core_cols
                 if len(rows) < self.min_cards or len(cols) < self.min_merchants:
                     continue
                 if len(rows) > cap_r or len(cols) > cap_v:
@@ -464,15 +545,32 @@ class RingDetector(BaseDetector):
                     taken[rows] |= qq <= REPORT_Q
                 for (rows, cols, d), pp, qq in zip(candidates, pv, qv):
                     if qq <= REPORT_Q:
-                        rows = np.union1d(rows, _attached_cards(r, v, n_r, n_v, cols, taken))
+                        rows, cols = self._members(r, v, n_txns, n_r, n_v, rows, cols, (vr, vc, vn))
+                        attached = _attached_cards(r, v, n_txns, n_r, n_v, cols, taken, (vr, vc, vn))
+                        if len(rows) + len(attached) > cap_r:
+                            log.info("ring of %d cards with the %d cards attached is over the cap (%d): its "
+                                     "significant block alone", len(rows) + len(attached), len(attached), cap_r)
+                        else:
+                            rows = np.union1d(rows, attached)
                         taken[rows] = True
-                        if len(rows) > cap_r:
-                            log.info("ring of %d cards with the cards attached is over the cap (%d): not a ring",
-                                     len(rows), cap_r)
-                            continue
                         parts.append(self._ring(p, ucards[rows], umerch[cols], d, float(pp), float(qq), mask))
         self.result_ = self._shape(parts)
         return self
+
+    def _members(self, r, v, n, n_r, n_v, rows, cols, habits):
+        """A significant block's ring: its member merchants (``_member_merchants``) and the cards with an
+        unusual transaction at one of them; the block as found when fewer than ``min_merchants`` or
+        ``min_cards`` would be left."""
+        kept = _member_merchants(r, v, n, n_r, n_v, rows, cols, habits)
+        in_v = np.zeros(n_v, np.bool_)
+        in_v[kept] = True
+        kept_rows = np.intersect1d(rows, r[in_v[v]])
+        if len(kept) < self.min_merchants or len(kept_rows) < self.min_cards:
+            return rows, cols
+        if len(kept) < len(cols):
+            log.info("ring of %d cards and %d merchants: %d merchants and %d cards are members", len(rows),
+                     len(cols), len(kept), len(kept_rows))
+        return kept_rows, kept
 
     def _blocks(self, r, v, weight, n_r, n_v, density, cap):
         """Peel block after block while each is significant; their parts as (block number, rows, cols)."""
@@ -497,14 +595,13 @@ class RingDetector(BaseDetector):
                                                                                   weight[inside & active])]
             parts = _parts(edges, int(self.min_cards), int(self.min_merchants))
             if not significant:
-                # not significant on its own: only the rest of a ring found earlier (its cards whose edges
-                # to the ring's merchants were not in the first block) is kept, and peeling goes on
-                rest = [(rr, cc) for rr, cc in parts if any(_overlaps(cc, c0) for b0, _, c0 in found if b0 < k)]
-                if not rest:
+                # the rest of a ring found earlier (its cards whose edges to the ring's merchants were not in
+                # the first block): peeling goes on, but a part that is not significant adds no member (its
+                # ring cards come back one by one, each significant, through ``_attached_cards``)
+                if not any(_overlaps(cc, c0) for rr, cc in parts for b0, _, c0 in found if b0 < k):
                     break
-                parts = rest
-            for rr, cc in parts:
-                found.append((k, rr, cc))
+            else:
+                found.extend((k, rr, cc) for rr, cc in parts)
             active &= ~inside
             if not active.any():
                 break

@@ -98,6 +98,20 @@ def _jaccard(truth: set, found: dict) -> float:
     return max([len(truth & f) / len(truth | f) for f in found.values()] or [0.0])
 
 
+def _weak_ring(seed=11, n_weak=3, per_weak=3):
+    """A ring of 20 cards and 4 merchants in a background of 80k transactions, and ``n_weak`` ring cards with
+    ``per_weak`` transactions each at distinct ring merchants (too few for peeling to keep them)."""
+    strong, weak = [f"r{i}" for i in range(20)], [f"w{i}" for i in range(n_weak)]
+    merchants = [f"rm{i}" for i in range(4)]
+    rng = np.random.default_rng(seed)
+    weak_rows = ([c for c in weak for _ in range(per_weak)],
+                 [m for _ in weak for m in rng.choice(merchants, per_weak, replace=False)],
+                 [DAY0 + int(rng.integers(0, 60)) * 86400 + 2 * 3600 for _ in range(per_weak * len(weak))],
+                 [5000.0] * (per_weak * len(weak)))
+    background = _background(9, n_txns=80_000, n_cards=8000, n_merchants=1200)
+    return strong, weak, merchants, _join(background, _ring(9, strong, merchants), weak_rows)
+
+
 def test_roundness_levels():
     assert roundness(np.array([5000.0, 9999.0, 49990.0, 123.45, 12.0, 0.0, -50.0, np.nan])).tolist() == [
         5, 6, 6, 0, 2, 0, 0, 0]
@@ -216,22 +230,18 @@ def test_nothing_planted_gives_no_ring(seed, tmp_path):
 
 
 def test_ring_cards_left_out_by_peeling_are_taken_back_and_neighbours_are_not():
-    strong, weak = [f"r{i}" for i in range(20)], [f"w{i}" for i in range(3)]
-    merchants = [f"rm{i}" for i in range(4)]
-    rng = np.random.default_rng(11)
-    weak_rows = ([c for c in weak for _ in range(2)],
-                 [m for _ in weak for m in rng.choice(merchants, 2, replace=False)],
-                 [DAY0 + int(rng.integers(0, 60)) * 86400 + 2 * 3600 for _ in range(2 * len(weak))],
-                 [5000.0] * (2 * len(weak)))
+    strong, weak, merchants, rows = _weak_ring()
     neighbours = ([f"n{i}" for i in range(10)], [merchants[i % 4] for i in range(10)],
                   [DAY0 + i * 86400 + 3 * 3600 for i in range(10)], [20000.0] * 10)
-    p = Projection.from_frames(_frame(*_join(_background(9), _ring(9, strong, merchants), weak_rows, neighbours)))
-    found = _rings(RingDetector().fit(p).result_)
+    p = Projection.from_frames(_frame(*_join(rows, neighbours)))
+    det = RingDetector().fit(p)
+    found = _rings(det.result_)
     assert len(found) == 1
     [ring] = found.values()
-    assert set(weak) <= ring and not any(m.startswith("n") for m in ring)
+    first_block = set(p.card_ids[np.unique(det.edges(p)[0])[det.blocks_[0][0]]])
+    assert not set(weak) & first_block  # left out by peeling ...
+    assert set(weak) <= ring and not any(m.startswith("n") for m in ring)  # ... and taken back, one by one
     assert _jaccard(set(strong + weak + merchants), found) >= 0.9
-
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -280,3 +290,50 @@ def test_visit_pool_sorts_visits_by_merchant_and_lends_a_region_s_visits_to_merc
     assert pools[0] == [1, 1, 2] and pools[2] == [3, 3, 3, 4] and pools[3] == [0]
     assert pools[1] == pools[0]  # its region's visits
     assert sorted(pools[4]) == sorted(pool_rows.tolist()) and len(pool_rows) == counts.sum()  # everyone's
+
+
+def test_a_ring_over_the_cap_with_its_attached_cards_is_cut_back_to_its_significant_block():
+    """The old code dropped the whole ring when the cards attached to it passed the cap."""
+    strong, weak, merchants, rows = _weak_ring()
+    p = Projection.from_frames(_frame(*rows))
+    free = RingDetector().fit(p)
+    [ring] = _rings(free.result_).values()
+    assert set(weak) <= ring  # taken back when the cap allows
+    capped = RingDetector(max_share=0.0, min_cap=len(strong) + len(weak) - 1).fit(p)
+    found = _rings(capped.result_)
+    assert len(found) == 1 and not set(weak) & set().union(*found.values())
+    assert _jaccard(set(strong + merchants), found) >= 0.85
+    assert capped.result_["cards"].max() <= len(strong) + len(weak) - 1
+    assert capped.result_["q_value"].max() == free.result_["q_value"].max()
+
+
+def test_regulars_of_the_ring_s_merchants_are_not_attached_and_a_busy_place_of_its_cards_is_no_member():
+    """Cards whose unusual transactions at the ring's merchants are what their own habits predict (they go
+    there every week) are not ring cards, and a busy night-time place that the ring's cards also go to, as
+    everyone does, is not a ring merchant: the old code attached the first and kept the second."""
+    strong, weak, merchants, rows = _weak_ring()
+    rng = np.random.default_rng(12)
+    extra = [], [], [], []
+    for i in range(12):  # regulars of two ring merchants: daytime habits there, and two night-time visits
+        for k in range(16):
+            extra[0].append(f"g{i}"), extra[1].append(merchants[k % 2])
+            extra[2].append(DAY0 + int(rng.integers(0, 60)) * 86400 + int(rng.integers(10, 18)) * 3600)
+            extra[3].append(float(np.round(np.exp(rng.normal(3.0, 0.5)), 2)))
+        for m in merchants[:2]:
+            extra[0].append(f"g{i}"), extra[1].append(m)
+            extra[2].append(DAY0 + int(rng.integers(0, 60)) * 86400 + 2 * 3600), extra[3].append(5000.0)
+    for i in range(150):  # a busy night-time place: its customers, by day and by night
+        card = strong[i % len(strong)] if i < 40 else f"t{i}"
+        for k in range(6):
+            extra[0].append(card), extra[1].append("taxi")
+            night = k % 2 == 0
+            hour = 2 if night else int(rng.integers(10, 18))
+            extra[2].append(DAY0 + int(rng.integers(0, 60)) * 86400 + hour * 3600)
+            extra[3].append(float(rng.integers(2, 6)) * 10.0 if night else float(np.round(rng.uniform(8, 40), 2)))
+    p = Projection.from_frames(_frame(*_join(rows, extra)))
+    det = RingDetector().fit(p)
+    found = _rings(det.result_)
+    members = set().union(*found.values())
+    assert not any(m.startswith("g") for m in members), sorted(members)
+    assert "taxi" not in members
+    assert _jaccard(set(strong + weak + merchants), found) >= 0.9
