@@ -40,7 +40,9 @@ from graph.catalog import TXN_COLUMNS, committed_paths, staged_reference
 from graph.detectors.cloned import ClonedCardDetector
 from graph.detectors.compromise import exposed_cards
 from graph.detectors.integrity import IntegrityDetector
-from graph.detectors.rings import N_LEVELS, RingDetector, ordinary_visits, suspicion, suspicion_counts
+from graph.detectors.rings import RingDetector
+from graph.detectors.rings_nulls import ordinary_visits
+from graph.detectors.rings_suspicion import N_LEVELS, suspicion, suspicion_counts
 from graph.detectors.skimming import SkimmingDetector
 from graph.kernels.skimming import active_days
 from graph.projection import Projection, to_epoch_seconds

@@ -12,191 +12,19 @@ import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector
-from graph.detectors.significance import REPORT_Q, bh_qvalues, binom_sf
-from graph.kernels.rings import (block_density, column_weights, fraudar_blocks, null_densities, roundness_levels,
-                                visit_null_densities)
+from graph.detectors.rings_nulls import (attached_cards, gumbel_sf, member_merchants, visit_pool, visits_by_index,
+                                         visits_of)
+from graph.detectors.rings_suspicion import suspicion
+from graph.detectors.significance import REPORT_Q, bh_qvalues
+from graph.kernels.rings import block_density, column_weights, fraudar_blocks, null_densities, visit_null_densities
 from graph.projection import Projection
 
-__all__ = ["RingDetector", "RING_COLUMNS", "suspicion", "suspicion_counts", "roundness", "gumbel_sf",
-           "ordinary_visits", "visit_pool", "N_LEVELS"]
+__all__ = ["RingDetector", "RING_COLUMNS"]
 
 log = logging.getLogger("posguard.rings")
 
 RING_COLUMNS = ["ring_id", "kind", "score", "member_type", "member_id", "p_value", "q_value", "density", "cards",
                 "merchants", "terminals", "txns", "amount"]
-N_LEVELS = 16  # roundness levels 0..15: an amount's cents end in up to 15 zeros
-_EULER = 0.5772156649015329
-
-
-def roundness(amount, near_share: float = 0.002) -> np.ndarray:
-    """Roundness level of each amount: the number of trailing zeros of its cents, or of the round number it
-    falls just under (within ``near_share`` of the amount: 9999.00 and 49990.00 count as 10000 and 50000).
-
-    Missing, zero and negative amounts are level 0 (no evidence). Returns int8 in ``0..N_LEVELS-1``.
-
-    Example
-    -------
-    >>> roundness(np.array([5000.0, 9999.0, 123.45, 12.0, np.nan])).tolist()
-    [5, 6, 0, 2, 0]
-    """
-    amount = np.ascontiguousarray(amount, dtype=np.float64)
-    return roundness_levels(amount, float(near_share), N_LEVELS)
-
-
-def suspicion_counts(amount, ts) -> np.ndarray:
-    """Evidence phase: counts of transactions per UTC hour (24) then per roundness level (``N_LEVELS``).
-
-    Counts of separate parts of a run add up (a Spark engine sums them over partitions), and
-    ``suspicion`` turns the run's totals into per-transaction weights.
-    """
-    ts = np.asarray(ts, dtype=np.int64)
-    return _counts(roundness(amount), ts)
-
-
-def _counts(level: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    hours = (ts[ts >= 0] // 3600) % 24
-    return np.concatenate([np.bincount(hours, minlength=24), np.bincount(level, minlength=N_LEVELS)]).astype(np.int64)
-
-
-def _surprisal(counts: np.ndarray, ordinal: bool) -> np.ndarray:
-    """``-log P(a transaction is at least this unusual)`` per bucket, from the run's counts.
-
-    Ordinal (roundness): at least this round, ``P(level >= L)``. Not ordinal (hour): at least this rare an
-    hour, the share of transactions in hours no busier than this one.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    if total <= 0:
-        return np.zeros(len(counts))
-    if ordinal:
-        tail = np.cumsum(counts[::-1])[::-1]
-    else:
-        tail = np.array([counts[counts <= k].sum() for k in counts])
-    return -np.log(np.clip(tail / total, 1e-300, 1.0))
-
-
-def suspicion(amount, ts, counts=None) -> np.ndarray:
-    """Decision phase: the suspicion of each transaction, fitted to the run's base rates.
-
-    ``s = -log P(hour at least this quiet) - log P(amount at least this round)``, the probabilities being
-    the shares of the run's transactions (``counts`` from ``suspicion_counts``, by default of these
-    transactions). The hour is the UTC hour: an hour that is quiet where the run took place is rare in its
-    counts whatever the time zone, and a roundness that is common in its currency weighs nothing. Under
-    independence, ``exp(-s)`` is the probability of a transaction at least this unusual on both counts.
-
-    Example
-    -------
-    >>> amount = np.r_[np.full(99, 12.34), 5000.0]
-    >>> ts = np.r_[np.arange(99) % 12 * 3600 + 9 * 3600, 3 * 3600]
-    >>> s = suspicion(amount, ts)
-    >>> bool(s[-1] > 8 > s[:99].max())
-    True
-    """
-    ts = np.asarray(ts, dtype=np.int64)
-    level = roundness(amount)
-    counts = _counts(level, ts) if counts is None else np.asarray(counts)
-    s_hour, s_round = _surprisal(counts[:24], False), _surprisal(counts[24:], True)
-    out = s_round[level]
-    ok = ts >= 0
-    out[ok] += s_hour[(ts[ok] // 3600) % 24]
-    return out
-
-
-def gumbel_sf(x, null) -> np.ndarray:
-    """P(M >= x) for the maximum M whose draws are ``null``, from a Gumbel fitted by moments.
-
-    The null's sample gives p-values below ``1 / (len(null) + 1)`` through the fitted tail; at or below the
-    largest null draw, the empirical share ``(1 + #{null >= x}) / (len(null) + 1)`` is used when larger.
-
-    Example
-    -------
-    >>> bool(gumbel_sf([10.0], [1.0, 1.2, 0.9, 1.1])[0] < 1e-6)
-    True
-    """
-    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    null = np.asarray(null, dtype=np.float64)
-    if not len(null):
-        return np.ones(len(x))
-    mean, sd = float(null.mean()), float(null.std(ddof=1)) if len(null) > 1 else 0.0
-    beta = max(sd * math.sqrt(6) / math.pi, 1e-3 * abs(mean), 1e-12)
-    mu = mean - _EULER * beta
-    z = np.clip((x - mu) / beta, -50, 700)
-    p = -np.expm1(-np.exp(-z))
-    empirical = (1 + (null[None, :] >= x[:, None]).sum(axis=1)) / (len(null) + 1)
-    p = np.where(x <= null.max(), np.maximum(p, empirical), p)
-    return np.clip(p, 0.0, 1.0)
-
-
-def ordinary_visits(card_ids, merchant_ids) -> pd.DataFrame:
-    """Evidence phase of the visit null: the number ``n`` of ordinary transactions (those that are not edges)
-    per ``card_token`` and ``merchant_id``, from their ids (missing ones left out). Counts of separate parts
-    of a run add up (a Spark engine sums them over partitions)."""
-    frame = pd.DataFrame({"card_token": np.asarray(card_ids, object), "merchant_id": np.asarray(merchant_ids, object)})
-    frame = frame.dropna()
-    return frame.groupby(["card_token", "merchant_id"], sort=True).size().rename("n").reset_index()
-
-
-def visit_pool(rows, cols, counts, regions, n_cols: int):
-    """The ordinary visits (card ``rows``, merchant ``cols``, ``counts`` transactions) as ``visit_randomise``'s
-    pool: one entry per ordinary transaction, sorted by region (``regions`` per merchant), merchant and card.
-
-    A merchant without ordinary transactions draws from those of its region, and a region without any from
-    all of them.
-
-    Returns
-    -------
-    pool_rows, pool_lo, pool_n : int arrays (one entry per ordinary transaction; per merchant)
-    """
-    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-    counts, regions = np.asarray(counts, np.int64), np.asarray(regions, np.int64)
-    order = np.lexsort((rows, cols, regions[cols]))
-    pool_rows = np.repeat(rows[order], counts[order])
-    pool_n = np.bincount(cols, weights=counts, minlength=n_cols).astype(np.int64)
-    # merchants sorted by region: their pools, then each region's, are contiguous
-    by_region = np.lexsort((np.arange(n_cols), regions))
-    pool_lo = np.zeros(n_cols, np.int64)
-    pool_lo[by_region] = np.cumsum(pool_n[by_region]) - pool_n[by_region]
-    n_regions = int(regions.max()) + 1 if n_cols else 0
-    region_n = np.bincount(regions, weights=pool_n, minlength=n_regions).astype(np.int64)
-    region_lo = np.full(n_regions, len(pool_rows), np.int64)
-    np.minimum.at(region_lo, regions, pool_lo)
-    empty = pool_n == 0
-    pool_lo[empty], pool_n[empty] = region_lo[regions[empty]], region_n[regions[empty]]
-    empty = pool_n == 0
-    pool_lo[empty], pool_n[empty] = 0, len(pool_rows)
-    return pool_rows, pool_lo, pool_n
-
-
-def _visits_by_index(visits: pd.DataFrame, card_ids, merchant_ids):
-    """``ordinary_visits`` numbered as the graph: merchants by position in ``merchant_ids`` (others left out),
-    cards by position in ``card_ids`` (sorted), then the other cards by sorted id. Returns rows, cols,
-    counts and the number of cards."""
-    col = pd.Index(np.asarray(merchant_ids).astype(str)).get_indexer(visits["merchant_id"].astype(str))
-    keep = col >= 0
-    tokens = visits["card_token"].astype(str).to_numpy()[keep]
-    known = pd.Index(np.asarray(card_ids).astype(str))
-    row = known.get_indexer(tokens)
-    others = pd.Index(np.unique(tokens[row < 0]))
-    row = np.where(row >= 0, row, len(known) + others.get_indexer(tokens))
-    return row.astype(np.int64), col[keep].astype(np.int64), visits["n"].to_numpy(np.int64)[keep], \
-        len(known) + len(others)
-
-
-def _visits_of(p: Projection, mask: np.ndarray, ucards: np.ndarray, umerch: np.ndarray):
-    """The same, straight from a projection holding the whole run (its ids are sorted, so the numbering is
-    the one of ``_visits_by_index``): one entry per ordinary transaction at a graph merchant."""
-    col_of = np.full(p.n_merchants, -1, np.int64)
-    col_of[umerch] = np.arange(len(umerch))
-    ok = ~mask & (p.txn_card >= 0) & (p.txn_merchant >= 0)
-    ok[ok] = col_of[p.txn_merchant[ok]] >= 0
-    cards = p.txn_card[ok]
-    in_graph = np.zeros(p.n_cards, np.bool_)
-    in_graph[ucards] = True
-    others = np.unique(cards[~in_graph[cards]])
-    row_of = np.full(p.n_cards, -1, np.int64)
-    row_of[ucards] = np.arange(len(ucards))
-    row_of[others] = len(ucards) + np.arange(len(others))
-    return row_of[cards], col_of[p.txn_merchant[ok]], np.ones(int(ok.sum()), np.int64), len(ucards) + len(others)
 
 
 def _parts(block_edges: list[tuple[int, int, float]], min_cards: int, min_merchants: int):
@@ -253,87 +81,6 @@ def _regions(p: Projection, merchants: np.ndarray, mask: np.ndarray) -> np.ndarr
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     """Two merchant sets sharing at least half of the merchants of each."""
     return len(np.intersect1d(a, b)) >= 0.5 * max(len(a), len(b))
-
-
-def _habit_shares(habits, n_r: int, n_v: int, rows: np.ndarray, cols: np.ndarray, prior: float):
-    """From the ordinary transactions ``habits`` = (rows, cols, counts) (``_visits_of``; rows ``>= n_r`` are
-    cards without edges): each card's share of its ordinary transactions made at the merchants ``cols``, and
-    each merchant's share of its ordinary transactions made by the cards ``rows``, each with one more
-    transaction counted at the share ``prior`` (a place seen once is not known to be a habit; ``prior``
-    without any)."""
-    hr, hc, hn = habits
-    hn = np.asarray(hn, np.float64)
-    in_v, in_r = np.zeros(n_v, np.bool_), np.zeros(max(int(hr.max()) + 1 if len(hr) else 0, n_r), np.bool_)
-    in_v[cols], in_r[rows] = True, True
-    known = hr < n_r
-    card_there = np.bincount(hr[known], weights=(hn * in_v[hc])[known], minlength=n_r)
-    card_all = np.bincount(hr[known], weights=hn[known], minlength=n_r)
-    merchant_by = np.bincount(hc, weights=hn * in_r[hr], minlength=n_v)
-    merchant_all = np.bincount(hc, weights=hn, minlength=n_v)
-    return (card_there + prior) / (card_all + 1.0), (merchant_by + prior) / (merchant_all + 1.0)
-
-
-def _member_merchants(r, v, n, n_r, n_v, rows, cols, habits) -> np.ndarray:
-    """The merchants of a block that are members of its ring: those whose unusual transactions the ring's
-    cards make more often than chance and their customers' habits allow.
-
-    Merchant ``m`` has ``U`` unusual transactions (``n`` per edge ``r``, ``v``), ``u`` of them by the cards
-    ``rows``; ``p = P(Binomial(U, f) >= u)``, ``f`` being the larger of the cards' share of all unusual
-    transactions (the run's null) and their share of ``m``'s ordinary transactions (``_habit_shares``; the
-    habit null: a busy place that the ring's cards also go to, ordinarily, gets their unusual transactions
-    as it gets their ordinary ones). A member has BH q (over ``cols``) within ``REPORT_Q``.
-    """
-    in_r = np.zeros(n_r, np.bool_)
-    in_r[rows] = True
-    by = in_r[r]
-    share = n[by].sum() / max(n.sum(), 1)
-    u = np.bincount(v[by], weights=n[by], minlength=n_v)[cols].astype(np.int64)
-    total = np.bincount(v, weights=n, minlength=n_v)[cols].astype(np.int64)
-    own = _habit_shares(habits, n_r, n_v, rows, cols, share)[1][cols]
-    q = bh_qvalues(binom_sf(u, total, np.maximum(share, own)))
-    return cols[q <= REPORT_Q]
-
-
-def _attached_cards(r, v, n, n_r, n_v, cols, taken, habits) -> np.ndarray:
-    """Cards outside the ring whose unusual transactions go to its merchants more often than chance and
-    their own habits allow.
-
-    A card with ``k`` unusual transactions (``n`` per edge ``r``, ``v``), ``j`` of them at the merchants
-    ``cols``, has ``p = P(Binomial(k, f) >= j)``, ``f`` being the larger of the share of all unusual
-    transactions that these merchants hold (the run's null) and the card's own share of ordinary
-    transactions there (``_habit_shares``; the habit null: a regular of these places makes unusual
-    transactions there as it makes ordinary ones). The candidates are the cards with at least one unusual
-    transaction there, so the tail is taken given that one, ``p = P(X >= j) / P(X >= 1)`` (one transaction
-    is no pattern: it gives ``p = 1``); a card is attached when its BH q over the candidates is within
-    ``REPORT_Q``. Peeling leaves out ring cards whose degree falls below the block's density; this takes
-    them back, one by one, and no merchant.
-
-    Parameters
-    ----------
-    r, v, n : int arrays
-        The edges (card and merchant numbers of the suspicion graph) and their unusual transactions.
-    n_r, n_v : int
-    cols : int array
-        The ring's merchants.
-    taken : bool array (n_r)
-        Cards already in a ring: not candidates.
-    habits : (rows, cols, counts)
-        Ordinary transactions per card and merchant of the graph (``_visits_of``).
-    """
-    in_v = np.zeros(n_v, np.bool_)
-    in_v[cols] = True
-    into = in_v[v]
-    share = n[into].sum() / max(n.sum(), 1)
-    j = np.bincount(r[into], weights=n[into], minlength=n_r).astype(np.int64)
-    k = np.bincount(r, weights=n, minlength=n_r).astype(np.int64)
-    cand = np.flatnonzero((j > 0) & ~taken)
-    if not len(cand):
-        return cand
-    f = np.maximum(share, _habit_shares(habits, n_r, n_v, np.zeros(0, np.int64), cols, share)[0][cand])
-    first = binom_sf(np.ones(len(cand), np.int64), k[cand], f)
-    p = np.divide(binom_sf(j[cand], k[cand], f), first, out=np.ones(len(cand)), where=first > 0)
-    q = bh_qvalues(np.minimum(p, 1.0))
-    return cand[q <= REPORT_Q]
 
 
 def _merge_overlapping(found: list[tuple[int, np.ndarray, np.ndarray]]):
@@ -401,11 +148,11 @@ class RingDetector(BaseDetector):
        (logged). ``score = min(1, -log10(q) / 10)``.
     5. **Members**, each significant under both nulls: a merchant of a significant ring stays in it when
        the ring's cards make more of its unusual transactions than their share of all unusual transactions
-       and their share of its ordinary ones predict (``_member_merchants``: a busy place that the ring's
+       and their share of its ordinary ones predict (``member_merchants``: a busy place that the ring's
        cards also go to, as everyone does, is no member; the ring's cards keep an unusual transaction at a
        member merchant); a card outside the rings joins one when more of its unusual transactions go to
        the ring's merchants than their share of all unusual transactions and its own share of ordinary
-       transactions there predict (``_attached_cards``: peeling drops ring cards whose degree is below the
+       transactions there predict (``attached_cards``: peeling drops ring cards whose degree is below the
        density; a regular of the ring's merchants is not taken). Binomial tails, BH within ``REPORT_Q``.
        A ring that the cards attached would take over the cap keeps its significant block alone.
 
@@ -528,9 +275,9 @@ class RingDetector(BaseDetector):
                 # confirmation, the habit null: each merchant's unusual transactions drawn again onto its
                 # ordinary customers; a candidate is compared with the densest block on its own merchants
                 if visits is None:
-                    vr, vc, vn, n_pool = _visits_of(p, mask, ucards, umerch)
+                    vr, vc, vn, n_pool = visits_of(p, mask, ucards, umerch)
                 else:
-                    vr, vc, vn, n_pool = _visits_by_index(visits, p.card_ids[ucards], p.merchant_ids[umerch])
+                    vr, vc, vn, n_pool = visits_by_index(visits, p.card_ids[ucards], p.merchant_ids[umerch])
                 pool_rows, pool_lo, pool_n = visit_pool(vr, vc, vn, _regions(p, umerch, mask), n_v)
                 self.visit_null_ = visit_null_densities(
                     np.searchsorted(umerch, p.txn_merchant[mask]), s[mask], pool_rows, pool_lo, pool_n, n_pool,
@@ -546,7 +293,7 @@ class RingDetector(BaseDetector):
                 for (rows, cols, d), pp, qq in zip(candidates, pv, qv):
                     if qq <= REPORT_Q:
                         rows, cols = self._members(r, v, n_txns, n_r, n_v, rows, cols, (vr, vc, vn))
-                        attached = _attached_cards(r, v, n_txns, n_r, n_v, cols, taken, (vr, vc, vn))
+                        attached = attached_cards(r, v, n_txns, n_r, n_v, cols, taken, (vr, vc, vn))
                         if len(rows) + len(attached) > cap_r:
                             log.info("ring of %d cards with the %d cards attached is over the cap (%d): its "
                                      "significant block alone", len(rows) + len(attached), len(attached), cap_r)
@@ -558,10 +305,10 @@ class RingDetector(BaseDetector):
         return self
 
     def _members(self, r, v, n, n_r, n_v, rows, cols, habits):
-        """A significant block's ring: its member merchants (``_member_merchants``) and the cards with an
+        """A significant block's ring: its member merchants (``member_merchants``) and the cards with an
         unusual transaction at one of them; the block as found when fewer than ``min_merchants`` or
         ``min_cards`` would be left."""
-        kept = _member_merchants(r, v, n, n_r, n_v, rows, cols, habits)
+        kept = member_merchants(r, v, n, n_r, n_v, rows, cols, habits)
         in_v = np.zeros(n_v, np.bool_)
         in_v[kept] = True
         kept_rows = np.intersect1d(rows, r[in_v[v]])
@@ -597,7 +344,7 @@ class RingDetector(BaseDetector):
             if not significant:
                 # the rest of a ring found earlier (its cards whose edges to the ring's merchants were not in
                 # the first block): peeling goes on, but a part that is not significant adds no member (its
-                # ring cards come back one by one, each significant, through ``_attached_cards``)
+                # ring cards come back one by one, each significant, through ``attached_cards``)
                 if not any(_overlaps(cc, c0) for rr, cc in parts for b0, _, c0 in found if b0 < k):
                     break
             else:

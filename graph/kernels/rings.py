@@ -221,7 +221,7 @@ def fraudar_blocks(rows, cols, weights, n_rows: int, n_cols: int, n_blocks: int 
 
 @njit(cache=True)
 def roundness_levels(amount, near_share, n_levels):
-    """Roundness level of each amount (see ``graph.detectors.rings.roundness``): the largest ``k <
+    """Roundness level of each amount (see ``graph.detectors.rings_suspicion.roundness``): the largest ``k <
     n_levels`` such that the cents are a multiple of ``10^k`` or (``k >= 2``) fall short of one by at most
     ``near_share`` of the amount; 0 for missing, non-positive or huge amounts."""
     out = np.zeros(len(amount), np.int8)

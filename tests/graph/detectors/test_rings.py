@@ -9,8 +9,9 @@ import pytest
 
 from etl.generate import generate
 from graph.catalog import OUTPUT_SCHEMAS
-from graph.detectors.rings import (RING_COLUMNS, RingDetector, gumbel_sf, ordinary_visits, roundness, suspicion,
-                                   suspicion_counts, visit_pool)
+from graph.detectors.rings import RING_COLUMNS, RingDetector
+from graph.detectors.rings_nulls import gumbel_sf, ordinary_visits, visit_pool
+from graph.detectors.rings_suspicion import roundness, suspicion, suspicion_counts
 from graph.evaluation import projection_from_drop, tokenize_pan
 from graph.projection import Projection
 from tests.graph.conftest import T0, make_txns
