@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from graph.detectors.skimming import SkimmingDetector
-from graph.evaluation import drop_frames, load_truth, match_rings, precision_at_k
+from graph.detectors.significance import REPORT_Q
+from graph.evaluation import drop_frames, load_truth, match_rings, precision_at_k, skimming_metrics
+from graph.evaluation import reporting_rate_curve as synthesized_rate_curve
 from graph.projection import Projection
 from graph.vocabulary import POINT_KIND_OF_MODE, SEVERITIES
 
 __all__ = ["average_precision", "queue_truth", "drop_quality", "early_warning", "naive_point_ranking",
-           "TRUE_RING_JACCARD"]
+           "reporting_rate_curve", "TRUE_RING_JACCARD"]
+
+DAY = 86_400
 
 # A found ring counts as the planted ring it overlaps by at least this member Jaccard (merchants).
 TRUE_RING_JACCARD = 0.5
@@ -233,3 +238,57 @@ def early_warning(drop: str | Path, key: str | bytes, *, step_days: float = 7.0,
     return {"unreported_clones": n, "warned": len(warned) / n if n else float("nan"),
             "median_warning_days": float(warned.median()) if len(warned) else float("nan"),
             "listed_ever": len(first_listed) / n if n else float("nan"), "cut_offs": cut_offs}
+
+
+def reporting_rate_curve(projection: Projection, truth: dict, rates=(0.05, 0.1, 0.25, 0.5, 1.0), seed: int = 0,
+                         lag_days: float = 3.0, alpha: float = REPORT_Q, **detector_params) -> pd.DataFrame:
+    """Skimming-point quality when only a share of the skimmers' cloned cards is reported (issue 12's curve).
+
+    For each rate a random share of the truth's cloned cards is reported as counterfeit and replaces the
+    projection's reports; ``SkimmingDetector(**detector_params)`` is fitted and scored by
+    ``graph.evaluation.skimming_metrics`` (reported points: accepted with ``q_value <= alpha``). A chosen
+    card keeps the drop's own report when it has one; otherwise its first fraud is its first planted clone
+    use (the truth's ``fraud_txns`` of kind ``clone``), reported ``lag_days`` later, as an issuer's report would
+    say. Drops without that truth (the first generator) fall back to
+    ``graph.evaluation.reporting_rate_curve``, which takes the first fraud from the card's own history (its
+    first cloning evidence: on the second generator's drops 10-15% of those dates fall before the visit
+    that compromised the card, e.g. a genuine worn-reader swipe, which no report would say).
+
+    Returns
+    -------
+    DataFrame, one row per rate: rate, reported, and the ``skimming_metrics`` keys.
+    """
+    fraud = truth.get("fraud_txns")
+    clones = truth["cloned_cards"]["card_token"]
+    if fraud is None or not (fraud["kind"] == "clone").any():
+        return synthesized_rate_curve(projection, truth["skimmers"], clones, rates=rates, seed=seed,
+                                      lag_days=lag_days, alpha=alpha, **detector_params)
+    p = projection
+    cards = pd.Index(p.card_ids).get_indexer(np.asarray(list(clones), dtype=object))
+    cards = cards[cards >= 0]
+    own = pd.DataFrame({"card": p.report_card, "at": p.report_at, "first": p.report_first_fraud_at})
+    own = own[own["card"].isin(cards)].groupby("card").first()
+    uses = fraud.loc[fraud["kind"] == "clone", "txn_id"].to_numpy()
+    txn = pd.Index(p.txn_ids).get_indexer(uses)
+    txn = txn[txn >= 0]
+    first_use = pd.Series(p.txn_ts[txn]).groupby(p.txn_card[txn]).min()
+    rows = []
+    for c in cards:
+        if c in own.index:
+            rows.append((c, int(own.at[c, "at"]), int(own.at[c, "first"])))
+        elif c in first_use.index:
+            t = int(first_use[c])
+            rows.append((c, t + int(lag_days * DAY), t))
+    pool = pd.DataFrame(rows, columns=["card", "at", "first"])
+    shuffled = pool.iloc[np.random.default_rng(seed).permutation(len(pool))]
+    out = []
+    for rate in rates:
+        chosen = shuffled.head(int(round(rate * len(pool)))).sort_values(["card", "at"])
+        part = dataclasses.replace(
+            p, report_card=chosen["card"].to_numpy(np.int32), report_at=chosen["at"].to_numpy(np.int64),
+            report_first_fraud_at=chosen["first"].to_numpy(np.int64),
+            report_type=np.full(len(chosen), "counterfeit", dtype=object),
+            report_txn=np.full(len(chosen), -1, dtype=np.int64))
+        points = SkimmingDetector(**detector_params).fit(part).result_
+        out.append({"rate": rate, "reported": len(chosen), **skimming_metrics(points, truth["skimmers"], alpha=alpha)})
+    return pd.DataFrame(out)

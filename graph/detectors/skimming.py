@@ -10,9 +10,9 @@ import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.compromise import REISSUE_P, event_evidence, exposed_cards
-from graph.detectors.significance import bh_qvalues
+from graph.detectors.significance import REPORT_Q, bh_qvalues
 from graph.kernels import skimming as ks
-from graph.projection import Projection
+from graph.projection import Projection, to_epoch_seconds
 from graph.vocabulary import ENTRY_MANUAL
 
 __all__ = ["SkimmingDetector", "DEFAULT_TYPE_WEIGHTS", "AT_TERMINAL_TYPE_WEIGHTS", "POINT_COLUMNS",
@@ -21,11 +21,16 @@ __all__ = ["SkimmingDetector", "DEFAULT_TYPE_WEIGHTS", "AT_TERMINAL_TYPE_WEIGHTS
 DAY = 86_400
 DEFAULT_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 0.25, "cash_out": 0.0, "lost_stolen": 0.0,
                         "card_not_present": 0.0, "account_takeover": 0.0}
-# Fraud committed at the terminal: any card-present fraud but a thief's use of a lost or stolen card.
-AT_TERMINAL_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 1.0, "cash_out": 1.0, "lost_stolen": 0.0,
+# Fraud committed at the terminal: any card-present fraud against the card's holder but a thief's use of a lost or
+# stolen card.
+# A cash_out report is not a compromise either: the card's own holder (a ring's card) cashed out with a
+# colluding merchant; the rings detector reports that merchant and those cards, and no other card is at risk there.
+AT_TERMINAL_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 1.0, "cash_out": 0.0, "lost_stolen": 0.0,
                             "card_not_present": 0.0, "account_takeover": 0.0}
 MODES = ("skimming", "at_terminal")
-MIN_LAGS = 5  # known first-fraud-to-report lags needed to fit the at-terminal look-back from the data
+MIN_LAGS = 5  # lags needed to fit a look-back from the data (report lags; visit-to-fraud lags of accepted points)
+LAG_QUANTILES = (0.1, 0.9)  # the run's report lags taken as the short and long end of an unknown one
+LOOKBACK_QUANTILE = 0.95  # the accepted points' visit-to-fraud delays a fitted look-back covers
 POINT_COLUMNS = ["terminal_id", "merchant_id", "rank", "score", "p_value", "compromised_cards", "cards_seen",
                  "window_start", "window_end", "q_value", "mode", "p_value_adjusted", "p_value_marginal",
                  "explained_cards", "accepted", "terminal_events", "evidence_txn_ids"]
@@ -36,10 +41,17 @@ MERCHANT_COLUMNS = ["merchant_id", "rank", "score", "p_value", "terminals", "acc
 class SkimmingDetector(BaseDetector):
     """Common points of compromise from fraud reports, with explain-away.
 
-    Each reported card gets an exposure window ``[anchor - exposure_days, anchor)`` where the anchor is its
-    ``first_fraud_at``, else ``reported_at - report_lag_days``; the window also ends at the card's first
-    magstripe/fallback use at least ``far_km`` from its previous chip use (the counterfeit itself). Its
-    card-present transactions inside are its exposure visits.
+    Each reported card gets an exposure window ``[anchor - L, anchor)`` where the anchor is its
+    ``first_fraud_at``; without one, ``[reported_at - long - L, reported_at - short)`` with ``short`` and
+    ``long`` the 10th and 90th percentiles of this run's known first-fraud-to-report lags
+    (``report_lag_days`` for both with fewer than ``MIN_LAGS`` of them; ``report_lag_days_``); the window also
+    ends at the card's first magstripe/fallback use at least ``far_km`` from its previous chip use (the
+    counterfeit itself). Its card-present transactions inside are its exposure visits. The look-back ``L``
+    is ``exposure_days``, lengthened to fit the run (``lookback_days_``): after a first pass, the 95th
+    percentile of the delays from the compromised cards' visits to the accepted skimming points (inside
+    their windows, at any delay, each card at the first point it visited) to their first fraud; when that
+    exceeds ``exposure_days`` everything is scored again with it (victims whose data is used late are then
+    explained by their skimmer, not left to make its neighbours points).
 
     Per terminal, ``k`` compromised cards (weighted by fraud type) visited it inside their windows; ``p`` is the
     chance of at least ``k`` by coincidence under the ``null`` below ("span": among the ``n`` distinct cards
@@ -81,6 +93,8 @@ class SkimmingDetector(BaseDetector):
     (terminal and mode) scored. ``terminal_events`` lists the terminal's tamper, firmware change, new address
     and odd-hour boot events in the ``event_lead_days`` before the window start (shown, not scored).
     ``exposed_`` lists the cards exposed at accepted points (``graph.detectors.compromise.exposed_cards``).
+    A ``cash_out`` report weighs 0 in both tests: the card's own holder cashed out with a colluding merchant
+    (a ring: ``RingDetector`` reports those merchants and cards), no customer of the terminal is at risk.
 
     Known limit: a quiet terminal that most victims of a skimmer *also* used right after it (the cafe next
     door) can be accepted first; the skimmer then explains only the remaining victims and ranks lower.
@@ -125,6 +139,10 @@ class SkimmingDetector(BaseDetector):
         Per compromised card: card_token, weight, window_start, window_end, visits.
     exposed_ : DataFrame
         ``graph.detectors.compromise.EXPOSED_COLUMNS``: cards exposed at accepted points.
+    lookback_days_ : float
+        The look-back used (``exposure_days`` or longer, fitted).
+    report_lag_days_ : tuple of float
+        The (short, long) first-fraud-to-report lag assumed for reports without ``first_fraud_at``.
 
     Example
     -------
@@ -154,10 +172,16 @@ class SkimmingDetector(BaseDetector):
         self.merchants_ = None
         self.windows_ = None
         self.exposed_ = None
+        self.lookback_days_ = None
+        self.report_lag_days_ = None
 
-    def _card_windows(self, p: Projection, present: np.ndarray):
+    def _card_windows(self, p: Projection, present: np.ndarray, lookback_days: float):
         """Compromised cards (of either kind) with their skimming weight and exposure window (one per card:
-        its earliest anchor; weight-0 cards get an empty window), and their at-terminal reports."""
+        the union of its reports' windows; weight-0 cards get an empty window), and their at-terminal reports.
+
+        A report with a known first fraud looks back ``lookback_days`` from it; one without looks back from
+        ``reported_at`` minus the run's fitted report lag (``_report_lags``): ``[at - long - lookback,
+        at - short)``."""
         if self.exposure_days <= 0 or self.report_lag_days < 0 or self.min_compromised < 1 or \
                 self.at_terminal_days < 0:
             raise ValueError("exposure_days must be > 0, report_lag_days >= 0, min_compromised >= 1, "
@@ -174,17 +198,37 @@ class SkimmingDetector(BaseDetector):
         keep = (p.report_card >= 0) & ((w > 0) | (wa > 0)) & (p.report_at >= 0)
         reports = pd.DataFrame({"card": p.report_card[keep], "w": w[keep], "wa": wa[keep], "anchor": anchor[keep],
                                 "known": known[keep] >= 0, "at": p.report_at[keep], "txn": p.report_txn[keep]})
-        per_card = reports.groupby("card").agg(w=("w", "max"), wa=("wa", "max"), anchor=("anchor", "min"))
+        short, long = self._report_lags(reports)
+        self.report_lag_days_ = (short / DAY, long / DAY)
+        back = int(lookback_days * DAY)
+        known_r, at_r = reports["known"].to_numpy(), reports["at"].to_numpy()
+        reports["end"] = np.where(known_r, reports["anchor"].to_numpy(), at_r - short)
+        reports["start"] = np.where(known_r, reports["anchor"].to_numpy(), at_r - long) - back
+        per_card = reports.groupby("card").agg(w=("w", "max"), wa=("wa", "max"), start=("start", "min"),
+                                               end=("end", "min"))
         cards = per_card.index.to_numpy(dtype=np.int64)
-        ends = per_card["anchor"].to_numpy(dtype=np.int64)
-        starts = ends - int(self.exposure_days * DAY)
+        ends = per_card["end"].to_numpy(dtype=np.int64)
+        starts = per_card["start"].to_numpy(dtype=np.int64)
         lat, lon = p.txn_positions()
         cut = ks.fallback_cut(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon,
                               present & np.isfinite(lat) & np.isfinite(lon), cards, starts, float(self.far_km))
         ws = per_card["w"].to_numpy(dtype=np.float64)
         ends = np.minimum(ends, cut)
-        starts = np.where(ws > 0, starts, ends)
+        starts = np.where(ws > 0, np.minimum(starts, ends), ends)
         return cards, ws, starts, ends, per_card["wa"].to_numpy(dtype=np.float64), reports
+
+    def _report_lags(self, reports: pd.DataFrame) -> tuple[int, int]:
+        """Seconds from first fraud to report assumed for a report without a known first fraud: the
+        ``LAG_QUANTILES`` of this run's known lags (with at least ``MIN_LAGS`` of them), else
+        ``report_lag_days`` for both ends."""
+        known = reports["known"].to_numpy()
+        lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
+        lags = lags[lags >= 0]
+        if len(lags) >= MIN_LAGS:
+            lo, hi = np.quantile(lags, LAG_QUANTILES)
+            return int(lo), int(hi)
+        fixed = int(self.report_lag_days * DAY)
+        return fixed, fixed
 
     def _fraud_visits(self, p: Projection, cards, wa, reports):
         """CSR (over ``cards``) of each card's fraud visits for the at-terminal test (see the class doc), and
@@ -286,8 +330,20 @@ class SkimmingDetector(BaseDetector):
             For parameters out of range.
         """
         p = projection
+        cards, weights, ends = self._fit_once(p, totals, float(self.exposure_days))
+        self.lookback_days_ = float(self.exposure_days)
+        fitted = self._fitted_lookback(p, cards[weights > 0], ends[weights > 0])
+        if fitted is not None and fitted >= self.exposure_days + 1.0:  # lengthened only (see _fitted_lookback)
+            self._fit_once(p, totals, fitted)
+            self.lookback_days_ = fitted
+        self.exposed_ = exposed_cards(p, self.result_, reissue_p=self.reissue_p, far_km=self.far_km)
+        return self
+
+    def _fit_once(self, p: Projection, totals, lookback_days: float):
+        """One scoring pass with the given look-back: sets ``result_``, ``merchants_``, ``windows_``; returns
+        the compromised cards, their skimming weights and exposure-window ends."""
         present = np.ascontiguousarray(p.txn_entry != ENTRY_MANUAL)
-        cards, weights, starts, ends, at_w, reports = self._card_windows(p, present)
+        cards, weights, starts, ends, at_w, reports = self._card_windows(p, present, lookback_days)
         vptr, vtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, starts, ends)
         skim = weights > 0
         span = (int(starts[skim].min()), int(ends[skim].max())) if skim.any() else (0, 0)
@@ -299,7 +355,7 @@ class SkimmingDetector(BaseDetector):
         sptr, stxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, np.full(len(cards), span[0]),
                                         np.full(len(cards), span[1]))
         span_ptr, span_terms = ks.visit_terminals(sptr, stxn, p.txn_terminal, p.n_terminals)
-        null = self._null(p, present, term_ptr, ends[skim], span, totals, skim)
+        null = self._null(p, present, term_ptr, ends[skim], span, totals, skim, lookback_days)
         aptr, atxn, clone, at_span = self._fraud_visits(p, cards, at_w, reports)
         at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine, at_mass, at_elsewhere = self._at_csr(
             p, aptr, atxn, clone, len(cards))
@@ -327,10 +383,44 @@ class SkimmingDetector(BaseDetector):
                                accepted[n_t:], logp_acc[n_t:], k_acc[n_t:], logp_final[n_t:], logp_marg[n_t:])
         self.result_ = self._rank(p, [skim_rows, at_rows], order)
         self.merchants_ = self._merchants(p, np.concatenate([vtxn, atxn]))
-        self.exposed_ = exposed_cards(p, self.result_, reissue_p=self.reissue_p, far_km=self.far_km)
-        return self
+        return cards, weights, ends
 
-    def _null(self, p: Projection, present, term_ptr, ends, span, totals=None, skim=None):
+    def _fitted_lookback(self, p: Projection, cards: np.ndarray, ends: np.ndarray) -> float | None:
+        """Days to look back from a first fraud, fitted to this run: the ``LOOKBACK_QUANTILE`` quantile of the
+        delay from a compromised card's visit to an accepted skimming point (``q_value <= REPORT_Q``), inside
+        the point's window, to the card's first fraud (the end of its exposure window), for every compromised
+        card that made such a visit (at any delay: not only those the first pass looked back over), to the
+        first point in rank order that it visited (the one explain-away would give it; its shortest delay
+        there). None with fewer than ``MIN_LAGS`` such cards.
+
+        ``fit`` uses it only to lengthen ``exposure_days``: the points of the first pass are a sample of the
+        run's points, and delays shorter than a strong point's say nothing about those of a weaker one."""
+        pts = self.result_
+        if pts is None or pts.empty or not len(cards):
+            return None
+        pts = pts[(pts["mode"] == "skimming") & pts["accepted"].astype(bool) & (pts["q_value"] <= REPORT_Q)]
+        pts = pts[pts["window_start"].notna() & pts["window_end"].notna()]
+        if pts.empty:
+            return None
+        end_of = np.full(p.n_cards, -1, dtype=np.int64)
+        end_of[cards] = ends
+        term_index = pd.Index(p.terminal_ids)
+        ws, we = to_epoch_seconds(pts["window_start"]), to_epoch_seconds(pts["window_end"])
+        lags = np.full(p.n_cards, np.iinfo(np.int64).max, dtype=np.int64)
+        taken = np.zeros(p.n_cards, dtype=bool)
+        for t, lo, hi in zip(term_index.get_indexer(pts["terminal_id"]), ws, we):
+            idx = p.term_order[p.term_indptr[t]:p.term_indptr[t + 1]]
+            c = p.txn_card[idx].astype(np.int64)
+            ts = p.txn_ts[idx]
+            ok = (p.txn_entry[idx] != ENTRY_MANUAL) & (ts >= lo) & (ts <= hi) & (end_of[c] > ts) & ~taken[c]
+            np.minimum.at(lags, c[ok], end_of[c[ok]] - ts[ok])
+            taken[c[ok]] = True
+        lags = lags[lags < np.iinfo(np.int64).max]
+        if len(lags) < MIN_LAGS:
+            return None
+        return float(np.quantile(lags, LOOKBACK_QUANTILE)) / DAY
+
+    def _null(self, p: Projection, present, term_ptr, ends, span, totals=None, skim=None, lookback_days=None):
         """(qmat, q_row, card_day) for ``ks.explain_away``: empty for the span null (``card_day`` over every
         compromised card, 0 for those outside ``skim``)."""
         q_row = np.full(p.n_terminals, -1, dtype=np.int64)
@@ -343,7 +433,7 @@ class SkimmingDetector(BaseDetector):
         q_row[terms] = np.arange(len(terms))
         day0 = span[0] // DAY * DAY
         n_days = int((span[1] - day0) // DAY) + 2
-        window = int(math.ceil(self.exposure_days))
+        window = int(math.ceil(self.exposure_days if lookback_days is None else lookback_days))
         active = (ks.active_days(p.card_indptr, p.txn_ts, present, day0, n_days, window) if totals is None
                   else np.asarray(totals.active_days(day0, n_days, window), dtype=np.float64))
         qmat = ks.terminal_presence(p.term_indptr, p.term_order, p.n_cards, p.txn_card, p.txn_ts, present, terms,
