@@ -13,8 +13,8 @@ import pandas as pd
 from etl.adversary import generate_adversarial
 from etl.generate import generate as generate_standard
 from graph.detectors.significance import REPORT_Q
-from graph.evaluation import load_truth, projection_from_drop, reporting_rate_curve
-from graph.quality import average_precision, drop_quality, early_warning, naive_point_ranking
+from graph.evaluation import load_truth, projection_from_drop
+from graph.quality import average_precision, drop_quality, early_warning, naive_point_ranking, reporting_rate_curve
 from graph.scoring import run_detectors
 
 __all__ = ["run_quality", "quality_markdown", "curve_markdown", "GENERATORS", "REPORTING_RATES"]
@@ -58,7 +58,7 @@ def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: in
     -------
     (rows, curve_rows): one row per drop (generator, seed, txns, planted and the
     ``graph.quality.drop_quality`` figures, ``score_s`` the seconds of projection and scoring), and one row per
-    planted drop and reporting rate (``graph.evaluation.reporting_rate_curve``, reported points: q <= 0.05).
+    planted drop and reporting rate (``graph.quality.reporting_rate_curve``, reported points: q <= 0.05).
     """
     rows, curve_rows = [], []
     with tempfile.TemporaryDirectory(dir=root) as tmp:
@@ -88,8 +88,8 @@ def run_quality(key: str, *, generators=GENERATORS, seeds=(21, 22, 23), txns: in
             if curve and planted:
                 truth = load_truth(drop, key)
                 skim = (params or {}).get("skimming", {})
-                table = reporting_rate_curve(projection, truth["skimmers"], truth["cloned_cards"]["card_token"],
-                                             rates=REPORTING_RATES, seed=seed, alpha=REPORT_Q, **skim)
+                table = reporting_rate_curve(projection, truth, rates=REPORTING_RATES, seed=seed, alpha=REPORT_Q,
+                                             **skim)
                 curve_rows += [{"generator": generator, "seed": seed, **r} for r in table.to_dict("records")]
     return rows, curve_rows
 
