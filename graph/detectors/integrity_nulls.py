@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from graph.kernels.skimming import log_binom_sf
+from graph.kernels.tails import log_binom_sf
 
 __all__ = ["binom_lower", "binom_upper", "group_null", "with_spread"]
 
