@@ -65,7 +65,7 @@ import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, binom_sf, bh_qvalues
-from graph.kernels.cloned import FALLBACK_FAR, NO_TIME, REASONS, cloned_card_evidence, evidence_csr
+from graph.kernels.cloned import FALLBACK_FAR, NO_TIME, REASONS, cloned_card_evidence, combined_tail, evidence_csr
 from graph.projection import Projection
 from graph.vocabulary import ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MANUAL, TYPE_COMPLETION, TYPE_VOID
 
@@ -88,7 +88,6 @@ CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence
                 "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "travel_km",
                 "travel_hours", "travel_kmh", "travel"]
 _STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
-_CHUNK = 32  # cards per block of the exact tail ((count_cap + 1) ** 6 * 2 ** 4 level combinations each)
 
 
 class ClonedCardDetector(BaseDetector):
@@ -682,8 +681,8 @@ def _site_tails(card: np.ndarray, pi: np.ndarray, chances: np.ndarray, rho: np.n
 
 
 def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray, bound: float = 1.0) -> np.ndarray:
-    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact
-    enumeration of every combination).
+    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact,
+    ``graph.kernels.cloned.combined_tail``).
 
     Cards whose lower bound ``prod_r tail_r(l_r)`` (every level at least the observed one implies S >= s) is above
     ``bound`` are not enumerated: their value is 1.0. ``decide`` passes the largest p-value that Benjamini-
@@ -692,23 +691,11 @@ def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray, bound
     n, n_reasons, _ = tails.shape
     out = np.ones(n)
     lower = tails[np.arange(n)[:, None], np.arange(n_reasons)[None, :], levels].prod(axis=1)
-    todo = np.flatnonzero(lower <= bound)
-    for lo in range(0, len(todo), _CHUNK):
-        rows = todo[lo:lo + _CHUNK]
-        t = tails[rows]
-        lv = levels[rows]
-        m = len(t)
-        pmf = np.clip(t[:, :, :-1] - t[:, :, 1:], 0.0, 1.0)
-        surprise = -np.log(np.maximum(t[:, :, :-1], 1e-300))
-        observed = surprise[np.arange(m)[:, None], np.arange(n_reasons)[None, :], lv].sum(axis=1)
-        values, probs = np.zeros((m, 1)), np.ones((m, 1))
-        for r in range(n_reasons):
-            w = int(widths[r])
-            values = (values[:, :, None] + surprise[:, r, None, :w]).reshape(m, -1)
-            probs = (probs[:, :, None] * pmf[:, r, None, :w]).reshape(m, -1)
-        tol = 1e-9 * np.maximum(1.0, observed)
-        out[rows] = np.where(observed <= 0, 1.0,
-                             np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1)))
+    todo = np.flatnonzero(lower <= bound).astype(np.int64)
+    if len(todo):
+        out[todo] = combined_tail(np.ascontiguousarray(tails, dtype=np.float64),
+                                  np.ascontiguousarray(levels, dtype=np.int64),
+                                  np.ascontiguousarray(widths, dtype=np.int64), todo)
     return out
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
 from graph.references.significance import hypergeom_sf
 
-__all__ = ["haversine_km", "cloned_card_evidence"]
+__all__ = ["haversine_km", "cloned_card_evidence", "combined_tail"]
 
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
            "fallback_burst", "fallback_amount", "fallback_new_merchant")
@@ -128,3 +129,22 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
             if j not in replays and any(ts[i] < ts[j] - offline_delay_s and atc[i] > atc[j] for i in with_atc):
                 note(c, 2, ts[j], j)
     return counts, first, evidence, travel, burst_p, amount_p, new_p
+
+
+def combined_tail(tails, levels, widths):
+    """Same contract as graph.kernels.cloned.combined_tail over every card: each combination of levels enumerated."""
+    out = []
+    for t, lv in zip(tails, levels):
+        def surprise(r, k):
+            return -math.log(max(t[r][k], 1e-300))
+        observed = sum(surprise(r, k) for r, k in enumerate(lv))
+        if observed <= 0:
+            out.append(1.0)
+            continue
+        total = 0.0
+        for combo in itertools.product(*[range(w) for w in widths]):
+            value = sum(surprise(r, k) for r, k in enumerate(combo))
+            if value >= observed - 1e-9 * max(1.0, observed):
+                total += math.prod(min(max(t[r][k] - t[r][k + 1], 0.0), 1.0) for r, k in enumerate(combo))
+        out.append(min(1.0, total))
+    return out

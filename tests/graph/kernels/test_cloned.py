@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.cloned import NO_TIME, cloned_card_evidence, evidence_csr
+from graph.kernels.cloned import NO_TIME, cloned_card_evidence, combined_tail, evidence_csr
 from graph.kernels.geo import haversine_km
 
 from graph.references import cloned as reference, significance as tails
@@ -198,3 +198,19 @@ def test_worst_pair_is_the_fastest():
     _, _, _, km, secs, _, _, _ = cloned_card_evidence(*_arrays(CASES["worst pair kept"]), **PARAMS)
     # SH->BJ in 40 min is impossible, BJ->SH in 10 min more so (1,067 km in 10 + 15 min); SH->GZ in 70 min is not
     assert secs.tolist() == [600] and 1060 < km[0] < 1075
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_combined_tail_equals_full_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    n, widths = 40, np.array([4, 4, 2, 4, 2, 3], dtype=np.int64)
+    tails = np.ones((n, len(widths), 5))
+    for r, w in enumerate(widths):  # decreasing tails per reason, 0 past the last level; some reasons certain
+        steps = np.sort(rng.uniform(1e-6, 1.0, (n, w - 1)) ** 3, axis=1)[:, ::-1]
+        tails[:, r, 1:w] = np.where(rng.random((n, 1)) < 0.1, 1.0, steps)
+        tails[:, r, w:] = 0.0
+    levels = np.column_stack([rng.integers(0, w, n) for w in widths]).astype(np.int64)
+    levels[0] = 0  # nothing observed: 1
+    got = combined_tail(tails, levels, widths, np.arange(n, dtype=np.int64))
+    assert got.tolist() == pytest.approx(reference.combined_tail(tails, levels, widths), rel=1e-9, abs=1e-15)
+    assert got[0] == 1.0
