@@ -4,9 +4,10 @@ Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
    replay and regression, fallback near a chip use of the card or far from all of them, parallel use, fallback
-   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs,
-   ATC-bearing and located transactions), and the terminals of its fallback_far events (``far_terminal_ids``). One row per card
-   with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
+   burst, amount and at new merchants, a counterfeit report) and the chances it had to show them (its located
+   consecutive pairs, ATC-bearing and located transactions), the terminals of its fallback_far events
+   (``far_terminal_ids``) and of the transactions its reports name as the first fraud (``report_terminal_ids``).
+   One row per card with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
    (``terminal_id``) with its located uses (``located_uses``); the tables of several buckets concatenate into
    the table of the whole run (a terminal's rows over the buckets add up).
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
@@ -31,10 +32,21 @@ The null model (fitted to the run at hand):
 - fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
   a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
   (with the same prior).
-- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``) and fallback_amount (the
-  card's fallback uses among its largest amounts): their own p-values from the kernel, conditional on how
-  many of the card's uses are fallbacks (a card that often swipes is not suspicious for swiping; its swipes
-  crowding into a few days, or being its largest purchases, are), so they need no run-wide rate.
+- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``), fallback_amount (the
+  card's fallback uses among its largest amounts) and fallback_new_merchant (swipes near home at merchants where
+  the card is never used by chip or contactless, against the card's own share of chip uses at merchants it uses
+  once): their own p-values from the kernel, conditional on the card's uses (a card that often swipes is not
+  suspicious for swiping; its swipes crowding into a few days, being its largest purchases, or falling at shops
+  it never otherwise visits, are). Each is checked against the run: its tail is the larger of the card's
+  p-value and the share of the run's other cards with a p-value as small (where genuine cards break the
+  per-card null, e.g. the first generator's swipes at shops new to the card, the run's rate takes over).
+- fraud at one terminal, explained away: a terminal whose fallback_far cards show that anomaly nowhere else
+  (each such card's far swipes all there) more often than the run's far cards at other terminals do
+  (binomial, leaving the judged card out, Benjamini-Hochberg over the terminals with far swipes) is a point of
+  fraud *at* the terminal (a merchant swiping or keying bought card data; no copy of each card is in use).
+  Its far swipes count as certain under the null, and the counterfeit report of a card whose far swipes all sit
+  at such points, or whose report names (``first_fraud_at``) a transaction at one, is that point's fraud and
+  is not counted. The points tested are in ``points_``.
 - reported_counterfeit (the card has a fraud report of type counterfeit, ``fraud_reports`` being an input of
   the run as for the skimming detector): counted only for a card with at least one event of another reason
   (a report says fraud happened, the card's own uses must show a copy), as the share of the other cards with
@@ -82,8 +94,9 @@ _REASONS = (*REASONS, "reported_counterfeit")
 _REPORTED = len(REASONS)  # its column: after the kernel's reasons
 _COUNTS = [f"n_{r}" for r in _REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
-                    "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "first_evidence_at", "evidence_txn_ids", "travel_km",
-                    "travel_hours", "far_terminal_ids", "terminal_id", "located_uses", "report_terminal_ids"]
+                    "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "first_evidence_at",
+                    "evidence_txn_ids", "travel_km", "travel_hours", "far_terminal_ids", "terminal_id", "located_uses",
+                    "report_terminal_ids"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
                 "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "travel_km",
                 "travel_hours", "travel_kmh", "travel"]
@@ -142,6 +155,9 @@ class ClonedCardDetector(BaseDetector):
         over the cards not reported; ``fallback_far_terminal_prior`` is the strength ``M`` of the terminals' prior.
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
+    points_ : DataFrame
+        terminal_id, far_cards, sole_cards, p_value, q_value, accepted: the terminals with fallback_far events
+        tested as points of fraud at the terminal (``accepted``: q_value <= REPORT_Q; their cards explained).
     scored_ : DataFrame
         card_token, p_value, q_value of every card with evidence in the last round, reported or not (p-values above
         what Benjamini-Hochberg could still report are 1.0).

@@ -187,7 +187,8 @@ def test_random_cards_equal_reference(seed):
             atc = int(rng.integers(-1, 8))
             amount = [5.0, 10.0, 50.0, 400.0, float("nan")][rng.integers(5)]
             txns.append((int(rng.integers(0, 20)) * 1800, places[rng.integers(len(places))], int(rng.integers(0, 5)),
-                         atc, bool(rng.random() < 0.8), amount, int(rng.integers(-1, 4)), int(rng.choice([0, 2, 3, 4]))))
+                         atc, bool(rng.random() < 0.8), amount, int(rng.integers(-1, 4)),
+                         int(rng.choice([0, 2, 3, 4]))))
         cards.append(txns)
     _check(cards, parallel_min_switches=int(rng.integers(1, 4)), parallel_window_s=int(rng.integers(0, 5)) * 3600,
            offline_delay_s=int(rng.integers(0, 4)) * 1800, slack_s=int(rng.integers(0, 3)) * 900,
