@@ -4,9 +4,10 @@ Two phases, so that Spark can run the first per card bucket and the second once:
 
 1. ``ClonedCardDetector.evidence(projection)``: per card, the events of each reason (impossible travel, ATC
    replay and regression, fallback near a chip use of the card or far from all of them, parallel use, fallback
-   burst and amount, a counterfeit report) and the chances it had to show them (its located consecutive pairs,
-   ATC-bearing and located transactions), and the terminals of its fallback_far events (``far_terminal_ids``). One row per card
-   with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
+   burst, amount and at new merchants, a counterfeit report) and the chances it had to show them (its located
+   consecutive pairs, ATC-bearing and located transactions), the terminals of its fallback_far events
+   (``far_terminal_ids``) and of the transactions its reports name as the first fraud (``report_terminal_ids``).
+   One row per card with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
    (``terminal_id``) with its located uses (``located_uses``); the tables of several buckets concatenate into
    the table of the whole run (a terminal's rows over the buckets add up).
 2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
@@ -31,10 +32,21 @@ The null model (fitted to the run at hand):
 - fallback_after_chip (magstripe near the card's own chip use: a worn chip, a terminal that cannot read it;
   a habit that repeats within a card): the share of the run's cards showing at least ``k`` such events
   (with the same prior).
-- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``) and fallback_amount (the
-  card's fallback uses among its largest amounts): their own p-values from the kernel, conditional on how
-  many of the card's uses are fallbacks (a card that often swipes is not suspicious for swiping; its swipes
-  crowding into a few days, or being its largest purchases, are), so they need no run-wide rate.
+- fallback_burst (several magstripe/fallback uses within ``burst_window_hours``), fallback_amount (the
+  card's fallback uses among its largest amounts) and fallback_new_merchant (swipes near home at merchants where
+  the card is never used by chip or contactless, against the card's own share of chip uses at merchants it uses
+  once): their own p-values from the kernel, conditional on the card's uses (a card that often swipes is not
+  suspicious for swiping; its swipes crowding into a few days, being its largest purchases, or falling at shops
+  it never otherwise visits, are). Each is checked against the run: its tail is the larger of the card's
+  p-value and the share of the run's other cards with a p-value as small (where genuine cards break the
+  per-card null, e.g. the first generator's swipes at shops new to the card, the run's rate takes over).
+- fraud at one terminal, explained away: a terminal whose fallback_far cards show that anomaly nowhere else
+  (each such card's far swipes all there) more often than the run's far cards at other terminals do
+  (binomial, leaving the judged card out, Benjamini-Hochberg over the terminals with far swipes) is a point of
+  fraud *at* the terminal (a merchant swiping or keying bought card data; no copy of each card is in use).
+  Its far swipes count as certain under the null, and the counterfeit report of a card whose far swipes all sit
+  at such points, or whose report names (``first_fraud_at``) a transaction at one, is that point's fraud and
+  is not counted. The points tested are in ``points_``.
 - reported_counterfeit (the card has a fraud report of type counterfeit, ``fraud_reports`` being an input of
   the run as for the skimming detector): counted only for a card with at least one event of another reason
   (a report says fraud happened, the card's own uses must show a copy), as the share of the other cards with
@@ -64,8 +76,8 @@ import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
-from graph.detectors.significance import REPORT_Q, bh_qvalues
-from graph.kernels.cloned import FALLBACK_FAR, NO_TIME, REASONS, cloned_card_evidence, evidence_csr
+from graph.detectors.significance import REPORT_Q, binom_sf, bh_qvalues
+from graph.kernels.cloned import FALLBACK_FAR, NO_TIME, REASONS, cloned_card_evidence, combined_tail, evidence_csr
 from graph.projection import Projection
 from graph.vocabulary import ENTRY_CHIP, ENTRY_CONTACTLESS, ENTRY_MANUAL, TYPE_COMPLETION, TYPE_VOID
 
@@ -74,20 +86,21 @@ __all__ = ["ClonedCardDetector", "CARD_COLUMNS", "EVIDENCE_COLUMNS", "CHANCES", 
 # the chances a card had to show each reason: a column of the evidence table (None: judged per card)
 CHANCES = {"impossible_travel": "chances_pairs", "atc_replay": "chances_atc", "atc_regression": "chances_atc",
            "fallback_after_chip": None, "parallel_use": "chances_pairs", "fallback_far": "chances_located",
-           "fallback_burst": "fallback_burst_p", "fallback_amount": "fallback_amount_p", "reported_counterfeit": None}
-_CONDITIONAL = ("fallback_burst", "fallback_amount")  # their own p-value, conditional on the card's uses
+           "fallback_burst": "fallback_burst_p", "fallback_amount": "fallback_amount_p",
+           "fallback_new_merchant": "fallback_new_merchant_p", "reported_counterfeit": None}
+_CONDITIONAL = ("fallback_burst", "fallback_amount", "fallback_new_merchant")  # own p-value, given the card's uses
 _BINARY = ("reported_counterfeit",)  # shown or not
 _REASONS = (*REASONS, "reported_counterfeit")
 _REPORTED = len(REASONS)  # its column: after the kernel's reasons
 _COUNTS = [f"n_{r}" for r in _REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
-                    "fallback_burst_p", "fallback_amount_p", "first_evidence_at", "evidence_txn_ids", "travel_km",
-                    "travel_hours", "far_terminal_ids", "terminal_id", "located_uses"]
+                    "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "first_evidence_at",
+                    "evidence_txn_ids", "travel_km", "travel_hours", "far_terminal_ids", "terminal_id", "located_uses",
+                    "report_terminal_ids"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
-                "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours", "travel_kmh",
-                "travel"]
+                "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "travel_km",
+                "travel_hours", "travel_kmh", "travel"]
 _STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
-_CHUNK = 64  # cards per block of the exact tail ((count_cap + 1) ** 6 * 2 ** 2 level combinations each)
 
 
 class ClonedCardDetector(BaseDetector):
@@ -142,6 +155,9 @@ class ClonedCardDetector(BaseDetector):
         over the cards not reported; ``fallback_far_terminal_prior`` is the strength ``M`` of the terminals' prior.
     n_scored_ : int
         Cards with at least one transaction: the family size of the false-discovery rule.
+    points_ : DataFrame
+        terminal_id, far_cards, sole_cards, p_value, q_value, accepted: the terminals with fallback_far events
+        tested as points of fraud at the terminal (``accepted``: q_value <= REPORT_Q; their cards explained).
     scored_ : DataFrame
         card_token, p_value, q_value of every card with evidence in the last round, reported or not (p-values above
         what Benjamini-Hochberg could still report are 1.0).
@@ -197,6 +213,7 @@ class ClonedCardDetector(BaseDetector):
         located = np.isfinite(lat) & np.isfinite(lon) & (p.txn_entry != ENTRY_MANUAL)
         return (p.card_indptr, p.txn_ts, np.ascontiguousarray(lat), np.ascontiguousarray(lon), located, p.txn_entry,
                 p.txn_atc, self._atc_ok(p), np.ascontiguousarray(p.txn_amount, dtype=np.float64),
+                np.ascontiguousarray(p.txn_merchant, dtype=np.int64), np.ascontiguousarray(p.txn_type),
                 float(self.max_speed_kmh), float(self.min_distance_km),
                 int(round(self.clock_slack_minutes * 60)), float(self.parallel_km),
                 int(self.parallel_window_hours * 3600), int(self.parallel_min_switches), float(self.fallback_far_km),
@@ -211,6 +228,26 @@ class ClonedCardDetector(BaseDetector):
             mine = (p.report_card >= 0) & (np.asarray(p.report_type, dtype=object) == "counterfeit")
             out[p.report_card[mine]] = 1
         return out * (np.diff(p.card_indptr) > 0)  # a reported card without transactions is not scored
+
+    def _report_terminals(self, p: Projection) -> list[list[str]]:
+        """Per card, the terminals of the transactions its counterfeit reports name as the first fraud: the card's
+        transaction nearest to ``first_fraud_at`` within ``clock_slack_minutes`` (none when the report gives no
+        first fraud or no such transaction exists)."""
+        out: list[list[str]] = [[] for _ in range(p.n_cards)]
+        if not self.use_reports or not len(p.report_card):
+            return out
+        slack = int(round(self.clock_slack_minutes * 60))
+        types = np.asarray(p.report_type, dtype=object)
+        for r in np.flatnonzero((p.report_card >= 0) & (types == "counterfeit") & (p.report_first_fraud_at >= 0)):
+            c, at = int(p.report_card[r]), int(p.report_first_fraud_at[r])
+            lo, hi = int(p.card_indptr[c]), int(p.card_indptr[c + 1])
+            j = lo + int(np.searchsorted(p.txn_ts[lo:hi], at))
+            near = [i for i in (j - 1, j) if lo <= i < hi and abs(int(p.txn_ts[i]) - at) <= slack]
+            if near:
+                i = min(near, key=lambda i: abs(int(p.txn_ts[i]) - at))
+                if p.txn_terminal[i] >= 0:
+                    out[c].append(str(p.terminal_ids[p.txn_terminal[i]]))
+        return out
 
     @staticmethod
     def _atc_ok(p: Projection) -> np.ndarray:
@@ -234,7 +271,7 @@ class ClonedCardDetector(BaseDetector):
         self._check()
         p = projection
         args = self.kernel_args(p)
-        counts, first, evidence, travel_km, travel_s, burst_p, amount_p = cloned_card_evidence(*args)
+        counts, first, evidence, travel_km, travel_s, burst_p, amount_p, new_p = cloned_card_evidence(*args)
         self.counts_, self.first_ = counts, first
         counts = np.column_stack([counts, self._reported_counterfeit(p)])
         sizes = np.diff(p.card_indptr)
@@ -258,6 +295,7 @@ class ClonedCardDetector(BaseDetector):
             rows[name] = values[hit]
         rows["fallback_burst_p"] = burst_p[hit]
         rows["fallback_amount_p"] = amount_p[hit]
+        rows["fallback_new_merchant_p"] = new_p[hit]
         rows["first_evidence_at"] = to_timestamps(first_any)
         rows["evidence_txn_ids"] = pd.Series([ids[indptr[c]:indptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["travel_km"] = travel_km[hit]
@@ -267,12 +305,14 @@ class ClonedCardDetector(BaseDetector):
         rows["far_terminal_ids"] = pd.Series([far_terms[far_ptr[c]:far_ptr[c + 1]].tolist() for c in hit], dtype=object)
         rows["terminal_id"] = pd.Series([None] * len(hit), dtype=object)
         rows["located_uses"] = np.zeros(len(hit), dtype=np.int64)
+        named = self._report_terminals(p)
+        rows["report_terminal_ids"] = pd.Series([named[c] for c in hit], dtype=object)
         frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
                               for k, v in rows.items()})
         if quiet.any():
             rest = {"card_token": [None], "cards": [int(quiet.sum())], **{n: [0] for n in _COUNTS},
                     **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0],
-                    "fallback_amount_p": [1.0]}
+                    "fallback_amount_p": [1.0], "fallback_new_merchant_p": [1.0]}
             summary = pd.DataFrame(rest)
             summary["first_evidence_at"] = pd.Series([pd.NaT], dtype="datetime64[us, UTC]")
             summary["evidence_txn_ids"] = pd.Series([[]], dtype=object)
@@ -281,6 +321,7 @@ class ClonedCardDetector(BaseDetector):
             summary["far_terminal_ids"] = pd.Series([[]], dtype=object)
             summary["terminal_id"] = pd.Series([None], dtype=object)
             summary["located_uses"] = 0
+            summary["report_terminal_ids"] = pd.Series([[]], dtype=object)
             frame = pd.concat([frame, summary[EVIDENCE_COLUMNS]], ignore_index=True) if len(frame) else summary
         uses = np.bincount(p.txn_terminal[located & (p.txn_terminal >= 0)], minlength=p.n_terminals)
         used = np.flatnonzero(uses > 0)
@@ -289,13 +330,14 @@ class ClonedCardDetector(BaseDetector):
                                   "cards": np.zeros(len(used), dtype=np.int64),
                                   **{n: np.zeros(len(used), dtype=np.int64) for n in _COUNTS},
                                   **{n: np.zeros(len(used), dtype=np.int64) for n in chances},
-                                  "fallback_burst_p": 1.0, "fallback_amount_p": 1.0,
+                                  "fallback_burst_p": 1.0, "fallback_amount_p": 1.0, "fallback_new_merchant_p": 1.0,
                                   "first_evidence_at": pd.Series([pd.NaT] * len(used), dtype="datetime64[us, UTC]"),
                                   "evidence_txn_ids": pd.Series([[] for _ in used], dtype=object),
                                   "travel_km": np.nan, "travel_hours": np.nan,
                                   "far_terminal_ids": pd.Series([[] for _ in used], dtype=object),
                                   "terminal_id": pd.Series(p.terminal_ids[used], dtype=object),
-                                  "located_uses": uses[used].astype(np.int64)})
+                                  "located_uses": uses[used].astype(np.int64),
+                                  "report_terminal_ids": pd.Series([[] for _ in used], dtype=object)})
             frame = pd.concat([frame[EVIDENCE_COLUMNS], terms[EVIDENCE_COLUMNS]], ignore_index=True) \
                 if len(frame) else terms
         return _typed_evidence(frame[EVIDENCE_COLUMNS])
@@ -327,9 +369,14 @@ class ClonedCardDetector(BaseDetector):
         levels = np.minimum(levels, (widths - 1)[None, :])  # conditional reasons: shown or not
         levels[:, _REPORTED] *= levels[:, :_REPORTED].sum(axis=1) > 0  # a report counts with a use that shows
         totals = {c: float(ev[c].sum()) for c in set(CHANCES.values()) if c and c.startswith("chances")}
+        points, explained, card_explained = _at_terminal_points(sites, len(cards), self.prior)
+        accepted = np.zeros(len(sites[2]), dtype=bool)
+        accepted[points.loc[points["accepted"], "site"].to_numpy(np.int64)] = True
+        card_explained |= _reports_at_points(cards, ev, accepted)
+        levels[card_explained, _REPORTED] = 0  # its report is the point's fraud, not a copy's
         out = np.zeros(len(cards), dtype=bool)  # cards reported in an earlier round: out of the base rates
         while True:
-            tails, rates = self._tails(cards, levels, widths, n_scored, totals, out, sites)
+            tails, rates = self._tails(cards, levels, widths, n_scored, totals, out, sites, explained)
             m = max(n_scored, len(cards))  # a card ranked j is reported only if p * m / j <= REPORT_Q, j <= len
             p = _exact_tail(tails, levels, widths, bound=REPORT_Q * len(cards) / max(m, 1))
             q = bh_qvalues(p, m=m)
@@ -338,6 +385,9 @@ class ClonedCardDetector(BaseDetector):
                 break
             out |= new
         self.evidence_, self.rates_, self.n_scored_ = ev, rates, n_scored
+        names = np.asarray(_site_names(ev), dtype=object)
+        self.points_ = pd.DataFrame({"terminal_id": pd.Series(names[points["site"].to_numpy(np.int64)], dtype=object),
+                                     **{c: points[c].to_numpy() for c in points.columns if c != "site"}})
         self.scored_ = pd.DataFrame({"card_token": cards["card_token"].to_numpy(dtype=object), "p_value": p,
                                      "q_value": q})
         keep = np.flatnonzero(q <= REPORT_Q)
@@ -346,7 +396,7 @@ class ClonedCardDetector(BaseDetector):
         return self.result_
 
     def _tails(self, cards: pd.DataFrame, levels: np.ndarray, widths: np.ndarray, n_scored: int, totals: dict,
-               out: np.ndarray, sites: tuple) -> tuple[np.ndarray, dict]:
+               out: np.ndarray, sites: tuple, explained: np.ndarray) -> tuple[np.ndarray, dict]:
         """Per card and reason the tail ``P(level >= k)`` for k = 0..cap + 1 under rates from the run's other
         cards, leaving out the card itself and the cards in ``out`` (reported in an earlier round); the
         fallback_far events at the rate of their terminal (``_far_event_rates``)."""
@@ -360,8 +410,9 @@ class ClonedCardDetector(BaseDetector):
             mine = levels[:, r]
             column = CHANCES[reason]
             shown = int(((mine > 0) & base).sum())
-            if reason in _CONDITIONAL:  # conditional on the card's own uses: no run-wide rate needed
-                tails[:, r, 1] = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
+            if reason in _CONDITIONAL:  # conditional on the card's own uses, checked against the run's cards
+                own_p = np.where(mine > 0, cards[column].to_numpy(np.float64), 1.0)
+                tails[:, r, 1] = _calibrated(own_p, base, n_base, self.prior)
                 tails[:, r, 2:] = 0.0
                 rates[reason] = (shown + self.prior) / (n_base + 2 * self.prior)
             elif reason in _BINARY:  # share among the other cards with another reason
@@ -386,6 +437,7 @@ class ClonedCardDetector(BaseDetector):
                 rho = (shown - own + self.prior) / (total - n * base + 2 * self.prior)
                 if reason == "fallback_far":
                     pi, dispersion = _far_event_rates(sites, out, rho)
+                    pi[explained] = 1.0  # an event at an at-terminal point is that point's fraud
                     rates["fallback_far_terminal_prior"] = dispersion
                     tails[:, r, 1:cap + 1] = _site_tails(sites[0], pi, n, rho, cap)
                 else:
@@ -475,6 +527,26 @@ def _far_sites(cards: pd.DataFrame, ev: pd.DataFrame) -> tuple[np.ndarray, np.nd
     return card, site, terms.to_numpy(np.int64)
 
 
+def _calibrated(own_p: np.ndarray, base: np.ndarray, n_base: int, prior: float) -> np.ndarray:
+    """A card's conditional p-value checked against the run: the larger of its own p-value and the share of the
+    run's other cards (in ``base``; the cards without a row have p-value 1) whose p-value is as small,
+    ``(cards + prior) / (n_base - 1 + 2 prior)``. Where the per-card null holds the share is about the p-value
+    times the share of cards that can show the reason, and the p-value stands; where genuine cards break it
+    (fallbacks that replace chip insertions, larger than the contactless uses they are compared with), the
+    run's own rate takes over."""
+    shown = own_p < 1.0
+    mine = own_p[base & shown]
+    ranked = np.sort(mine)
+    at_most = np.searchsorted(ranked, own_p, side="right") - (base & shown)
+    share = (at_most + prior) / (max(n_base - 1, 0) + 2.0 * prior)
+    return np.where(shown, np.maximum(own_p, np.minimum(share, 1.0)), 1.0)
+
+
+def _site_names(ev: pd.DataFrame) -> pd.Index:
+    """The terminal ids of the evidence table's terminal rows, sorted: the terminal index of ``_far_sites``."""
+    return pd.Index(ev[ev["terminal_id"].notna()].groupby("terminal_id", sort=True).size().index, dtype=object)
+
+
 def _far_sources(sites: tuple, out: np.ndarray) -> tuple[int, np.ndarray]:
     """The independent sources of the fallback_far events of the cards not in ``out``: each terminal with such
     events once (however many cards show them there), and each card's events at unknown terminals once. Returns
@@ -490,6 +562,66 @@ def _far_sources(sites: tuple, out: np.ndarray) -> tuple[int, np.ndarray]:
     unknown = np.unique(card[live & (site < 0)])
     own[unknown] += 1
     return int(len(terms) + len(unknown)), own
+
+
+def _at_terminal_points(sites: tuple, n_cards: int, prior: float):
+    """Terminals whose fallback_far cards show that anomaly nowhere else: fraud committed at the terminal.
+
+    A (card, terminal) pair is *sole* when all the card's fallback_far events are at that terminal (one known
+    terminal). Under the null a terminal's far cards are like the run's: each pair is sole with the share ``w``
+    of sole pairs at the other terminals (``(sole + prior) / (pairs + 2 prior)``). A sole card is explained by
+    its terminal on the evidence of the *other* cards there (one card alone says nothing about the terminal): a
+    terminal with ``s`` sole pairs out of ``n`` has ``p = P(Binomial(n - 1, w) >= s - 1)`` (1 without a sole
+    pair), and Benjamini-Hochberg over the terminals with such events accepts those with ``q <= REPORT_Q``.
+
+    Returns
+    -------
+    (points, explained, card_explained): per terminal index with such events its far and sole cards, p- and
+    q-value and acceptance (``site`` = terminal index); per event whether its terminal is accepted; per card
+    whether all its fallback_far events are at accepted terminals.
+    """
+    card, site, uses = sites
+    n_sites = len(uses)
+    p = np.ones(n_sites)
+    q = np.ones(n_sites)
+    known = site >= 0
+    if not known.any():
+        empty = pd.DataFrame({"site": np.zeros(0, np.int64), "far_cards": np.zeros(0, np.int64),
+                              "sole_cards": np.zeros(0, np.int64), "p_value": np.zeros(0), "q_value": np.zeros(0),
+                              "accepted": np.zeros(0, dtype=bool)})
+        return empty, np.zeros(len(card), dtype=bool), np.zeros(n_cards, dtype=bool)
+    pairs = np.unique(np.column_stack([card[known], site[known]]), axis=0)
+    per_card = np.bincount(pairs[:, 0], minlength=n_cards)
+    unknown = np.bincount(card[~known], minlength=n_cards)
+    sole = (per_card[pairs[:, 0]] == 1) & (unknown[pairs[:, 0]] == 0)
+    n_t = np.bincount(pairs[:, 1], minlength=n_sites)
+    s_t = np.bincount(pairs[:, 1], weights=sole, minlength=n_sites).astype(np.int64)
+    tested = np.flatnonzero(n_t > 0)
+    w = (s_t.sum() - s_t[tested] + prior) / (n_t.sum() - n_t[tested] + 2.0 * prior)
+    p[tested] = np.where(s_t[tested] > 0, binom_sf(s_t[tested] - 1, n_t[tested] - 1, w), 1.0)
+    q[tested] = bh_qvalues(p[tested], m=len(tested))
+    accepted = q <= REPORT_Q
+    explained = known & accepted[np.maximum(site, 0)]
+    far = np.bincount(card, minlength=n_cards)
+    card_explained = (far > 0) & (np.bincount(card[explained], minlength=n_cards) == far)
+    points = pd.DataFrame({"site": tested, "far_cards": n_t[tested].astype(np.int64),
+                           "sole_cards": s_t[tested].astype(np.int64), "p_value": p[tested], "q_value": q[tested],
+                           "accepted": accepted[tested]})
+    return points, explained, card_explained
+
+
+def _reports_at_points(cards: pd.DataFrame, ev: pd.DataFrame, accepted: np.ndarray) -> np.ndarray:
+    """Per card, whether every terminal its counterfeit reports name as the first fraud is an accepted
+    at-terminal point (and there is at least one)."""
+    terms = _site_names(ev)
+    out = np.zeros(len(cards), dtype=bool)
+    if not accepted.any():
+        return out
+    for i, named in enumerate(cards["report_terminal_ids"]):
+        if len(named):
+            idx = terms.get_indexer(pd.Index(list(named), dtype=object))
+            out[i] = bool(((idx >= 0) & accepted[np.maximum(idx, 0)]).all())
+    return out
 
 
 def _terminal_prior(x: np.ndarray, u: np.ndarray) -> float:
@@ -565,8 +697,8 @@ def _site_tails(card: np.ndarray, pi: np.ndarray, chances: np.ndarray, rho: np.n
 
 
 def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray, bound: float = 1.0) -> np.ndarray:
-    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact
-    enumeration of every combination).
+    """P(S >= s) per card, S = sum_r -log tail_r(L_r) over independent levels L_r in 0..widths_r - 1 (exact,
+    ``graph.kernels.cloned.combined_tail``).
 
     Cards whose lower bound ``prod_r tail_r(l_r)`` (every level at least the observed one implies S >= s) is above
     ``bound`` are not enumerated: their value is 1.0. ``decide`` passes the largest p-value that Benjamini-
@@ -575,23 +707,11 @@ def _exact_tail(tails: np.ndarray, levels: np.ndarray, widths: np.ndarray, bound
     n, n_reasons, _ = tails.shape
     out = np.ones(n)
     lower = tails[np.arange(n)[:, None], np.arange(n_reasons)[None, :], levels].prod(axis=1)
-    todo = np.flatnonzero(lower <= bound)
-    for lo in range(0, len(todo), _CHUNK):
-        rows = todo[lo:lo + _CHUNK]
-        t = tails[rows]
-        lv = levels[rows]
-        m = len(t)
-        pmf = np.clip(t[:, :, :-1] - t[:, :, 1:], 0.0, 1.0)
-        surprise = -np.log(np.maximum(t[:, :, :-1], 1e-300))
-        observed = surprise[np.arange(m)[:, None], np.arange(n_reasons)[None, :], lv].sum(axis=1)
-        values, probs = np.zeros((m, 1)), np.ones((m, 1))
-        for r in range(n_reasons):
-            w = int(widths[r])
-            values = (values[:, :, None] + surprise[:, r, None, :w]).reshape(m, -1)
-            probs = (probs[:, :, None] * pmf[:, r, None, :w]).reshape(m, -1)
-        tol = 1e-9 * np.maximum(1.0, observed)
-        out[rows] = np.where(observed <= 0, 1.0,
-                             np.minimum(1.0, (probs * (values >= (observed - tol)[:, None])).sum(axis=1)))
+    todo = np.flatnonzero(lower <= bound).astype(np.int64)
+    if len(todo):
+        out[todo] = combined_tail(np.ascontiguousarray(tails, dtype=np.float64),
+                                  np.ascontiguousarray(levels, dtype=np.int64),
+                                  np.ascontiguousarray(widths, dtype=np.int64), todo)
     return out
 
 
@@ -625,6 +745,7 @@ def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.nda
         frame[name] = cards[name].to_numpy(np.int64)
     frame["fallback_burst_p"] = cards["fallback_burst_p"].to_numpy(np.float64)
     frame["fallback_amount_p"] = cards["fallback_amount_p"].to_numpy(np.float64)
+    frame["fallback_new_merchant_p"] = cards["fallback_new_merchant_p"].to_numpy(np.float64)
     frame["travel_km"], frame["travel_hours"], frame["travel_kmh"] = km, hours, kmh
     frame["travel"] = pd.Series(travel, dtype=object)
     frame = frame.sort_values(["q_value", "p_value", "first_evidence_at", "card_token"], kind="stable")
@@ -642,10 +763,12 @@ def _typed_evidence(frame: pd.DataFrame) -> pd.DataFrame:
     out["first_evidence_at"] = pd.to_datetime(frame["first_evidence_at"], utc=True).astype("datetime64[us, UTC]")
     out["evidence_txn_ids"] = pd.Series([[] if v is None else [str(x) for x in v] for v in frame["evidence_txn_ids"]],
                                         index=frame.index, dtype=object)
-    for name in ("fallback_burst_p", "fallback_amount_p", "travel_km", "travel_hours"):
+    for name in ("fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "travel_km", "travel_hours"):
         out[name] = frame[name].to_numpy(np.float64) if len(frame) else np.zeros(0)
     out["far_terminal_ids"] = pd.Series([[] if v is None else [str(x) for x in v] for v in frame["far_terminal_ids"]],
                                         index=frame.index, dtype=object)
     out["terminal_id"] = frame["terminal_id"].astype(object).where(frame["terminal_id"].notna(), None)
     out["located_uses"] = frame["located_uses"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
+    out["report_terminal_ids"] = pd.Series([[] if v is None else [str(x) for x in v]
+                                            for v in frame["report_terminal_ids"]], index=frame.index, dtype=object)
     return out[EVIDENCE_COLUMNS].reset_index(drop=True)

@@ -10,16 +10,17 @@ from numba import njit
 from graph.kernels.geo import haversine_km
 
 __all__ = ["REASONS", "IMPOSSIBLE_TRAVEL", "ATC_REPLAY", "ATC_REGRESSION", "FALLBACK_AFTER_CHIP", "PARALLEL_USE",
-           "FALLBACK_FAR", "FALLBACK_BURST", "FALLBACK_AMOUNT", "NO_TIME", "cloned_card_evidence", "evidence_csr",
-           "hypergeom_tail"]
+           "FALLBACK_FAR", "FALLBACK_BURST", "FALLBACK_AMOUNT", "FALLBACK_NEW_MERCHANT", "NO_TIME",
+           "cloned_card_evidence", "evidence_csr", "hypergeom_tail", "binom_tail", "combined_tail"]
 
 IMPOSSIBLE_TRAVEL, ATC_REPLAY, ATC_REGRESSION, FALLBACK_AFTER_CHIP, PARALLEL_USE, FALLBACK_FAR = 0, 1, 2, 3, 4, 5
-FALLBACK_BURST, FALLBACK_AMOUNT = 6, 7
+FALLBACK_BURST, FALLBACK_AMOUNT, FALLBACK_NEW_MERCHANT = 6, 7, 8
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
-           "fallback_burst", "fallback_amount")
+           "fallback_burst", "fallback_amount", "fallback_new_merchant")
 NO_TIME = np.iinfo(np.int64).max  # "no evidence" in first-evidence times
 
 _CHIP, _CONTACTLESS, _MAGSTRIPE, _FALLBACK = 0, 1, 2, 3
+_VOID, _COMPLETION = 2, 4  # transaction types that are no card presentation
 
 
 @njit(cache=True)
@@ -48,10 +49,26 @@ def hypergeom_tail(k, n, successes, draws):
 
 
 @njit(cache=True)
-def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, max_speed_kmh,
-                         min_distance_km, slack_s, parallel_km, parallel_window_s, parallel_min_switches,
-                         fallback_far_km, offline_delay_s, burst_window_s, burst_min):
-    """Per-card counts, first times and per-transaction evidence bits of the eight cloning reasons.
+def binom_tail(k, n, r):
+    """P(X >= k) for X ~ Binomial(n, r), by summing the pmf (small n)."""
+    if k <= 0:
+        return 1.0
+    if k > n or r <= 0.0:
+        return 0.0
+    if r >= 1.0:
+        return 1.0
+    total = 0.0
+    for j in range(k, n + 1):
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+                          + j * math.log(r) + (n - j) * math.log1p(-r))
+    return min(1.0, total)
+
+
+@njit(cache=True)
+def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, merchant, ttype,
+                         max_speed_kmh, min_distance_km, slack_s, parallel_km, parallel_window_s,
+                         parallel_min_switches, fallback_far_km, offline_delay_s, burst_window_s, burst_min):
+    """Per-card counts, first times and per-transaction evidence bits of the nine cloning reasons.
 
     Transactions are in card-then-time order (``card_indptr`` is the CSR index of each card's slice).
 
@@ -84,6 +101,12 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
       use, ``k`` are among its ``F`` largest amounts (ties ranked against the fallbacks; missing amounts
       smallest); p-value ``P(Hyper(n, F, F) >= k)``: under the null a fallback is as large as any other use of
       the card. Counted as ``k`` (when >= 1), those uses marked.
+    - fallback_new_merchant: of the card's ``F`` fallback_after_chip uses that present the card (not a void or
+      completion), ``S`` are at merchants where the card is never used by chip or contactless; p-value
+      ``P(Binomial(F, r) >= S)`` with ``r = (singles + 1) / (chip uses + 2)``, ``singles`` the card's chip and
+      contactless uses at a merchant where it has no other such use: under the null a swipe is at a merchant new
+      to the card as often as its chip uses are. A copy used near home shops where the card never shops. Counted
+      as ``S`` (when >= 1); no evidence bit (those uses are fallback_after_chip evidence already).
 
     Parameters
     ----------
@@ -97,28 +120,31 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         ATC values and the rows whose ATC is meaningful (present, chip-generated, not a void/completion).
     amount : float64[n]
         Transaction amounts (NaN when missing).
+    merchant : int64[n]
+        Merchant index (-1 when unknown: never new). ttype : int8[n] transaction type codes.
     max_speed_kmh, min_distance_km, parallel_km, fallback_far_km : float
     slack_s, parallel_window_s, parallel_min_switches, offline_delay_s, burst_window_s, burst_min : int
 
     Returns
     -------
-    counts : int64[n_cards, 8]
+    counts : int64[n_cards, 9]
         Events per reason (columns in ``REASONS`` order).
-    first : int64[n_cards, 8]
+    first : int64[n_cards, 9]
         Time of the first evidence per reason, ``NO_TIME`` when none.
     evidence : uint8[n]
         Bit ``r`` set when the transaction is evidence of reason ``r``.
     travel_km, travel_s : float64[n_cards], int64[n_cards]
         Distance and elapsed seconds of each card's worst impossible pair (NaN and -1 when none).
-    burst_p, amount_p : float64[n_cards]
-        The fallback_burst and fallback_amount p-values (1.0 when the card shows neither).
+    burst_p, amount_p, new_p : float64[n_cards]
+        The fallback_burst, fallback_amount and fallback_new_merchant p-values (1.0 when the card shows none).
     """
     n_cards = card_indptr.shape[0] - 1
     n = ts.shape[0]
-    counts = np.zeros((n_cards, 8), dtype=np.int64)
-    first = np.full((n_cards, 8), NO_TIME, dtype=np.int64)
+    counts = np.zeros((n_cards, len(REASONS)), dtype=np.int64)
+    first = np.full((n_cards, len(REASONS)), NO_TIME, dtype=np.int64)
     burst_p = np.ones(n_cards)
     amount_p = np.ones(n_cards)
+    new_p = np.ones(n_cards)
     evidence = np.zeros(n, dtype=np.uint8)
     travel_km = np.full(n_cards, np.nan)
     travel_s = np.full(n_cards, -1, dtype=np.int64)
@@ -181,6 +207,31 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                     chip_seen, t_chip = True, ts[i]
                 if located[i]:
                     last_chip = i
+        # fallback at a merchant new to the card: its chip/contactless merchants, sorted
+        n_m = 0
+        for i in range(lo, hi):
+            if (entry[i] == _CHIP or entry[i] == _CONTACTLESS) and merchant[i] >= 0:
+                vals[n_m] = merchant[i]
+                n_m += 1
+        if n_m > 0:
+            known = np.sort(vals[:n_m])
+            singles = 0
+            for j in range(n_m):
+                if (j == 0 or known[j - 1] != known[j]) and (j == n_m - 1 or known[j + 1] != known[j]):
+                    singles += 1
+            n_near, n_new, t_new = 0, 0, NO_TIME
+            for i in range(lo, hi):
+                if evidence[i] >> FALLBACK_AFTER_CHIP & 1 and ttype[i] != _VOID and ttype[i] != _COMPLETION:
+                    n_near += 1
+                    if merchant[i] >= 0:
+                        at = np.searchsorted(known, merchant[i])
+                        if at >= n_m or known[at] != merchant[i]:
+                            n_new += 1
+                            t_new = min(t_new, ts[i])
+            if n_new > 0:
+                counts[c, FALLBACK_NEW_MERCHANT] = n_new
+                first[c, FALLBACK_NEW_MERCHANT] = t_new
+                new_p[c] = binom_tail(n_new, n_near, (singles + 1.0) / (n_m + 2.0))
         # fallback burst: card-present uses after the first chip use, fallbacks clustered in time
         if chip_seen:
             n_use, n_fb = 0, 0
@@ -263,7 +314,7 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 k += 1
             if not replay[j] and vals[j] < best_before:
                 _note(c, ATC_REGRESSION, ts[rows[j]], rows[j], counts, first, evidence)
-    return counts, first, evidence, travel_km, travel_s, burst_p, amount_p
+    return counts, first, evidence, travel_km, travel_s, burst_p, amount_p, new_p
 
 
 @njit(cache=True)
@@ -296,3 +347,76 @@ def evidence_csr(card_indptr, evidence):
             indices[k] = i
             k += 1
     return indptr, indices
+
+
+@njit(cache=True)
+def combined_tail(tails, levels, widths, rows):
+    """P(S >= s) for the cards ``rows``: ``S = sum_r -log tail_r(L_r)`` over independent levels ``L_r`` in
+    ``0..widths[r] - 1`` with ``P(L_r >= l) = tails[card, r, l]``, ``s`` the value at the card's ``levels``.
+
+    Exact: a depth-first walk over the reasons' levels that adds a branch's whole mass once its partial sum
+    reaches ``s`` (surprises are >= 0) and drops it once even the largest levels left cannot reach ``s``
+    (relative tolerance 1e-9 on ``s``; ``s <= 0`` gives 1).
+
+    Parameters
+    ----------
+    tails : float64[n_cards, n_reasons, >= max(widths) + 1]
+        Non-increasing in the level, 1 at level 0, 0 at level ``widths[r]``.
+    levels : int64[n_cards, n_reasons]; widths : int64[n_reasons]; rows : int64[k]
+
+    Returns
+    -------
+    float64[k]
+    """
+    n_r = tails.shape[1]
+    w_max = tails.shape[2]
+    out = np.ones(rows.shape[0])
+    sur = np.zeros((n_r, w_max))
+    pmf = np.zeros((n_r, w_max))
+    rest_max = np.zeros(n_r + 1)
+    rest_mass = np.ones(n_r + 1)
+    idx = np.full(n_r, -1, dtype=np.int64)
+    run = np.zeros(n_r + 1)
+    prob = np.ones(n_r + 1)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        observed = 0.0
+        for r in range(n_r):
+            for lv in range(widths[r]):
+                sur[r, lv] = -math.log(max(tails[i, r, lv], 1e-300))
+                pmf[r, lv] = min(max(tails[i, r, lv] - tails[i, r, lv + 1], 0.0), 1.0)
+            observed += sur[r, levels[i, r]]
+        if observed <= 0.0:
+            out[k] = 1.0
+            continue
+        target = observed - 1e-9 * max(1.0, observed)
+        for r in range(n_r - 1, -1, -1):
+            top, mass = 0.0, 0.0
+            for lv in range(widths[r]):
+                mass += pmf[r, lv]
+                if pmf[r, lv] > 0.0 and sur[r, lv] > top:
+                    top = sur[r, lv]
+            rest_max[r] = rest_max[r + 1] + top
+            rest_mass[r] = rest_mass[r + 1] * mass
+        total = 0.0
+        depth = 0
+        idx[:] = -1
+        run[0], prob[0] = 0.0, 1.0
+        while depth >= 0:
+            idx[depth] += 1
+            lv = idx[depth]
+            if lv >= widths[depth]:
+                idx[depth] = -1
+                depth -= 1
+                continue
+            p = prob[depth] * pmf[depth, lv]
+            if p <= 0.0:
+                continue
+            v = run[depth] + sur[depth, lv]
+            if v >= target:  # every completion reaches it
+                total += p * rest_mass[depth + 1]
+            elif depth + 1 < n_r and v + rest_max[depth + 1] >= target:
+                run[depth + 1], prob[depth + 1] = v, p
+                depth += 1
+        out[k] = min(1.0, total)
+    return out

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
 from graph.references.significance import hypergeom_sf
 
-__all__ = ["haversine_km", "cloned_card_evidence"]
+__all__ = ["haversine_km", "cloned_card_evidence", "combined_tail"]
 
 REASONS = ("impossible_travel", "atc_replay", "atc_regression", "fallback_after_chip", "parallel_use", "fallback_far",
-           "fallback_burst", "fallback_amount")
+           "fallback_burst", "fallback_amount", "fallback_new_merchant")
 
 
 def haversine_km(lat1, lon1, lat2, lon2):
@@ -19,22 +20,23 @@ def haversine_km(lat1, lon1, lat2, lon2):
     return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, a)))
 
 
-def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, max_speed_kmh,
-                         min_distance_km, slack_s, parallel_km, parallel_window_s, parallel_min_switches,
-                         fallback_far_km, offline_delay_s, burst_window_s, burst_min):
+def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, merchant, ttype,
+                         max_speed_kmh, min_distance_km, slack_s, parallel_km, parallel_window_s,
+                         parallel_min_switches, fallback_far_km, offline_delay_s, burst_window_s, burst_min):
     """Same contract as graph.kernels.cloned.cloned_card_evidence; returns (counts, first, evidence, travel,
-    burst_p, amount_p) as lists.
+    burst_p, amount_p, new_p) as lists.
 
     ``first`` uses None for "no evidence"; ``evidence`` is a list of sets of reason numbers per transaction;
     ``travel`` is, per card, None or (km, seconds) of the pair with the highest km / (seconds + slack).
     """
     n_cards = len(card_indptr) - 1
-    counts = [[0] * 8 for _ in range(n_cards)]
-    first = [[None] * 8 for _ in range(n_cards)]
+    counts = [[0] * 9 for _ in range(n_cards)]
+    first = [[None] * 9 for _ in range(n_cards)]
     evidence = [set() for _ in range(len(ts))]
     travel = [None] * n_cards
     burst_p = [1.0] * n_cards
     amount_p = [1.0] * n_cards
+    new_p = [1.0] * n_cards
 
     def note(c, r, t, *txns):
         counts[c][r] += 1
@@ -75,6 +77,16 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
                 far = located[i] and before and all(haversine_km(lat[j], lon[j], lat[i], lon[i]) >= fallback_far_km
                                                     for j in chips)
                 note(c, 5 if far else 3, ts[i], i)
+        chip_merchants = [merchant[i] for i in rows if entry[i] in (0, 1) and merchant[i] >= 0]
+        near = [i for i in rows if 3 in evidence[i] and ttype[i] not in (2, 4)]  # not a void or completion
+        new = [i for i in near if merchant[i] >= 0 and merchant[i] not in chip_merchants]
+        if chip_merchants and new:
+            singles = sum(1 for m in chip_merchants if chip_merchants.count(m) == 1)
+            r = (singles + 1) / (len(chip_merchants) + 2)
+            counts[c][8] = len(new)
+            first[c][8] = min(ts[i] for i in new)
+            new_p[c] = min(1.0, sum(math.comb(len(near), j) * r ** j * (1 - r) ** (len(near) - j)
+                                    for j in range(len(new), len(near) + 1)))
         if chip_times:
             uses = [i for i in rows if ts[i] > min(chip_times) and entry[i] in (0, 1, 2, 3)]
             fallback = [i for i in uses if entry[i] in (2, 3)]
@@ -116,4 +128,23 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
         for j in with_atc:
             if j not in replays and any(ts[i] < ts[j] - offline_delay_s and atc[i] > atc[j] for i in with_atc):
                 note(c, 2, ts[j], j)
-    return counts, first, evidence, travel, burst_p, amount_p
+    return counts, first, evidence, travel, burst_p, amount_p, new_p
+
+
+def combined_tail(tails, levels, widths):
+    """Same contract as graph.kernels.cloned.combined_tail over every card: each combination of levels enumerated."""
+    out = []
+    for t, lv in zip(tails, levels):
+        def surprise(r, k):
+            return -math.log(max(t[r][k], 1e-300))
+        observed = sum(surprise(r, k) for r, k in enumerate(lv))
+        if observed <= 0:
+            out.append(1.0)
+            continue
+        total = 0.0
+        for combo in itertools.product(*[range(w) for w in widths]):
+            value = sum(surprise(r, k) for r, k in enumerate(combo))
+            if value >= observed - 1e-9 * max(1.0, observed):
+                total += math.prod(min(max(t[r][k] - t[r][k + 1], 0.0), 1.0) for r, k in enumerate(combo))
+        out.append(min(1.0, total))
+    return out

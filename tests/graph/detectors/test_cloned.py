@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from graph.catalog import output_table
-from graph.detectors.cloned import (CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _exact_tail, _site_tails,
-                                    _terminal_prior, binom_tail_small_k)
+from graph.detectors.cloned import (CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _calibrated, _exact_tail,
+                                    _site_tails, _terminal_prior, binom_tail_small_k)
 from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
 from graph.references import cloned as reference, significance as tails
@@ -107,12 +107,13 @@ def test_a_reason_thirty_percent_of_cards_show_is_weak_alone(reason):
 
 
 def test_reported_cards_leave_the_base_rates_of_the_others():
-    # 40 clones swiped three times each in Beijing, never used with the chip there: reported at once; a 41st
-    # swiped there once. Its one far swipe is rare among the cards not already explained as clones.
+    # 40 clones swiped three times each in Beijing (at three shops each), never used with the chip there: reported
+    # at once; a 41st swiped there once. Its one far swipe is rare among the cards not already explained as clones.
     rows = []
     for c in range(40):
         rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
-                      + [dict(hours=200 + c + k, entry_mode="magstripe", **BJ) for k in range(3)], f"batch{c:02d}")
+                      + [dict(hours=200 + c + k, entry_mode="magstripe", terminal_id=f"BJ{c}-{k}", **BJ)
+                         for k in range(3)], f"batch{c:02d}")
     rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
                   + [dict(hours=300, entry_mode="fallback", **BJ)], "single")
     det = _run(rows, prior=SMALL)
@@ -346,3 +347,98 @@ def test_terminal_prior_by_moments():
     rates = rng.beta(0.01 * 40, 0.99 * 40, len(u))  # a beta prior of strength 40
     assert 25 < _terminal_prior(rng.binomial(u, rates), u) < 60
     assert _terminal_prior(np.zeros(5), np.full(5, 10)) == np.inf  # no event at all
+
+
+def _at_terminal_run(keyed: int = 0):
+    """Ordinary Shanghai cards, 1,000 of which swipe once at home (a habit that makes counterfeit reports rare among
+    the cards with some event), all shopping at the busy terminal "TP" too; 12 clones, each swiped in Guangzhou at
+    three shops; 24 Beijing cards whose data TP swiped for 500 one night each (fraud at the terminal), and
+    ``keyed`` more it keyed in. Every clone and victim is reported counterfeit, its first fraud named."""
+    pop = population()
+    pop.loc[pop.index[(pop.index % 8 == 5) & (pop.index < 8000)], ["entry_mode", "atc"]] = ["magstripe", pd.NA]
+    pop.loc[pop.index % 8 == 1, "terminal_id"] = "TP"  # a busy shop: 2,000 ordinary uses
+    rows, first = [], {}
+    for c in range(12):
+        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                      + [dict(hours=300 + 5 * c + k, entry_mode="magstripe", terminal_id=f"GZ{c}-{k}", **GZ)
+                         for k in range(3)], f"clone{c:02d}")
+        first[f"clone{c:02d}"] = 300 + 5 * c
+    for v in range(24 + keyed):
+        swipe = dict(hours=400 + v, entry_mode="magstripe" if v < 24 else "manual", terminal_id="TP", amount=500.0,
+                     **SH)
+        habit = [dict(hours=48 * d, atc=d + 1, **BJ) if d != 2 or v < 24 else
+                 dict(hours=48 * d, entry_mode="magstripe", **BJ) for d in range(4)]  # the keyed ones swipe at home
+        rows += _card(habit + [swipe], f"victim{v:02d}")
+        first[f"victim{v:02d}"] = 400 + v
+    tx = pd.concat([pop, make_txns(rows)], ignore_index=True)
+    reports = pd.DataFrame({"card_token": list(first), "reported_at": [T0 + pd.Timedelta(hours=900)] * len(first),
+                            "first_fraud_at": [T0 + pd.Timedelta(hours=h) for h in first.values()],
+                            "fraud_type": "counterfeit"})
+    return Projection.from_frames(tx, fraud_reports=reports)
+
+
+def test_far_swipes_that_all_sit_at_one_terminal_are_fraud_at_that_point_not_copies():
+    det = ClonedCardDetector().fit(_at_terminal_run())
+    reported = set(det.result_["card_token"])
+    # the victims' fraud is the terminal's, not a copy's (without the explain-away all 24 were reported: a far
+    # swipe at a busy shop, the card's largest amount, a counterfeit report rare among the cards with a swipe)
+    assert reported == {f"clone{c:02d}" for c in range(12)}
+    points = det.points_.set_index("terminal_id")
+    assert points.loc["TP", "accepted"] and points.loc["TP", "sole_cards"] == 24 and points.loc["TP", "far_cards"] == 24
+    assert points["accepted"].sum() == 1  # the clones' shops are stops of a copy's round, not points
+    assert points.loc["TP", "q_value"] <= REPORT_Q < points.drop(index="TP")["q_value"].min()
+    # the terminals the reports name as the first fraud
+    ev = det.evidence_.set_index("card_token")
+    assert ev.loc["victim00", "report_terminal_ids"] == ["TP"] and ev.loc["clone00", "report_terminal_ids"] == ["GZ0-0"]
+
+
+def test_a_report_whose_first_fraud_is_at_an_accepted_point_is_explained_by_it():
+    # two more victims that TP keyed in (no far event there; each swiped once at home, as half the run's cards
+    # do): their reports name TP's keyed transaction, the fraud of an accepted point, not a copy's
+    det = ClonedCardDetector().fit(_at_terminal_run(keyed=2))
+    assert not set(det.result_["card_token"]) & {"victim24", "victim25"}
+    ev = det.evidence_.set_index("card_token")
+    assert ev.loc["victim24", "report_terminal_ids"] == ["TP"] and ev.loc["victim24", "n_reported_counterfeit"] == 1
+    scored = det.scored_.set_index("card_token")
+    assert (scored.loc[["victim24", "victim25"], "p_value"] > 0.05).all()  # a home swipe is all that is left
+
+
+def test_one_card_alone_never_makes_its_terminal_a_point():
+    # the run's other far cards are multi-site clones (every sole share of the other terminals is ~0): one
+    # card swiped once at its own terminal is still judged as a card, not explained by its terminal
+    rows = []
+    for c in range(30):
+        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                      + [dict(hours=200 + c + k, entry_mode="magstripe", terminal_id=f"BJ{c}-{k}", **BJ)
+                         for k in range(3)], f"batch{c:02d}")
+    rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                  + [dict(hours=300, entry_mode="fallback", terminal_id="ALONE", **BJ)], "single")
+    det = _run(rows, prior=SMALL)
+    assert not det.points_["accepted"].any()
+    assert "single" in set(det.result_["card_token"])
+
+
+def test_swipes_at_shops_the_card_never_uses_with_its_chip():
+    pop = population()
+    home = [dict(hours=24 * d, atc=d + 1, merchant_id=f"M{d % 3}", **SH) for d in range(20)]
+    swipes = [dict(hours=30 * 24 + 5 * k, entry_mode="magstripe", merchant_id=f"NEW{k}", **SH) for k in range(3)]
+    regular = [dict(hours=30 * 24 + 5 * k, entry_mode="magstripe", merchant_id=f"M{k}", **SH) for k in range(3)]
+    rows = _card(home + swipes, "copy_at_home") + _card(home + regular, "worn_chip")
+    det = _run(rows)
+    ev = det.evidence_.set_index("card_token")
+    # the card's 20 chip uses are at its three shops (no single visit): r = 1 / 22, three new shops of three swipes
+    assert ev.loc["copy_at_home", "n_fallback_new_merchant"] == 3
+    assert ev.loc["copy_at_home", "fallback_new_merchant_p"] == pytest.approx((1 / 22) ** 3, rel=1e-9)
+    assert ev.loc["worn_chip", "n_fallback_new_merchant"] == 0
+    assert det.result_["card_token"].tolist() == ["copy_at_home"]
+    assert "fallback_new_merchant:strong" in det.result_["reasons"].iloc[0]
+
+
+def test_a_conditional_p_value_is_checked_against_the_run():
+    # 300 cards of the run show the same tiny per-card p-value: the run says it is not rare
+    own = np.r_[np.full(300, 1e-6), np.ones(700)]
+    base = np.ones(1000, dtype=bool)
+    cal = _calibrated(own, base, 1000, 1.0)
+    assert cal[0] == pytest.approx((299 + 1) / (999 + 2)) and (cal[300:] == 1.0).all()
+    lone = np.r_[1e-6, np.ones(999)]  # shown by one card only: its own p-value stands
+    assert _calibrated(lone, base, 1000, 1.0)[0] == pytest.approx(1 / 1001)

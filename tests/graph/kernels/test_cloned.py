@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.cloned import NO_TIME, cloned_card_evidence, evidence_csr
+from graph.kernels.cloned import NO_TIME, cloned_card_evidence, combined_tail, evidence_csr
 from graph.kernels.geo import haversine_km
 
 from graph.references import cloned as reference, significance as tails
@@ -18,7 +18,8 @@ D = 86400
 
 
 def _arrays(cards):
-    """cards: list of lists of (ts, place or None, entry, atc or -1, atc_ok[, amount]); amount 10 by default."""
+    """cards: list of lists of (ts, place or None, entry, atc or -1, atc_ok[, amount[, merchant[, type]]]); amount 10,
+    merchant -1 (unknown) and type 0 (purchase) by default."""
     indptr = np.zeros(len(cards) + 1, dtype=np.int64)
     rows = []
     for c, txns in enumerate(cards):
@@ -32,16 +33,19 @@ def _arrays(cards):
     atc_ok = np.array([r[4] and r[3] >= 0 for r in rows], dtype=np.bool_)
     located = np.isfinite(lat) & (entry != 4)
     amount = np.array([r[5] if len(r) > 5 else 10.0 for r in rows], dtype=np.float64)
-    return indptr, ts, lat, lon, located, entry, atc, atc_ok, amount
+    merchant = np.array([r[6] if len(r) > 6 else -1 for r in rows], dtype=np.int64)
+    ttype = np.array([r[7] if len(r) > 7 else 0 for r in rows], dtype=np.int8)
+    return indptr, ts, lat, lon, located, entry, atc, atc_ok, amount, merchant, ttype
 
 
 def _check(cards, **over):
     params = {**PARAMS, **over}
     args = _arrays(cards)
-    counts, first, evidence, travel_km, travel_s, burst_p, amount_p = cloned_card_evidence(*args, **params)
-    ref_counts, ref_first, ref_evidence, ref_travel, ref_burst, ref_amount = reference.cloned_card_evidence(*args,
-                                                                                                          **params)
+    counts, first, evidence, travel_km, travel_s, burst_p, amount_p, new_p = cloned_card_evidence(*args, **params)
+    ref_counts, ref_first, ref_evidence, ref_travel, ref_burst, ref_amount, ref_new = \
+        reference.cloned_card_evidence(*args, **params)
     assert burst_p.tolist() == pytest.approx(ref_burst, rel=1e-9)
+    assert new_p.tolist() == pytest.approx(ref_new, rel=1e-9)
     assert amount_p.tolist() == pytest.approx(ref_amount, rel=1e-9)
     assert counts.tolist() == ref_counts
     assert [[None if v == NO_TIME else v for v in row] for row in first.tolist()] == ref_first
@@ -105,6 +109,12 @@ CASES = {
     "ordinary trip": [[(0, SH, 0, 1, True), (3 * H, BJ, 0, 2, True), (48 * H, BJ, 0, 3, True),
                        (52 * H, SH, 0, 4, True)]],
     "two cards": [[(0, SH, 0, 1, True), (0, BJ, 0, 1, True)], [(5, GZ, 2, -1, False), (6, GZ, 0, 1, True)]],
+    # chip at merchants 1 (twice) and 2 (once: 1 single of 3 uses, r = 2 / 5); swipes at 1, 7, 8 and a completion
+    # at 9 (no card presented): 2 new of 3
+    "swipes at new merchants": [[(0, SH, 0, 1, True, 10.0, 1), (D, SH, 0, 2, True, 10.0, 1),
+                                 (2 * D, SH, 1, 3, True, 10.0, 2), (3 * D, SH, 2, -1, False, 10.0, 1),
+                                 (4 * D, SH, 3, -1, False, 10.0, 7), (5 * D, SH, 2, -1, False, 10.0, 8),
+                                 (6 * D, SH, 2, -1, False, 10.0, 9, 4)]],
 }
 
 
@@ -145,11 +155,19 @@ def test_expected_flags():
     assert _check(CASES["fallback burst"], burst_min=0)[0, 6] == 0  # off
     assert _check(CASES["large swipes"])[0, 7] == 2  # 900 and 700 are the card's two largest of three swipes
     assert _check(CASES["swipe amounts tie and missing"])[0, 7] == 0  # ties ranked against the swipes
+    assert _check(CASES["swipes at new merchants"])[0, 8] == 2
+    assert _check(CASES["fallback after chip"])[0, 8] == 0  # merchants unknown: never new
+
+
+def test_new_merchant_p_value():
+    *_, new_p = cloned_card_evidence(*_arrays(CASES["swipes at new merchants"]), **PARAMS)
+    r = 2 / 5
+    assert new_p[0] == pytest.approx(3 * r ** 2 * (1 - r) + r ** 3, rel=1e-12)
 
 
 def test_burst_p_value():
     args = _arrays(CASES["fallback burst"])
-    *_, burst_p, _ = cloned_card_evidence(*args, **PARAMS)
+    *_, burst_p, _, _ = cloned_card_evidence(*args, **PARAMS)
     # 36 uses after the first chip use, 7 swipes; the best 72 h window holds 5 swipes and 2 chip uses (days 21,
     # 22); 7 windows tried
     want = 7 * float(tails.hypergeom_sf(5, 36, 7, 7))
@@ -169,7 +187,8 @@ def test_random_cards_equal_reference(seed):
             atc = int(rng.integers(-1, 8))
             amount = [5.0, 10.0, 50.0, 400.0, float("nan")][rng.integers(5)]
             txns.append((int(rng.integers(0, 20)) * 1800, places[rng.integers(len(places))], int(rng.integers(0, 5)),
-                         atc, bool(rng.random() < 0.8), amount))
+                         atc, bool(rng.random() < 0.8), amount, int(rng.integers(-1, 4)),
+                         int(rng.choice([0, 2, 3, 4]))))
         cards.append(txns)
     _check(cards, parallel_min_switches=int(rng.integers(1, 4)), parallel_window_s=int(rng.integers(0, 5)) * 3600,
            offline_delay_s=int(rng.integers(0, 4)) * 1800, slack_s=int(rng.integers(0, 3)) * 900,
@@ -177,6 +196,22 @@ def test_random_cards_equal_reference(seed):
 
 
 def test_worst_pair_is_the_fastest():
-    _, _, _, km, secs, _, _ = cloned_card_evidence(*_arrays(CASES["worst pair kept"]), **PARAMS)
+    _, _, _, km, secs, _, _, _ = cloned_card_evidence(*_arrays(CASES["worst pair kept"]), **PARAMS)
     # SH->BJ in 40 min is impossible, BJ->SH in 10 min more so (1,067 km in 10 + 15 min); SH->GZ in 70 min is not
     assert secs.tolist() == [600] and 1060 < km[0] < 1075
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_combined_tail_equals_full_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    n, widths = 40, np.array([4, 4, 2, 4, 2, 3], dtype=np.int64)
+    tails = np.ones((n, len(widths), 5))
+    for r, w in enumerate(widths):  # decreasing tails per reason, 0 past the last level; some reasons certain
+        steps = np.sort(rng.uniform(1e-6, 1.0, (n, w - 1)) ** 3, axis=1)[:, ::-1]
+        tails[:, r, 1:w] = np.where(rng.random((n, 1)) < 0.1, 1.0, steps)
+        tails[:, r, w:] = 0.0
+    levels = np.column_stack([rng.integers(0, w, n) for w in widths]).astype(np.int64)
+    levels[0] = 0  # nothing observed: 1
+    got = combined_tail(tails, levels, widths, np.arange(n, dtype=np.int64))
+    assert got.tolist() == pytest.approx(reference.combined_tail(tails, levels, widths), rel=1e-9, abs=1e-15)
+    assert got[0] == 1.0
