@@ -46,6 +46,9 @@ REASON_WORDS = {
                      "located transactions"),
     "fallback_burst": ("a burst of magnetic-stripe uses", "uses"),
     "fallback_amount": ("magnetic-stripe uses among the card's largest amounts", "uses"),
+    "fallback_new_merchant": ("magnetic-stripe uses near home at shops where the card is never used with its chip",
+                              "uses near home"),
+    "reported_counterfeit": ("a counterfeit fraud report not explained by fraud at one terminal", "reports"),
 }
 _STRENGTH = {"strong": "fewer than 1 in 1,000", "medium": "fewer than 1 in 20", "weak": "more than 1 in 20"}
 _FINDING_WORDS = {"trace_gap": "sequence numbers (STAN) missing: messages hidden from the acquirer",

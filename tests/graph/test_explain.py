@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from graph import explain
+from graph.kernels.cloned import REASONS as CLONED_REASONS
 from graph.queue import build_alerts
 from tests.graph.test_queue import EMPTY_CARDS, EMPTY_FINDINGS, EMPTY_POINTS, EMPTY_RINGS, TS, _cards, _points
 
@@ -68,3 +69,11 @@ def test_every_kind_of_alert_is_explained():
     assert "usual rate 7%" in alerts.loc["void_spike", "explanation"]
     assert alerts.loc["void_spike", "explanation"].endswith(explain.stamp("void_spike"))
     assert "integrity" in explain.stamp("void_spike") and "rings" in explain.stamp("cash_out")
+
+
+def test_every_reason_the_cloned_detector_gives_has_words():
+    missing = [r for r in (*CLONED_REASONS, "reported_counterfeit") if r not in explain.REASON_WORDS]
+    assert not missing, missing
+    text = explain._reasons("fallback_new_merchant:strong;reported_counterfeit:weak", {"fallback_new_merchant": 3})
+    assert text[0].startswith("magnetic-stripe uses near home at shops where the card is never used with its chip 3 times")
+    assert "fallback_new_merchant" not in " ".join(text) and "reported counterfeit" not in " ".join(text)
