@@ -102,9 +102,11 @@ class SkimmingDetector(BaseDetector):
     Parameters
     ----------
     exposure_days : float
-        Length of each card's exposure window.
+        Shortest look-back from a card's first fraud (its exposure window); lengthened to the run's fitted
+        visit-to-fraud delay of the accepted points when that is longer (``lookback_days_``).
     report_lag_days : float
-        Assumed delay from first fraud to report when ``first_fraud_at`` is missing.
+        Delay from first fraud to report assumed when ``first_fraud_at`` is missing and the run has fewer than 5
+        known lags (else their 10th to 90th percentile).
     min_compromised : int
         Terminals with fewer compromised cards are never accepted as points.
     explain_away : bool
