@@ -115,7 +115,8 @@ def daily_figure(daily: pd.DataFrame, title: str, window: tuple | None = None) -
                       annotation_text="estimated compromise window", annotation_position="top left")
     fig.update_layout(title=title, height=320, barmode="overlay", margin={"l": 50, "r": 60, "t": 40, "b": 30},
                       xaxis_title="day (UTC)", yaxis_title="transactions",
-                      yaxis2={"title": "amount", "overlaying": "y", "side": "right", "showgrid": False},
+                      yaxis2={"title": "amount", "overlaying": "y", "side": "right", "showgrid": False,
+                              "rangemode": "tozero"},
                       legend={"orientation": "h", "y": -0.25})
     return fig
 

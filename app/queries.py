@@ -17,7 +17,8 @@ from graph.vocabulary import CARD_DECISIONS, OPEN_STATUSES, POINT_KIND_OF_MODE, 
 __all__ = ["queue_page", "queue_options", "queue_summary", "last_run",
            "audit_log", "audit_options", "alert", "alert_evidence", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
-           "portfolio", "latest_transaction", "daily_activity", "latest_transactions", "activity_positions", "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
+           "portfolio", "latest_transaction", "daily_activity", "latest_transactions", "activity_positions",
+           "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
            "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "EXPOSURE_MODE",
            "EXPOSED_CSV_COLUMNS", "TREND_WEEKS"]
 
