@@ -101,6 +101,16 @@ class ResultCache:
             pending.done.set()
         return pending.value
 
+    def refresh(self, key) -> bool:
+        """Keep the result under ``key`` (even if expired) for another ``ttl_s``; False when there is none."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return False
+            self._items[key] = (time.monotonic(), item[1])
+            self._items.move_to_end(key)
+            return True
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

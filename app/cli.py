@@ -71,7 +71,8 @@ def cmd_app(args: argparse.Namespace, settings) -> int:
     db.ensure_schema()
     secure = settings.secure_cookie or args.secure_cookie
     app = create_app(db, token_key=settings.token_key, secure_cookie=secure,
-                     login_policy=users.LoginPolicy.from_settings(settings), allowed_origins=settings.allowed_origins)
+                     login_policy=users.LoginPolicy.from_settings(settings), allowed_origins=settings.allowed_origins,
+                     warm=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("the explorer listens on %s: reachable from other machines; put it behind HTTPS", args.host)
         if not secure:

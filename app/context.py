@@ -6,6 +6,8 @@ never in a module global: two apps in one process each keep their own.
 
 from __future__ import annotations
 
+import logging
+import threading
 from functools import wraps
 
 import flask
@@ -14,9 +16,10 @@ from dash.exceptions import PreventUpdate
 
 from app.cache import ResultCache, data_version
 
-__all__ = ["install", "database", "token_key", "current_user", "guarded", "cached", "result_cache"]
+__all__ = ["install", "database", "token_key", "current_user", "guarded", "cached", "result_cache", "keep_warm"]
 
 _KEY = "posguard"
+log = logging.getLogger("posguard.app")
 
 
 def install(server: flask.Flask, db, token_key: bytes | None, cache: ResultCache | None = None) -> None:
@@ -44,10 +47,41 @@ def cached(func, *args, **kwargs):
     """``func(database(), *args, **kwargs)``, kept in the app's cache under the database's current version
     (``app.cache.data_version``, read once per request): repeated views of unchanged data are not read again.
     Arguments must be hashable."""
+    return _fresh(result_cache().get(_key(func, args, kwargs), lambda: func(database(), *args, **kwargs)))
+
+
+def _key(func, args: tuple, kwargs: dict) -> tuple:
+    """The cache key of ``func(db, *args, **kwargs)`` under the database's version (read once per request)."""
     if "pg_version" not in flask.g:
         flask.g.pg_version = data_version(database())
-    key = (func.__module__, func.__qualname__, args, tuple(sorted(kwargs.items())), flask.g.pg_version)
-    return _fresh(result_cache().get(key, lambda: func(database(), *args, **kwargs)))
+    return func.__module__, func.__qualname__, args, tuple(sorted(kwargs.items())), flask.g.pg_version
+
+
+def keep_warm(server: flask.Flask, calls: list[tuple], interval_s: float = 20.0) -> threading.Event:
+    """Compute ``calls`` (``(func, args, kwargs)``, as pages pass them to ``cached``) in a background thread
+    of ``server``'s app, at once and then every ``interval_s`` seconds: a result missing for the database's
+    current version (a load, scoring run or decision changed it) is computed there, not by the next request
+    (a page asking meanwhile waits for that one computation); one still current is kept past the cache's time
+    to live (``ResultCache.refresh``) instead of being computed again. Returns the event that stops the
+    thread."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            try:
+                with server.app_context():
+                    for func, args, kwargs in calls:
+                        if stop.is_set():
+                            break
+                        flask.g.pop("pg_version", None)  # the version now, not when the loop began
+                        if not result_cache().refresh(_key(func, args, kwargs)):
+                            cached(func, *args, **kwargs)
+            except Exception:  # the database may be away for a while; the pages report it, the warmer retries
+                log.warning("explorer: warming the cache failed; retrying in %.0f s", interval_s, exc_info=True)
+            stop.wait(interval_s)
+
+    threading.Thread(target=run, name="posguard-warm", daemon=True).start()
+    return stop
 
 
 def database():

@@ -8,13 +8,21 @@ from pathlib import Path
 import dash
 import flask
 
-from app import context, frame, users
-from app.pages import PAGES
+from app import context, frame, queries, users
+from app.pages import PAGES, portfolio, queue
 from app.server import create_server
 
-__all__ = ["create_app", "ASSETS"]
+__all__ = ["create_app", "ASSETS", "WARM_CALLS"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+# What ``create_app(warm=True)`` keeps computed: exactly as the pages ask the cache for it (same arguments).
+WARM_CALLS = [
+    (queries.portfolio, (), {"days": portfolio.DAYS}),
+    (queries.latest_transaction, (), {}),
+    (queries.queue_options, (), {}),
+    (queries.queue_page, (), {"page": 0, "size": queue.QUEUE_ROWS, "kind": None, "severity": None, "status": None,
+                              "assignee": None, "since": None, "until": None, "new_since": None}),
+]
 
 
 def _cache_code(response):
@@ -27,7 +35,7 @@ def _cache_code(response):
 
 def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0,
                secure_cookie: bool = False, login_policy: users.LoginPolicy | None = None,
-               allowed_origins: tuple = ()) -> dash.Dash:
+               allowed_origins: tuple = (), warm: bool = False) -> dash.Dash:
     """The explorer over ``db`` (a ``graph.db.Database``).
 
     Parameters
@@ -44,6 +52,10 @@ def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0
         Sign-in throttling and lockout (default: ``LoginPolicy()``; the CLI builds it from the settings).
     allowed_origins : tuple of str
         Origins allowed to send state-changing requests besides the explorer's own host.
+    warm : bool
+        Keep the slowest shared results (the portfolio's aggregate over every transaction and its reference date,
+        the queue's first rows and filters) computed in the background for the database's current version
+        (``app.context.keep_warm``), so that no page waits for them after a load or scoring run.
 
     Example
     -------
@@ -59,4 +71,6 @@ def create_app(db, *, token_key: bytes | None = None, session_hours: float = 8.0
         page.register(app)
     frame.register(app)
     app.layout = frame.layout
+    if warm:
+        server.extensions["posguard_warm"] = context.keep_warm(server, WARM_CALLS)
     return app

@@ -17,7 +17,8 @@ from graph.vocabulary import CARD_DECISIONS, OPEN_STATUSES, POINT_KIND_OF_MODE, 
 __all__ = ["queue_page", "queue_options", "queue_summary", "last_run",
            "audit_log", "audit_options", "alert", "alert_evidence", "entity",
            "timeline", "can_expand", "neighbourhood", "positions", "audit_trail", "decide", "assign", "case_bundle",
-           "portfolio", "latest_transaction", "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
+           "portfolio", "latest_transaction", "daily_activity", "latest_transactions", "activity_positions",
+           "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
            "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "EXPOSURE_MODE",
            "EXPOSED_CSV_COLUMNS", "TREND_WEEKS"]
 
@@ -35,27 +36,47 @@ WHERE ($kind IS NULL OR a.kind = $kind) AND ($severity IS NULL OR a.severity = $
   AND ($new_since IS NULL OR a.first_raised_at >= $new_since)
   AND ($active_only = false OR a.active)
 """
+# A busy terminal's or merchant's transactions (up to ~20,000) are not shipped to the browser: their page
+# reads a per-day aggregate (UTC days), the latest few transactions and the distinct positions, each in Cypher.
+# The transactions of a terminal or a merchant (its terminals): c the card, r the TXN, t the terminal.
+_ACTIVITY_MATCH = {
+    "terminal": "MATCH (t:Terminal {terminal_id: $id}) MATCH (c:Card)-[r:TXN]->(t)",
+    "merchant": "MATCH (t:Terminal)-[:INSTALLED_AT]->(:Merchant {merchant_id: $id}) MATCH (c:Card)-[r:TXN]->(t)",
+}
+_ACTIVITY = {
+    "daily": """
+WITH date(r.ts) AS day, r, c, c:Reported AS reported
+RETURN toString(day) AS day, count(r) AS txns, sum(r.amount) AS amount, count(DISTINCT c) AS cards,
+       count(CASE WHEN reported THEN 1 END) AS reported_txns, count(DISTINCT CASE WHEN reported THEN c END)
+       AS reported_cards
+ORDER BY day""",
+    "latest": """
+RETURN r.txn_id AS txn_id, toString(r.ts) AS ts, r.amount AS amount, r.currency AS currency,
+       r.entry_mode AS entry_mode, r.txn_type AS txn_type, c.token AS card, c.pan_last4 AS last4,
+       t.terminal_id AS terminal_id, c:Reported AS reported
+ORDER BY r.ts DESC, r.txn_id DESC LIMIT $limit""",
+    "distinct_positions": """
+WHERE r.lat IS NOT NULL AND r.lon IS NOT NULL
+WITH DISTINCT round(r.lat, 4) AS lat, round(r.lon, 4) AS lon
+RETURN lat, lon LIMIT $limit""",
+}
 # The queue's default order: severity first, then impact (how many cards are at risk: the cards seen in a
 # skimming point's window, the members of a ring, the one card of a cloned-card alert; 0 for a terminal
-# finding), then score. The evidence date is the first cloning evidence of a card or the start of a
-# skimming point's window; alerts without one show the time they were first raised.
-_IMPACT = """
-OPTIONAL MATCH (a)-[:ABOUT]->(e)
-WITH a, CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END AS severity_rank,
-     CASE WHEN e:Terminal AND a.kind = 'skimming_point' THEN coalesce(e.skim_cards_seen, 0)
-          WHEN e:Ring THEN coalesce(e.size, 0) WHEN e:Card THEN 1 ELSE 0 END AS impact,
-     coalesce(e.clone_first_evidence_at, CASE WHEN a.kind = 'skimming_point' THEN e.skim_window_start END)
-       AS evidence_at
-"""
+# finding), then score: the order of ``queue_key``, which the scoring run's write-back stores on every alert
+# (graph.writeback.QUEUE_KEY) with a range index, so a page is read in index order (no sort of every alert).
+# ``impact`` and ``evidence_at`` (the first cloning evidence of a card, the end of a point's window, a
+# finding's first sighting) are stored by the same write-back (graph.queue); alerts without an evidence
+# date show the time they were first raised.
 CYPHER = {
-    "queue": _FILTER + _IMPACT + """
+    "queue": _FILTER + """  AND a.queue_key IS NOT NULL
 RETURN a.alert_id AS alert_id, a.severity AS severity, a.kind AS kind, a.entity_type AS entity_type,
        a.entity_id AS entity_id, a.score AS score, a.status AS status, a.assignee AS assignee,
-       toString(a.created_at) AS created_at, toString(evidence_at) AS evidence_at,
-       toString(a.first_raised_at) AS first_raised_at, impact, a.summary AS summary
-ORDER BY severity_rank, impact DESC, a.score DESC, a.alert_id SKIP $skip LIMIT $limit""",
+       toString(a.created_at) AS created_at, toString(a.evidence_at) AS evidence_at,
+       toString(a.first_raised_at) AS first_raised_at, coalesce(a.impact, 0) AS impact, a.summary AS summary
+ORDER BY a.queue_key SKIP $skip LIMIT $limit""",
     "queue_count": _FILTER + "RETURN count(a) AS n",
-    "alert_evidence": "MATCH (a:Alert {alert_id: $id})" + _IMPACT + "RETURN toString(evidence_at) AS evidence_at, impact",
+    "alert_evidence": "MATCH (a:Alert {alert_id: $id}) "
+                      "RETURN toString(a.evidence_at) AS evidence_at, coalesce(a.impact, 0) AS impact",
     "options": "MATCH (a:Alert) RETURN collect(DISTINCT a.kind) AS kinds, collect(DISTINCT a.assignee) AS assignees",
     "last_run": "MATCH (r:ScoreRun) RETURN r.run_id AS run_id, r.created_at AS at ORDER BY r.created_at DESC LIMIT 1",
     "summary": """
@@ -198,6 +219,9 @@ RETURN t.terminal_id AS terminal_id, e.mode AS mode, toString(e.window_start) AS
                     "collect([coalesce(r.lat, o.lat), coalesce(r.lon, o.lon)])[..50] AS later ORDER BY card",
 }
 
+CYPHER.update({f"{name}_{entity_type}": match + body for name, body in _ACTIVITY.items()
+               for entity_type, match in _ACTIVITY_MATCH.items()})
+
 
 def _iso(value) -> str:
     """A timestamp (Neo4j, Python or already a string) as ISO 8601 text, for Cypher's datetime()."""
@@ -220,7 +244,7 @@ def _since(value):
 
 def queue_page(db, *, page: int = 0, size: int = 25, kind=None, severity=None, status=None, assignee=None,
                since=None, until=None, new_since=None, active_only: bool = True) -> tuple[list[dict], int]:
-    """One page of the alert queue in its default order (severity, then impact, then score; see ``_IMPACT``)
+    """One page of the alert queue in its default order (severity, then impact, then score: ``queue_key``)
     and how many alerts match the filters. ``new_since``: only alerts first raised at or after it."""
     params = {"kind": kind or None, "severity": severity or None, "status": status or None,
               "assignee": assignee or None, "since": _since(since), "until": _since(until),
@@ -298,6 +322,27 @@ def timeline(db, entity_type: str, entity_id: str, limit: int = 5_000) -> pd.Dat
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
     return frame
 
+
+
+def daily_activity(db, entity_type: str, entity_id: str) -> pd.DataFrame:
+    """A terminal's or merchant's transactions per UTC day: ``day`` (Timestamp), ``txns``, ``amount``,
+    ``cards`` (distinct), ``reported_txns`` and ``reported_cards`` (of cards reported as fraud victims)."""
+    frame = pd.DataFrame(db.read(CYPHER[f"daily_{entity_type}"], id=entity_id),
+                         columns=["day", "txns", "amount", "cards", "reported_txns", "reported_cards"])
+    frame["day"] = pd.to_datetime(frame["day"], utc=True)
+    return frame
+
+
+def latest_transactions(db, entity_type: str, entity_id: str, limit: int = 100) -> list[dict]:
+    """A terminal's or merchant's newest ``limit`` transactions, newest first (card token and last four only)."""
+    return db.read(CYPHER[f"latest_{entity_type}"], id=entity_id, limit=int(limit))
+
+
+def activity_positions(db, entity_type: str, entity_id: str, limit: int = 2_000) -> list[list]:
+    """The distinct positions (to 1e-4 degree, about 10 m) a terminal's or merchant's transactions reported,
+    at most ``limit``, as ``[lat, lon, None]`` (what ``figures.map_figure`` draws)."""
+    rows = db.read(CYPHER[f"distinct_positions_{entity_type}"], id=entity_id, limit=int(limit))
+    return [[r["lat"], r["lon"], None] for r in rows]
 
 def can_expand(label: str | None) -> bool:
     """Whether the neighbourhood graph can expand a node with this label."""

@@ -7,7 +7,20 @@ from datetime import datetime
 
 import pandas as pd
 
-__all__ = ["write_back", "CYPHER"]
+from graph.vocabulary import SEVERITIES
+
+__all__ = ["write_back", "CYPHER", "QUEUE_KEY"]
+
+# The queue's default order as one text property per alert (``queue_key``, range-indexed in graph.schema), so
+# that the explorer's first page is an index-ordered LIMIT, not a sort of every alert: severity rank, then
+# impact (cards at risk) descending, then score descending (to 1e-6, within [0, 1000]), then the alert id.
+# A Cypher expression over an Alert ``a`` with ``a.severity``, ``a.impact``, ``a.score`` and ``a.alert_id`` set.
+QUEUE_KEY = ("CASE a.severity " + " ".join(f"WHEN '{s}' THEN '{i}'" for i, s in enumerate(SEVERITIES))
+             + f" ELSE '{len(SEVERITIES)}' END + '|' "
+             "+ right('000000000' + toString(999999999 - coalesce(a.impact, 0)), 9) + '|' "
+             "+ right('0000000000' + toString(toInteger(round((1000.0 - CASE WHEN coalesce(a.score, 0.0) > 1000.0 "
+             "THEN 1000.0 WHEN coalesce(a.score, 0.0) < 0.0 THEN 0.0 ELSE coalesce(a.score, 0.0) END) * 1000000))), "
+             "10) + '|' + a.alert_id")
 
 # Every query is parameterised and idempotent; `score_run` marks what the current run wrote, so that what
 # an earlier run wrote and this one did not can be removed afterwards.
@@ -95,6 +108,7 @@ MERGE (a:Alert {alert_id: row.alert_id})
 SET a.entity_type = row.entity_type, a.entity_id = row.entity_id, a.kind = row.kind, a.score = row.score,
     a.severity = row.severity, a.created_at = row.created_at, a.summary = row.summary, a.score_run = $run,
     a.q_value = row.q_value, a.evidence_at = row.evidence_at, a.impact = row.impact, a.active = true
+SET a.queue_key = """ + QUEUE_KEY + """
 WITH a, row, row.explanation IS NOT NULL AND coalesce(a.explanation_key, '') <> row.explanation_key AS new_words
 SET a.explanations_before = CASE WHEN new_words AND a.explanation IS NOT NULL
                                  THEN coalesce(a.explanations_before, []) + [a.explanation]
@@ -134,6 +148,8 @@ CALL (a, touched) {
   DETACH DELETE a
 }
 """,
+    # alerts kept from before queue_key existed (inactive, touched by an investigator) get theirs
+    "queue_keys": "MATCH (a:Alert) WHERE a.queue_key IS NULL SET a.queue_key = " + QUEUE_KEY,
     "run": """
 MERGE (s:ScoreRun {run_id: $run})
 SET s.created_at = $created_at, s += $counts
@@ -219,7 +235,7 @@ def write_back(db, frames: dict[str, pd.DataFrame], run_id: str, created_at: dat
     alerts = frames["alerts"].reindex(columns=alert_columns)  # the queue's extra columns may be absent
     counts["alerts"] = db.write_batches(CYPHER["alerts"], _records(alerts, alert_columns),
         params={"run": run_id}, batch_size=2_000)
-    for step in ("skimming_clear", "exposed_clear", "findings_clear", "alerts_retire", "rings_clear"):
+    for step in ("skimming_clear", "exposed_clear", "findings_clear", "alerts_retire", "rings_clear", "queue_keys"):
         db.run(CYPHER[step], run=run_id)
     db.run_autocommit(CYPHER["cloned_clear"], run=run_id)
     db.run(CYPHER["run"], run=run_id, created_at=created_at, counts={f"rows_{k}": v for k, v in counts.items()})

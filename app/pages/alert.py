@@ -172,12 +172,12 @@ def evidence_view(db, a: dict) -> list:
     config = {"displaylogo": False}
     if kind in queries.EXPOSURE_MODE and entity_type == "terminal":
         props = (queries.entity(db, "terminal", entity_id) or {"props": {}})["props"]
-        txns = cached(queries.timeline, "terminal", entity_id)
+        daily = cached(queries.daily_activity, "terminal", entity_id)
         window = queries.exposure_window(db, entity_id, queries.EXPOSURE_MODE[kind])  # this mode's window
         if not window[0]:
             window = (props.get("skim_window_start"), props.get("skim_window_end"))
         title = "cards served per day; red: cards later reported (the window's reported cards are the evidence)"
-        return [dcc.Graph(id="alert-evidence-chart", figure=figures.victims_figure(txns, window, title),
+        return [dcc.Graph(id="alert-evidence-chart", figure=figures.victims_figure(daily, window, title),
                           config=config)]
     if kind == "cloned_card" and entity_type == "card":
         ent = queries.entity(db, "card", entity_id) or {"props": {}}
@@ -197,9 +197,9 @@ def evidence_view(db, a: dict) -> list:
                                                     config=config)])],
                                cols={"base": 1, "lg": 2}, spacing="md")]
     if entity_type == "terminal":
-        txns = cached(queries.timeline, "terminal", entity_id)
-        return [dcc.Graph(id="alert-evidence-chart", config=config,
-                          figure=figures.timeline_figure(txns, f"{len(txns):,} transactions of {entity_id}"))]
+        daily = cached(queries.daily_activity, "terminal", entity_id)
+        title = f"{int(daily['txns'].sum()) if len(daily) else 0:,} transactions of {entity_id}, per day"
+        return [dcc.Graph(id="alert-evidence-chart", config=config, figure=figures.daily_figure(daily, title))]
     return [dmc.Text(["The evidence is on the ", dcc.Link(f"{entity_type} page", href=f"/{entity_type}/"
                                                           f"{quote(entity_id)}"), "."], size="sm")]
 

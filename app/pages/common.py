@@ -18,7 +18,7 @@ from app.context import cached, database, guarded
 __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
            "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
            "expand_graph", "SEVERITY_COLORS", "exposures_view",
-           "terminal_exposures_view", "distinct_positions"]
+           "terminal_exposures_view", "distinct_positions", "latest_rows", "LATEST_ROWS"]
 
 SEVERITY_COLORS = {"critical": "red", "high": "orange", "medium": "yellow"}
 _HIDDEN_PROPS = {"clone_evidence_txn_ids"}
@@ -196,17 +196,62 @@ def distinct_positions(lats, lons, cap: int = _MAP_POINTS) -> list[list]:
     return out
 
 
+LATEST_ROWS = 100  # a terminal's or merchant's newest transactions listed under its daily chart
+_LATEST_COLUMNS = [
+    {"field": "ts", "headerName": "time (UTC)", "width": 170},
+    {"field": "amount", "headerName": "amount", "width": 110, "type": "numericColumn",
+     "valueFormatter": {"function": "d3.format(',.2f')(params.value)"}},
+    {"field": "currency", "headerName": "cur.", "width": 80},
+    {"field": "entry_mode", "headerName": "entry", "width": 110},
+    {"field": "txn_type", "headerName": "type", "width": 100},
+    link_column("card", "card", "card_href", width=110),
+    link_column("terminal_id", "terminal", "terminal_href", minWidth=130),
+    {"field": "reported", "headerName": "card reported", "width": 130,
+     "cellClassRules": {"pg-flagged": "params.value === 'yes'"}},
+]
+
+
+def latest_rows(rows: list[dict]) -> list[dict]:
+    """Grid rows of the newest transactions (last four digits of the card only)."""
+    return [{"ts": format_value(r["ts"]), "amount": r["amount"], "currency": r.get("currency") or "",
+             "entry_mode": r["entry_mode"], "txn_type": r["txn_type"], "card": f"*{r['last4'] or '????'}",
+             "card_href": f"/card/{quote(r['card'])}", "terminal_id": r["terminal_id"],
+             "terminal_href": f"/terminal/{quote(r['terminal_id'])}", "reported": "yes" if r["reported"] else "no"}
+            for r in rows]
+
+
+def _busy_activity(db, entity_type: str, entity_id: str, prefix: str, window: tuple | None):
+    """A terminal's or merchant's activity as its page shows it: one bar per day (computed in Cypher, not one
+    point per transaction) and a grid of its newest ``LATEST_ROWS`` transactions."""
+    daily = cached(queries.daily_activity, entity_type, entity_id)
+    total = int(daily["txns"].sum()) if len(daily) else 0
+    latest = cached(queries.latest_transactions, entity_type, entity_id, LATEST_ROWS)
+    title = f"{total:,} transactions over {len(daily):,} days"
+    chart = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
+                      figure=figures.daily_figure(daily, title, window))
+    note = (f"The newest {len(latest):,} of {total:,} transactions" if total > len(latest)
+            else f"All {total:,} transactions, newest first")
+    return html.Div([chart, dmc.Text(note, size="sm", mt=4, id=f"{prefix}-latest-note"),
+                     grid(f"{prefix}-latest-grid", latest_rows(latest), _LATEST_COLUMNS,
+                          page_size=20 if len(latest) > 20 else None)])
+
+
 def activity_sections(db, entity_type: str, entity_id: str, prefix: str):
-    """The transactions chart and the map of a card, terminal or merchant (one read of its transactions, kept
-    in the app's cache while the data is unchanged); a skimming point's map also shows where its window's
-    reported cards were used afterwards."""
+    """The transactions chart and the map of a card, terminal or merchant (kept in the app's cache while the
+    data is unchanged). A card shows each transaction; a terminal or merchant (up to tens of thousands of
+    transactions) its activity per day, its newest transactions and each distinct position once; a skimming
+    point's map also shows where its window's reported cards were used afterwards."""
     props = queries.entity(db, entity_type, entity_id)["props"]
-    txns = cached(queries.timeline, entity_type, entity_id)
     window = (props.get("skim_window_start"), props.get("skim_window_end"))
-    title = f"{len(txns):,} transactions" + (" (first 5,000)" if len(txns) >= 5_000 else "")
-    timeline = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
-                         figure=figures.timeline_figure(txns, title, window if window[0] else None))
-    seen = distinct_positions(txns.get("lat", []), txns.get("lon", []))
+    if entity_type == "card":
+        txns = cached(queries.timeline, entity_type, entity_id)
+        title = f"{len(txns):,} transactions" + (" (first 5,000)" if len(txns) >= 5_000 else "")
+        timeline = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
+                             figure=figures.timeline_figure(txns, title, window if window[0] else None))
+        seen = distinct_positions(txns.get("lat", []), txns.get("lon", []))
+    else:
+        timeline = _busy_activity(db, entity_type, entity_id, prefix, window if window[0] else None)
+        seen = cached(queries.activity_positions, entity_type, entity_id, _MAP_POINTS)
     if entity_type == "terminal":
         later = []
         if props.get("skim_window_start"):

@@ -1,7 +1,7 @@
 """The alert queue (``/``): a first-screen summary, filters kept in the URL, a sortable grid, bulk assignment.
 
 Default order: severity, then impact (cards at risk: the cards seen in a skimming point's window, a ring's
-members, the one card of a cloned-card alert), then score (``app.queries._IMPACT``).
+members, the one card of a cloned-card alert), then score (``queue_key``, stored by the scoring run: ``graph.writeback.QUEUE_KEY``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ import pytest
 
 from app import queries
 from app.cache import ResultCache, data_version
+from app.explorer import WARM_CALLS, create_app
+from app.pages import portfolio
+from tests.app.callbacks import call
+from tests.app.conftest import sign_in
 
 
 def test_a_result_is_computed_once_and_kept():
@@ -71,3 +75,38 @@ def test_a_decision_makes_a_new_data_version(app_db):
     queries.decide(app_db, alert_id, None, Investigator(), "seen by the cache test")
     assert data_version(app_db) != before
 
+
+
+def test_a_warm_app_computes_the_portfolio_before_anyone_asks(app_db, app_settings):
+    """With warm=True the portfolio's aggregate (and the queue's first rows) are computed in the background:
+    the first request for the portfolio page finds them in the cache; an app without it computes on request."""
+    warm = create_app(app_db, token_key=app_settings.token_key, warm=True)
+    try:
+        cache = warm.server.extensions["posguard"]["cache"]
+        deadline = time.monotonic() + 120
+        while cache.misses < len(WARM_CALLS) or cache._pending:
+            assert time.monotonic() < deadline, "the warmer computed nothing"
+            time.sleep(0.2)
+        misses = cache.misses
+        client = warm.server.test_client()
+        sign_in(client, "ivy")
+        status, out = call(client, [("_pages_content", "children"), ("_pages_store", "data")],
+                           [("_pages_location", "pathname", "/portfolio"), ("_pages_location", "search", "")])
+        assert status == 200 and "Merchant portfolio" in str(out)
+        assert cache.misses == misses and cache.hits >= 1  # answered from what the warmer computed
+    finally:
+        warm.server.extensions["posguard_warm"].set()
+    cold = create_app(app_db, token_key=app_settings.token_key)
+    assert "posguard_warm" not in cold.server.extensions
+    assert cold.server.extensions["posguard"]["cache"].misses == 0
+    assert portfolio.DAYS == WARM_CALLS[0][2]["days"]
+
+
+def test_refresh_keeps_a_result_past_its_time_to_live():
+    cache = ResultCache(ttl_s=0.05)
+    cache.get("k", lambda: 1)
+    time.sleep(0.1)
+    assert cache.refresh("k") and not cache.refresh("other")
+    assert cache.get("k", lambda: 2) == 1  # refreshed: not computed again
+    time.sleep(0.1)
+    assert cache.get("k", lambda: 3) == 3  # not refreshed again: expired

@@ -12,6 +12,7 @@ import pytest
 from app import figures, queries
 from app.frame import NO_MATCH_PATH, search_target
 from app.pages import queue as queue_page
+from app.pages.common import LATEST_ROWS
 from app.pages.no_match import NO_MATCH_TEXT
 from app.explorer import create_app
 from tests.app.callbacks import call
@@ -442,3 +443,43 @@ def test_an_allowed_origin_behind_a_proxy_is_accepted(app_db, app_settings):
     assert sign_in(c, "ivy").status_code == 302
     assert _update(c, {"Origin": "https://posguard.example.org"}).status_code == 200
     assert _update(c, {"Origin": "https://other.example.org"}).status_code == 403
+
+
+def test_busy_terminal_and_merchant_pages_ship_days_the_newest_transactions_and_distinct_positions(client, app_db):
+    """A terminal's or merchant's page does not ship one point per transaction: one bar per day (the day's
+    transactions, amount and those of reported cards, as counted from the transactions themselves), a grid of
+    its newest LATEST_ROWS transactions, and each distinct position once."""
+    for entity_type, match in (("terminal", "MATCH (t:Terminal {terminal_id: $id}) MATCH (c:Card)-[r:TXN]->(t)"),
+                               ("merchant", "MATCH (t:Terminal)-[:INSTALLED_AT]->(:Merchant {merchant_id: $id}) "
+                                            "MATCH (c:Card)-[r:TXN]->(t)")):
+        label, key = queries.ENTITY_KEYS[entity_type]
+        busiest = app_db.read(f"MATCH (x:{label}) RETURN x.{key} AS id ORDER BY COUNT {{ (x)--() }} DESC LIMIT 1")
+        entity_id = busiest[0]["id"]
+        txns = app_db.read(match + " RETURN r.txn_id AS id, toString(r.ts) AS ts, r.amount AS amount, "
+                                   "c:Reported AS reported, r.lat AS lat, r.lon AS lon", id=entity_id)
+        assert len(txns) > LATEST_ROWS
+        daily = queries.daily_activity(app_db, entity_type, entity_id)
+        by_day = {}
+        for t in txns:
+            d = by_day.setdefault(t["ts"][:10], [0, 0.0, 0])
+            d[0], d[1], d[2] = d[0] + 1, d[1] + t["amount"], d[2] + bool(t["reported"])
+        assert {d.strftime("%Y-%m-%d"): [n, round(a, 2), rep] for d, n, a, rep in zip(
+            daily["day"], daily["txns"], daily["amount"].round(2), daily["reported_txns"])} == {
+            k: [v[0], round(v[1], 2), v[2]] for k, v in by_day.items()}
+        latest = queries.latest_transactions(app_db, entity_type, entity_id, LATEST_ROWS)
+        newest = sorted(txns, key=lambda t: t["ts"], reverse=True)[:LATEST_ROWS]
+        assert len(latest) == LATEST_ROWS and [r["ts"] for r in latest] == [t["ts"] for t in newest]
+        positions = queries.activity_positions(app_db, entity_type, entity_id)
+        located = [(t["lat"], t["lon"]) for t in txns if t["lat"] is not None]
+        distinct = {(round(a, 4), round(b, 4)) for a, b in located}  # (Cypher rounds a half up, Python to even)
+        assert abs(len(positions) - len(distinct)) <= max(2, len(distinct) // 50) < len(located)
+        assert all(min(abs(a - p[0]) + abs(b - p[1]) for p in positions) <= 1.01e-4 for a, b in located)
+        status, sec = call(client, [(f"{entity_type}-timeline-box", "children"), (f"{entity_type}-map-box",
+                                                                                   "children")],
+                           [(f"{entity_type}-key", "data", entity_id)])
+        assert status == 200
+        text = json.dumps(sec)
+        figure = json.loads(text)[f"{entity_type}-timeline-box.children"]["props"]["children"][0]["props"]["figure"]
+        assert max(len(trace["x"]) for trace in figure["data"]) == len(daily) < len(txns)
+        assert f"{len(txns):,} transactions" in text and f"The newest {LATEST_ROWS}" in text
+        assert text.count('"txn_type"') >= LATEST_ROWS and newest[0]["id"] not in text  # tokens and ids stay out

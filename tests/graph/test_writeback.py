@@ -121,3 +121,29 @@ def test_exposed_cards_become_exposed_at_relationships_idempotently(db):
     assert db.run(query) == []
     t = db.run("MATCH (t:Terminal {terminal_id: 'T1'}) RETURN t.skim_rank AS rank, t.skim_mode AS mode")
     assert t == [{"rank": 1, "mode": None}]
+
+
+def test_queue_key_orders_alerts_by_severity_then_impact_then_score(db):
+    """The stored queue_key sorts as the queue's documented order (severity, impact descending, score
+    descending, alert id), also for scores above 1 and alerts without an impact; an index serves it."""
+    db.run("UNWIND ['k1','k2','k3','k4','k5','k6'] AS t MERGE (:Card {token: t})")
+    rows = [("k1", "high", 1, 0.5), ("k2", "critical", 1, 0.2), ("k3", "high", 120, 0.1),
+            ("k4", "high", 1, 0.9), ("k5", "medium", None, 1.0), ("k6", "high", 1, 12.5)]
+    f = frames()
+    f["alerts"] = pd.DataFrame({"alert_id": [f"a-{r[0]}" for r in rows], "entity_type": "card",
+                                "entity_id": [r[0] for r in rows], "kind": "cloned_card",
+                                "score": [r[3] for r in rows], "severity": [r[1] for r in rows],
+                                "created_at": NOW, "summary": "s", "impact": [r[2] for r in rows]})
+    write_back(db, f, "s1", NOW)
+    got = [r["id"] for r in db.run("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.queue_key")]
+    rank = {"critical": 0, "high": 1, "medium": 2}
+    expected = [f"a-{r[0]}" for r in sorted(rows, key=lambda r: (rank[r[1]], -(r[2] or 0), -r[3], r[0]))]
+    assert got == expected == ["a-k2", "a-k3", "a-k6", "a-k4", "a-k1", "a-k5"]
+    indexes = db.run("SHOW INDEXES YIELD labelsOrTypes, properties, type WHERE type = 'RANGE' "
+                     "RETURN labelsOrTypes AS l, properties AS p")
+    assert {"l": ["Alert"], "p": ["queue_key"]} in indexes
+    # an alert written before queue_key existed gets one at the next write-back
+    db.run("MATCH (a:Alert {alert_id: 'a-k1'}) SET a.status = 'confirmed' REMOVE a.queue_key")
+    f["alerts"] = f["alerts"][f["alerts"]["alert_id"] != "a-k1"]
+    write_back(db, f, "s2", NOW)
+    assert db.run("MATCH (a:Alert {alert_id: 'a-k1'}) RETURN a.queue_key STARTS WITH '1|' AS ok") == [{"ok": True}]
