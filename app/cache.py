@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 
-__all__ = ["ResultCache", "data_version", "CYPHER"]
+__all__ = ["ResultCache", "data_version", "without_case_work", "CYPHER"]
 
 CYPHER = {
     # every count here is answered from Neo4j's count store (no scan)
@@ -36,6 +36,13 @@ def data_version(db) -> tuple:
     terminals and merchants there are, and the newest scoring run. Every decision, comment or assignment
     writes a case event; every load adds transactions or reports; every scoring run is a new run."""
     return tuple(db.read(CYPHER["data"])[0]["version"])
+
+
+def without_case_work(version: tuple) -> tuple:
+    """The part of a ``data_version`` that case work (decisions, comments, assignments: case events) leaves
+    unchanged: the version of results that only read the data and the detectors' output (the portfolio), so
+    that a decision does not make them be computed again."""
+    return version[:4] + version[5:]
 
 
 class _Pending:

@@ -14,7 +14,8 @@ import flask
 import pandas as pd
 from dash.exceptions import PreventUpdate
 
-from app.cache import ResultCache, data_version
+from app.cache import ResultCache, data_version, without_case_work
+from app.queries import CASE_FREE
 
 __all__ = ["install", "database", "token_key", "current_user", "guarded", "cached", "result_cache", "keep_warm"]
 
@@ -54,7 +55,8 @@ def _key(func, args: tuple, kwargs: dict) -> tuple:
     """The cache key of ``func(db, *args, **kwargs)`` under the database's version (read once per request)."""
     if "pg_version" not in flask.g:
         flask.g.pg_version = data_version(database())
-    return func.__module__, func.__qualname__, args, tuple(sorted(kwargs.items())), flask.g.pg_version
+    version = without_case_work(flask.g.pg_version) if func in CASE_FREE else flask.g.pg_version
+    return func.__module__, func.__qualname__, args, tuple(sorted(kwargs.items())), version
 
 
 def keep_warm(server: flask.Flask, calls: list[tuple], interval_s: float = 20.0) -> threading.Event:

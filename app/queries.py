@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import zipfile
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
+from graph.detectors.significance import REPORT_Q, bh_qvalues
+from graph.kernels.tails import log_binom_sf
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
 from graph.vocabulary import CARD_DECISIONS, OPEN_STATUSES, POINT_KIND_OF_MODE, STATUSES
 
@@ -20,7 +23,7 @@ __all__ = ["queue_page", "queue_options", "queue_summary", "last_run",
            "portfolio", "latest_transaction", "daily_activity", "latest_transactions", "activity_positions",
            "ring_members", "skimming_victims", "exposed_cards", "decide_cards",
            "card_exposures", "terminal_exposures", "exposure_window", "exposed_csv", "EXPOSURE_MODE",
-           "EXPOSED_CSV_COLUMNS", "TREND_WEEKS"]
+           "EXPOSED_CSV_COLUMNS", "TREND_WEEKS", "CASE_FREE"]
 
 TREND_WEEKS = 12  # the portfolio's trend: weekly volume over the last 12 weeks
 # The exposure mode behind each point-of-compromise alert kind (EXPOSED_AT.mode).
@@ -168,11 +171,14 @@ WITH m, ag, t, r, CASE WHEN r.ts >= $trend_start THEN (r.ts.epochMillis - $trend
 WITH m, ag, count(DISTINCT t) AS terminals, count(r) AS txns, sum(r.amount) AS volume,
      sum(CASE WHEN r.ts >= $recent THEN r.amount ELSE 0 END) AS recent,
      sum(CASE WHEN r.ts >= $previous AND r.ts < $recent THEN r.amount ELSE 0 END) AS previous,
+     count(CASE WHEN r.ts >= $recent THEN 1 END) AS recent_n,
+     count(CASE WHEN r.ts >= $previous AND r.ts < $recent THEN 1 END) AS previous_n,
      collect(DISTINCT r.currency) AS currencies, """ + ", ".join(
         f"sum(CASE WHEN week {'>=' if w == TREND_WEEKS - 1 else '='} {w} THEN r.amount ELSE 0 END) AS w{w}"
         for w in range(TREND_WEEKS)) + """
 RETURN m.merchant_id AS merchant_id, m.name AS name, m.mcc AS mcc, ag.agent_id AS agent_id, terminals, txns,
-       volume, recent, previous, currencies, [""" + ", ".join(f"w{w}" for w in range(TREND_WEEKS)) + """] AS trend,
+       volume, recent, previous, recent_n, previous_n, currencies,
+       [""" + ", ".join(f"w{w}" for w in range(TREND_WEEKS)) + """] AS trend,
        EXISTS { (m)-[:MEMBER_OF]->(:Ring) } AS in_ring
 ORDER BY volume DESC, merchant_id""",
     "latest_txn": "MATCH ()-[r:TXN]->() RETURN max(r.ts) AS latest",
@@ -425,7 +431,10 @@ def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
     several), the last ``days`` against the ``days`` before and the weekly volume of the last ``TREND_WEEKS``
     weeks (``trend``, oldest first), all relative to the newest transaction (``latest_transaction``).
 
-    A merchant is flagged when it is in a ring found by the detectors or its volume more than doubled."""
+    A merchant is flagged when it is in a ring found by the detectors or when its transactions grew faster
+    than the network's (``growth_q``: ``growth_p`` is ``P(Binomial(n, s) >= k)`` for its ``k`` transactions of
+    the last ``days`` among the ``n`` of the last two periods, ``s`` being the network's share of the last
+    period; Benjamini-Hochberg over the merchants with transactions, flagged at q <= 0.05)."""
     latest = db.read(CYPHER["latest_txn"])[0]["latest"]
     latest = latest.to_native() if latest is not None else datetime.now(timezone.utc)
     recent = latest - pd.Timedelta(days=days)
@@ -439,7 +448,9 @@ def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
     merchants["trend"] = [[round(float(v), 2) for v in trend] for trend in merchants["trend"]]
     merchants["growth"] = (merchants["recent"] - merchants["previous"]) / merchants["previous"].where(
         merchants["previous"] > 0)
-    merchants["flag"] = merchants["in_ring"] | (merchants["growth"] > 1.0)
+    merchants["growth_q"] = _growth_q(merchants.pop("recent_n").to_numpy(np.int64),
+                                      merchants.pop("previous_n").to_numpy(np.int64))
+    merchants["flag"] = merchants["in_ring"] | (merchants["growth_q"] <= REPORT_Q)
     grouped = merchants.groupby("agent_id", dropna=False, sort=False)
     agents = grouped.agg(
         merchants=("merchant_id", "size"), terminals=("terminals", "sum"), txns=("txns", "sum"),
@@ -447,6 +458,18 @@ def portfolio(db, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
         flagged=("flag", "sum"), currency=("currency", _currency),
         trend=("trend", lambda t: [round(float(v), 2) for v in np.sum(np.stack(list(t)), axis=0)])).reset_index()
     return merchants, agents.sort_values("volume", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _growth_q(recent: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """BH q-values of each merchant's growth against the network's (see ``portfolio``; 1 without transactions)."""
+    n = recent + previous
+    q = np.ones(len(n))
+    active = n > 0
+    if active.any():
+        share = recent[active].sum() / n[active].sum()
+        p = [math.exp(log_binom_sf(float(k), float(m), share)) for k, m in zip(recent[active], n[active])]
+        q[active] = bh_qvalues(np.asarray(p))
+    return q
 
 
 def case_bundle(db, alert_id: str) -> bytes:
@@ -534,3 +557,7 @@ def exposed_csv(db, terminal_id: str, mode: str | None, cards: list[str]) -> str
         writer.writerow([r["card"], r["last4"], terminal_id, r["mode"], r["p_compromised"], r["reported"],
                          r["recommended_action"], r["decision"] or "", r["first_exposed_at"], r["last_activity"]])
     return out.getvalue()
+
+
+# Reads that case work (decisions, comments, assignments) cannot change: cached across it (app.cache).
+CASE_FREE = frozenset({portfolio, latest_transaction})

@@ -88,7 +88,9 @@ def layout(**_):
                   f" (the newest transaction). Volume, active terminals, the last {DAYS} days against the {DAYS} "
                   f"before and the weekly volume of the last {queries.TREND_WEEKS} weeks (oldest left), per "
                   "acquiring agent and per merchant, in the transactions' currency. Flagged merchants (highlighted, "
-                  "and each agent's count of them): in a ring found by the detectors, or volume more than doubled. "
+                  "and each agent's count of them): in a ring found by the detectors, or transactions of the last "
+                  "period grown faster than the network's (binomial against the network's share of the last "
+                  "period, Benjamini-Hochberg q <= 0.05). "
                   "Click an agent to list its merchants, "
                   "a merchant to open it."], size="sm", id="portfolio-note"),
         dmc.Title("Per agent", order=4, mt="md"),

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app import queries
-from app.cache import ResultCache, data_version
+from app import context, queries
+from app.cache import ResultCache, data_version, without_case_work
 from app.explorer import WARM_CALLS, create_app
 from app.pages import portfolio
 from tests.app.callbacks import call
@@ -74,6 +74,8 @@ def test_a_decision_makes_a_new_data_version(app_db):
     alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.score, a.alert_id LIMIT 1")[0]["id"]
     queries.decide(app_db, alert_id, None, Investigator(), "seen by the cache test")
     assert data_version(app_db) != before
+    # ... but not the version of what case work cannot change (the portfolio is not computed again)
+    assert without_case_work(data_version(app_db)) == without_case_work(before)
 
 
 
@@ -110,3 +112,28 @@ def test_refresh_keeps_a_result_past_its_time_to_live():
     assert cache.get("k", lambda: 2) == 1  # refreshed: not computed again
     time.sleep(0.1)
     assert cache.get("k", lambda: 3) == 3  # not refreshed again: expired
+
+
+@pytest.mark.neo4j
+def test_case_work_keeps_the_portfolio_cached_and_renews_the_queue(app_db, app_settings):
+    app = create_app(app_db, token_key=app_settings.token_key)
+    cache = app.server.extensions["posguard"]["cache"]
+
+    def read():
+        with app.server.test_request_context("/"):  # a new request: the version is read again
+            context.cached(queries.portfolio, days=portfolio.DAYS)
+            context.cached(queries.queue_options)
+
+    class Investigator:
+        name = "cache-test-2"
+
+        @staticmethod
+        def can(right):
+            return True
+
+    read()
+    assert cache.misses == 2
+    alert_id = app_db.read("MATCH (a:Alert) RETURN a.alert_id AS id ORDER BY a.alert_id LIMIT 1")[0]["id"]
+    queries.decide(app_db, alert_id, None, Investigator(), "the portfolio does not change")
+    read()
+    assert cache.misses == 3 and cache.hits == 1  # the queue's options read again, the portfolio from the cache

@@ -121,3 +121,16 @@ def test_portfolio_in_the_browser_highlights_flags_and_opens_a_merchant(browser,
     name_cell.click()
     wait.until(lambda d: "/merchant/" in d.current_url)
     wait.until(lambda d: d.find_elements(By.ID, "merchant-title"))
+
+
+def test_growth_is_flagged_against_the_network_s_growth_not_a_constant():
+    """A network that doubled as a whole flags no merchant for doubling; one that grew far beyond it is flagged."""
+    rng = np.random.default_rng(3)
+    previous = rng.integers(80, 120, 200)
+    recent = rng.binomial(previous * 3, 2 / 3)  # every merchant about doubled: the network's growth
+    recent[0], previous[0] = 400, 50  # eight times
+    recent[1], previous[1] = 0, 0  # no transactions: nothing to test
+    q = queries._growth_q(recent, previous)
+    assert q[0] <= 0.05 and q[1] == 1.0
+    assert (q[2:] > 0.05).all()  # doubling is normal here; a constant "more than doubled" would flag about half
+    assert ((recent[2:] / previous[2:]) > 2.0).sum() > 40
