@@ -102,6 +102,20 @@ ORDER BY e.at DESC, e.seq DESC LIMIT $limit""",
               "OPTIONAL MATCH (a:Alert)-[:ABOUT]->(n) "
               "RETURN properties(n) AS props, labels(n) AS labels, "
               "collect(a {{.alert_id, .kind, .severity, .score, .status, .summary}}) AS alerts",
+    # a merchant's alerts: about it, about its current terminals and about the rings it is a member of
+    "entity_merchant": """
+MATCH (n:Merchant {merchant_id: $id})
+CALL (n) {
+  CALL (n) {
+    MATCH (a:Alert)-[:ABOUT]->(n) RETURN a
+    UNION
+    MATCH (a:Alert)-[:ABOUT]->(:Terminal)-[:INSTALLED_AT {current: true}]->(n) RETURN a
+    UNION
+    MATCH (a:Alert)-[:ABOUT]->(:Ring)<-[:MEMBER_OF]-(n) RETURN a
+  }
+  RETURN collect(a {.alert_id, .kind, .severity, .score, .status, .summary}) AS alerts
+}
+RETURN properties(n) AS props, labels(n) AS labels, alerts""",
     # a card's transactions with their ATC; positions fall back to the terminal's registered one (as the
     # cloned-card detector's travel test does by default)
     "timeline_card": "MATCH (:Card {token: $id})-[r:TXN]->(t:Terminal) RETURN r.txn_id AS txn_id, "
@@ -310,9 +324,12 @@ def alert(db, alert_id: str) -> dict | None:
 
 
 def entity(db, entity_type: str, entity_id: str) -> dict | None:
-    """Properties, labels and alerts of a card, terminal, merchant or ring; None if absent."""
+    """Properties, labels and alerts of a card, terminal, merchant or ring; None if absent. A merchant's
+    alerts are also those about its current terminals and its rings (an investigator on a merchant page sees
+    that one of its terminals is a point of compromise)."""
     label, key = ENTITY_KEYS[entity_type]
-    rows = db.read(CYPHER["entity"].format(label=label, key=key), id=entity_id)
+    query = CYPHER["entity_merchant"] if entity_type == "merchant" else CYPHER["entity"].format(label=label, key=key)
+    rows = db.read(query, id=entity_id)
     if not rows:
         return None
     return {"props": _clean(rows[0]["props"]), "labels": rows[0]["labels"], "alerts": rows[0]["alerts"]}

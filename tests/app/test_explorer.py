@@ -483,3 +483,24 @@ def test_busy_terminal_and_merchant_pages_ship_days_the_newest_transactions_and_
         assert max(len(trace["x"]) for trace in figure["data"]) == len(daily) < len(txns)
         assert f"{len(txns):,} transactions" in text and f"The newest {LATEST_ROWS}" in text
         assert text.count('"txn_type"') >= LATEST_ROWS and newest[0]["id"] not in text  # tokens and ids stay out
+
+
+def test_a_merchant_page_lists_the_alerts_of_its_terminals_and_rings(app_db):
+    """The merchant of a point of compromise (and of a ring member) sees those alerts on its own page, not
+    "no alert about it"; a merchant with nothing against it, and its own alerts, stay as they are."""
+    rows = app_db.read("MATCH (a:Alert)-[:ABOUT]->(:Terminal)-[:INSTALLED_AT {current: true}]->(m:Merchant) "
+                       "RETURN m.merchant_id AS m, collect(a.alert_id) AS ids LIMIT 1")
+    assert rows, "the test graph has alerts about terminals"
+    merchant, ids = rows[0]["m"], set(rows[0]["ids"])
+    got = {a["alert_id"] for a in queries.entity(app_db, "merchant", merchant)["alerts"]}
+    assert ids <= got
+    ring = app_db.read("MATCH (a:Alert)-[:ABOUT]->(:Ring)<-[:MEMBER_OF]-(m:Merchant) "
+                       "RETURN m.merchant_id AS m, a.alert_id AS id LIMIT 1")
+    assert ring, "the test graph has a ring alert"
+    assert ring[0]["id"] in {a["alert_id"] for a in queries.entity(app_db, "merchant", ring[0]["m"])["alerts"]}
+    quiet = app_db.read("MATCH (m:Merchant) WHERE NOT EXISTS { (:Alert)-[:ABOUT]->(m) } "
+                        "AND NOT EXISTS { (:Alert)-[:ABOUT]->(:Terminal)-[:INSTALLED_AT {current: true}]->(m) } "
+                        "AND NOT EXISTS { (:Alert)-[:ABOUT]->(:Ring)<-[:MEMBER_OF]-(m) } "
+                        "RETURN m.merchant_id AS m LIMIT 1")[0]["m"]
+    assert queries.entity(app_db, "merchant", quiet)["alerts"] == []
+    assert queries.entity(app_db, "merchant", "no such merchant") is None
