@@ -16,7 +16,7 @@ from graph.tokens import tokenize
 from graph.vocabulary import ENTRY_FALLBACK, ENTRY_MAGSTRIPE
 
 __all__ = ["read_drop_kind", "tokenize_pan", "drop_frames", "projection_from_drop", "precision_at_k",
-           "skimming_metrics", "reporting_rate_curve", "load_truth", "threshold_curve", "match_rings"]
+           "skimming_metrics", "reporting_rate_curve", "pool_rate_curve", "load_truth", "threshold_curve", "match_rings"]
 
 DAY = 86_400
 
@@ -192,8 +192,16 @@ def reporting_rate_curve(projection: Projection, skimmers: pd.DataFrame, cloned_
     >>> reporting_rate_curve(p, truth_skimmers, clone_tokens, rates=(0.25, 1.0))  # doctest: +SKIP
     """
     pool = _clone_reports(projection, np.asarray(list(cloned_cards), dtype=object), lag_days)
-    rng = np.random.default_rng(seed)
-    shuffled = pool.iloc[rng.permutation(len(pool))]
+    return pool_rate_curve(projection, pool, skimmers, rates=rates, seed=seed, alpha=alpha, **detector_params)
+
+
+def pool_rate_curve(projection: Projection, pool: pd.DataFrame, skimmers: pd.DataFrame, rates, seed: int = 0,
+                    alpha: float = 0.01, **detector_params) -> pd.DataFrame:
+    """The reporting-rate curve from a ``pool`` of possible reports (card, at, first: one row per cloned card):
+    for each rate a random share of it (one shuffle by ``seed``, so each rate's reports contain the lower
+    rates') replaces the projection's reports as counterfeit ones, ``SkimmingDetector(**detector_params)`` is
+    fitted and ``skimming_metrics`` scores it against ``skimmers``."""
+    shuffled = pool.iloc[np.random.default_rng(seed).permutation(len(pool))]
     rows = []
     for rate in rates:
         chosen = shuffled.head(int(round(rate * len(pool)))).sort_values(["card", "at"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 
 from graph.detectors.skimming import SkimmingDetector
 from graph.detectors.significance import REPORT_Q
-from graph.evaluation import drop_frames, load_truth, match_rings, precision_at_k, skimming_metrics
+from graph.evaluation import drop_frames, load_truth, match_rings, pool_rate_curve, precision_at_k
 from graph.evaluation import reporting_rate_curve as synthesized_rate_curve
 from graph.projection import Projection
 from graph.vocabulary import POINT_KIND_OF_MODE, SEVERITIES
@@ -280,15 +279,4 @@ def reporting_rate_curve(projection: Projection, truth: dict, rates=(0.05, 0.1, 
             t = int(first_use[c])
             rows.append((c, t + int(lag_days * DAY), t))
     pool = pd.DataFrame(rows, columns=["card", "at", "first"])
-    shuffled = pool.iloc[np.random.default_rng(seed).permutation(len(pool))]
-    out = []
-    for rate in rates:
-        chosen = shuffled.head(int(round(rate * len(pool)))).sort_values(["card", "at"])
-        part = dataclasses.replace(
-            p, report_card=chosen["card"].to_numpy(np.int32), report_at=chosen["at"].to_numpy(np.int64),
-            report_first_fraud_at=chosen["first"].to_numpy(np.int64),
-            report_type=np.full(len(chosen), "counterfeit", dtype=object),
-            report_txn=np.full(len(chosen), -1, dtype=np.int64))
-        points = SkimmingDetector(**detector_params).fit(part).result_
-        out.append({"rate": rate, "reported": len(chosen), **skimming_metrics(points, truth["skimmers"], alpha=alpha)})
-    return pd.DataFrame(out)
+    return pool_rate_curve(p, pool, truth["skimmers"], rates=rates, seed=seed, alpha=alpha, **detector_params)
