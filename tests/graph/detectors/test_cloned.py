@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from graph.catalog import output_table
-from graph.detectors.cloned import (CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _calibrated, _exact_tail,
-                                    _site_tails, _terminal_prior, binom_tail_small_k)
+from graph.detectors.cloned import CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _calibrated, _exact_tail
+from graph.detectors.cloned_sites import binom_tail_small_k, site_tails, terminal_prior
 from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
 from graph.references import cloned as reference, significance as tails
@@ -333,7 +333,7 @@ def test_site_tails_match_an_exact_enumeration():
     pi = rng.uniform(0, 0.6, len(card))
     chances = np.bincount(card, minlength=n_cards) + rng.integers(0, 7, n_cards)
     rho = rng.uniform(1e-4, 0.2, n_cards)
-    got = _site_tails(card, pi, chances, rho, cap)
+    got = site_tails(card, pi, chances, rho, cap)
     for c in range(n_cards):
         probs = list(pi[card == c]) + [rho[c]] * int(chances[c] - (card == c).sum())
         for k in range(1, cap + 1):
@@ -343,10 +343,10 @@ def test_site_tails_match_an_exact_enumeration():
 def test_terminal_prior_by_moments():
     rng = np.random.default_rng(8)
     u = np.full(4000, 300)
-    assert _terminal_prior(rng.binomial(u, 0.01), u) == np.inf or _terminal_prior(rng.binomial(u, 0.01), u) > 1000
+    assert terminal_prior(rng.binomial(u, 0.01), u) == np.inf or terminal_prior(rng.binomial(u, 0.01), u) > 1000
     rates = rng.beta(0.01 * 40, 0.99 * 40, len(u))  # a beta prior of strength 40
-    assert 25 < _terminal_prior(rng.binomial(u, rates), u) < 60
-    assert _terminal_prior(np.zeros(5), np.full(5, 10)) == np.inf  # no event at all
+    assert 25 < terminal_prior(rng.binomial(u, rates), u) < 60
+    assert terminal_prior(np.zeros(5), np.full(5, 10)) == np.inf  # no event at all
 
 
 def _at_terminal_run(keyed: int = 0):
@@ -419,7 +419,6 @@ def test_one_card_alone_never_makes_its_terminal_a_point():
 
 
 def test_swipes_at_shops_the_card_never_uses_with_its_chip():
-    pop = population()
     home = [dict(hours=24 * d, atc=d + 1, merchant_id=f"M{d % 3}", **SH) for d in range(20)]
     swipes = [dict(hours=30 * 24 + 5 * k, entry_mode="magstripe", merchant_id=f"NEW{k}", **SH) for k in range(3)]
     regular = [dict(hours=30 * 24 + 5 * k, entry_mode="magstripe", merchant_id=f"M{k}", **SH) for k in range(3)]
