@@ -78,19 +78,30 @@ def timeline_figure(txns: pd.DataFrame, title: str, window: tuple | None = None)
     return fig
 
 
+def _daily_bars(fig: go.Figure, daily: pd.DataFrame, total: tuple[str, str], reported: tuple[str, str]) -> None:
+    """One grey bar per day of ``daily[total[0]]`` and, over it in red, the days' ``daily[reported[0]]``
+    (names ``total[1]``, ``reported[1]``)."""
+    if not len(daily):
+        return
+    fig.add_trace(go.Bar(x=daily["day"], y=daily[total[0]], name=total[1], marker_color="#b8c4d6"))
+    some = daily[daily[reported[0]] > 0]
+    if len(some):
+        fig.add_trace(go.Bar(x=some["day"], y=some[reported[0]], name=reported[1], marker_color="#d62728"))
+
+
+def _shade_window(fig: go.Figure, window: tuple | None, text: str, opacity: float) -> None:
+    """A point of compromise's window shaded red, when both ends are known."""
+    if window and window[0] and window[1]:
+        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#d62728", opacity=opacity, line_width=0,
+                      annotation_text=text, annotation_position="top left")
+
+
 def victims_figure(daily: pd.DataFrame, window: tuple | None, title: str) -> go.Figure:
     """A point of compromise's evidence: cards served per day, the later-reported cards among them (the
     victims) in red, and the estimated compromise window shaded. ``daily``: ``queries.daily_activity``."""
     fig = _figure()
-    if len(daily):
-        fig.add_trace(go.Bar(x=daily["day"], y=daily["cards"], name="cards served", marker_color="#b8c4d6"))
-        victims = daily[daily["reported_cards"] > 0]
-        if len(victims):
-            fig.add_trace(go.Bar(x=victims["day"], y=victims["reported_cards"], name="cards later reported",
-                                 marker_color="#d62728"))
-    if window and window[0] and window[1]:
-        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#d62728", opacity=0.10, line_width=0,
-                      annotation_text="compromise window", annotation_position="top left")
+    _daily_bars(fig, daily, ("cards", "cards served"), ("reported_cards", "cards later reported"))
+    _shade_window(fig, window, "compromise window", 0.10)
     fig.update_layout(title=title, height=300, barmode="overlay", margin={"l": 40, "r": 10, "t": 40, "b": 30},
                       xaxis_title="day (UTC)", yaxis_title="cards",
                       legend={"orientation": "h", "y": -0.25})
@@ -102,17 +113,11 @@ def daily_figure(daily: pd.DataFrame, title: str, window: tuple | None = None) -
     cards later reported as fraud victims in red) and the amount (line, right axis), with a point of
     compromise's window shaded. One bar per day, whatever the number of transactions."""
     fig = _figure()
+    _daily_bars(fig, daily, ("txns", "transactions"), ("reported_txns", "of cards later reported"))
     if len(daily):
-        fig.add_trace(go.Bar(x=daily["day"], y=daily["txns"], name="transactions", marker_color="#b8c4d6"))
-        reported = daily[daily["reported_txns"] > 0]
-        if len(reported):
-            fig.add_trace(go.Bar(x=reported["day"], y=reported["reported_txns"], marker_color="#d62728",
-                                 name="of cards later reported"))
         fig.add_trace(go.Scatter(x=daily["day"], y=daily["amount"], name="amount", yaxis="y2", mode="lines",
                                  line={"color": "#1f77b4", "width": 1.5}))
-    if window and window[0] and window[1]:
-        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#d62728", opacity=0.12, line_width=0,
-                      annotation_text="estimated compromise window", annotation_position="top left")
+    _shade_window(fig, window, "estimated compromise window", 0.12)
     fig.update_layout(title=title, height=320, barmode="overlay", margin={"l": 50, "r": 60, "t": 40, "b": 30},
                       xaxis_title="day (UTC)", yaxis_title="transactions",
                       yaxis2={"title": "amount", "overlaying": "y", "side": "right", "showgrid": False,
