@@ -173,6 +173,10 @@ def cloned(cards: pd.DataFrame, q: np.ndarray) -> list[str]:
         travel = getattr(row, "travel", None)
         if isinstance(travel, str) and travel:
             text += f" Worst impossible-travel pair: {travel}."
+        point = getattr(row, "exposed_at", None)
+        if isinstance(point, str) and point:
+            text += (f" Its data was exposed at skimming point {point}: it is also judged among the cards exposed "
+                     f"at the run's skimming points, against unexposed cards as active.")
         text += f" Strength: {q_in_words(qq)}."
         out.append(text)
     return out

@@ -41,8 +41,9 @@ def timed(seconds: dict, name: str, func, logger: logging.Logger = log):
     return out
 
 
-def fit_detector(name: str, projection, **params):
-    """The detector ``name`` (a key of ``graph.detectors.DETECTORS``) built with ``params`` and fitted.
+def fit_detector(name: str, projection, *, inputs: dict | None = None, **params):
+    """The detector ``name`` (a key of ``graph.detectors.DETECTORS``) built with ``params`` and fitted on
+    ``projection`` (and ``inputs``, keyword arguments of its ``fit``: another detector's results).
 
     Example
     -------
@@ -50,7 +51,7 @@ def fit_detector(name: str, projection, **params):
     """
     if name not in DETECTORS:
         raise ValueError(f"no detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    return DETECTORS[name](**params).fit(projection)
+    return DETECTORS[name](**params).fit(projection, **(inputs or {}))
 
 
 def run_detectors(projection, *, created_at: datetime | None = None, params: dict | None = None) -> ScoreResult:
@@ -75,7 +76,8 @@ def run_detectors(projection, *, created_at: datetime | None = None, params: dic
     seconds: dict[str, float] = {}
     tables = {}
     for name in DETECTORS:
-        fitted = timed(seconds, name, partial(fit_detector, name, projection, **params.get(name, {})))
+        inputs = {"exposed": tables["exposed_cards"]} if name == "cloned" else None  # skimming runs first
+        fitted = timed(seconds, name, partial(fit_detector, name, projection, inputs=inputs, **params.get(name, {})))
         tables[name] = fitted.result_
         if name == "skimming":  # the cards exposed at its accepted points of compromise
             tables["exposed_cards"] = fitted.exposed_

@@ -159,8 +159,9 @@ class _Totals:
         return total
 
 
-def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
-    """Per card bucket the detector's evidence phase; its run-wide decision once, on the concatenated evidence."""
+def _cloned(spark, txns, reference: dict, params: dict, buckets: int, exposed: pd.DataFrame) -> pd.DataFrame:
+    """Per card bucket the detector's evidence phase; its run-wide decision once, on the concatenated evidence
+    and the skimming step's exposed cards."""
     terminals = spark.sparkContext.broadcast(reference["terminals"])
     reports = spark.sparkContext.broadcast(reference.get("fraud_reports"))
     template = ClonedCardDetector(**params).evidence(_empty_projection())
@@ -175,7 +176,7 @@ def _cloned(spark, txns, reference: dict, params: dict, buckets: int) -> pd.Data
     evidence = (txns.withColumn("_b", bucket_column("card_token", buckets)).groupBy("_b")
                 .applyInPandas(part, _spark_schema(template)).toPandas())
     evidence = pd.concat([template, evidence], ignore_index=True) if len(evidence) else template
-    return ClonedCardDetector(**params).decide(evidence)
+    return ClonedCardDetector(**params).decide(evidence, exposed)
 
 
 def _integrity(spark, txns, reference: dict, params: dict, buckets: int) -> pd.DataFrame:
@@ -345,7 +346,8 @@ def run_detectors_spark(spark, home: Path, *, created_at: datetime | None = None
     tables = {}
     tables["skimming"], tables["exposed_cards"], seconds["subgraph_skimming_txns"] = step(
         "skimming", lambda: _skimming(spark, txns, reference, params.get("skimming", {}), buckets))
-    tables["cloned"] = step("cloned", lambda: _cloned(spark, txns, reference, params.get("cloned", {}), buckets))
+    tables["cloned"] = step("cloned", lambda: _cloned(spark, txns, reference, params.get("cloned", {}), buckets,
+                                                      tables["exposed_cards"]))
     tables["rings"], seconds["subgraph_rings_txns"] = step(
         "rings", lambda: _rings(spark, txns, reference, params.get("rings", {})))
     tables["networks"], seconds["subgraph_networks_txns"] = step(

@@ -10,9 +10,10 @@ Two phases, so that Spark can run the first per card bucket and the second once:
    One row per card with evidence plus one summary row (``card_token`` missing) for the cards without, and one row per terminal
    (``terminal_id``) with its located uses (``located_uses``); the tables of several buckets concatenate into
    the table of the whole run (a terminal's rows over the buckets add up).
-2. ``ClonedCardDetector.decide(evidence)``: run-wide base rates from that table, a p-value per card, Benjamini-
-   Hochberg over every card scored, and only the cards with ``q_value <= REPORT_Q``; repeated with the cards
-   reported so far left out of the base rates until no new card is reported (below).
+2. ``ClonedCardDetector.decide(evidence, exposed)``: run-wide base rates from that table, a p-value per card,
+   Benjamini-Hochberg over every card scored (and over the cards exposed at accepted skimming points, below),
+   and only the cards with ``q_value <= REPORT_Q``; repeated with the cards reported so far left out of the base
+   rates until no new card is reported (below).
 
 The null model (fitted to the run at hand):
 
@@ -61,6 +62,16 @@ rate of about ``prior / chances``: with the default prior (1) a card with a typi
 tail near ``1 / cards`` (the most one card can show about itself under exchangeability), strong, but reported
 only with other evidence.
 
+Cards exposed at an accepted skimming point (``decide``'s ``exposed``: the skimming detector's exposed cards of
+points of the ``skimming`` mode) had their data taken there: among them clones are far more common, and a weak
+sign of a copy (one swipe near home at a shop new to the card) means more. When there are such cards they are
+tested a second time, as a family of their own (stratified false-discovery control): each exposed card's
+p-value is checked against the unexposed cards of its activity band (``activity_band``: busy cards show the weak
+reasons more often than each reason's null allows; the larger of its p-value and the share of those cards with
+one as small), Benjamini-Hochberg runs over the exposed cards with Storey's estimate of their share of true
+nulls, and the false-discovery budget is split between the two looks (Bonferroni): ``q = min(1, 2 min(q_all,
+q_exposed))``. Without accepted skimming points (a clean run) there is one look, as before.
+
 The base rates estimate how often *genuine* cards show each reason. Counted over every card, they also count the
 run's clones: a batch of a few hundred counterfeit copies, each swiped once far from home, makes "one far swipe"
 look common and hides every clone that shows only that. So ``decide`` works in rounds: the cards reported in a
@@ -76,6 +87,7 @@ import numpy as np
 import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
+from graph.detectors.cloned_exposure import ExposedLook, activity_band
 from graph.detectors.cloned_sites import (at_terminal_points, binom_tail_small_k, far_event_rates, far_sites,
                                           far_sources, reports_at_points, site_names, site_tails)
 from graph.detectors.significance import REPORT_Q, bh_qvalues
@@ -98,10 +110,10 @@ _COUNTS = [f"n_{r}" for r in _REASONS]
 EVIDENCE_COLUMNS = ["card_token", "cards", *_COUNTS, "chances_pairs", "chances_atc", "chances_located",
                     "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "first_evidence_at",
                     "evidence_txn_ids", "travel_km", "travel_hours", "far_terminal_ids", "terminal_id", "located_uses",
-                    "report_terminal_ids"]
+                    "report_terminal_ids", "band"]
 CARD_COLUMNS = ["card_token", "score", "reasons", "first_evidence_at", "evidence_txn_ids", "p_value", "q_value",
                 "rank", *_COUNTS, "fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p", "travel_km",
-                "travel_hours", "travel_kmh", "travel"]
+                "travel_hours", "travel_kmh", "travel", "exposed_at"]
 _STRONG, _MEDIUM = 1e-3, 5e-2  # a reason's own tail at the card's level: strong / medium / weak
 
 
@@ -143,13 +155,18 @@ class ClonedCardDetector(BaseDetector):
     use_reports : bool
         Count a counterfeit fraud report of the card as the reason ``reported_counterfeit`` (with another reason
         only, weighed by its share among the cards showing one); off: the cards' transactions alone.
+    exposure_family : bool
+        With an ``exposed`` table (the skimming detector's ``exposed_``), test the cards exposed at an accepted
+        skimming point a second time as a family of their own (checked against unexposed cards as active, the
+        false-discovery budget split between the two looks); off: one family of every card.
 
     Attributes
     ----------
     result_ : DataFrame
         ``CARD_COLUMNS``: the cards with ``q_value <= REPORT_Q``, by ascending q-value; ``score`` is
         ``min(1, -log10(q) / 10)``; ``reasons`` lists ``code:strength`` (strong, medium, weak by the reason's
-        own tail), strongest first; ``travel`` describes the worst impossible pair.
+        own tail), strongest first; ``travel`` describes the worst impossible pair; ``exposed_at`` the terminal
+        of the accepted skimming point where the card was first exposed (None if none).
     evidence_ : DataFrame
         The evidence table that was decided on (``EVIDENCE_COLUMNS``).
     rates_ : dict
@@ -161,8 +178,10 @@ class ClonedCardDetector(BaseDetector):
         terminal_id, far_cards, sole_cards, p_value, q_value, accepted: the terminals with fallback_far events
         tested as points of fraud at the terminal (``accepted``: q_value <= REPORT_Q; their cards explained).
     scored_ : DataFrame
-        card_token, p_value, q_value of every card with evidence in the last round, reported or not (p-values above
-        what Benjamini-Hochberg could still report are 1.0).
+        card_token, p_value, q_value, exposed (in the exposed family) of every card with evidence in the last
+        round, reported or not (p-values above what Benjamini-Hochberg could still report are 1.0).
+    exposed_family_ : int
+        Cards exposed at an accepted skimming point: the size of the exposed family (0: one look).
     counts_, first_ : ndarray
         Kernel output of the last ``evidence`` call, per card of its projection: events per reason
         (n_cards x 8) and the first evidence second per reason (``NO_TIME`` if none).
@@ -179,7 +198,7 @@ class ClonedCardDetector(BaseDetector):
                  min_distance_km: float = 100.0, parallel_km: float = 300.0, parallel_window_hours: float = 72.0,
                  parallel_min_switches: int = 3, fallback_far_km: float = 300.0, offline_delay_hours: float = 72.0,
                  burst_window_hours: float = 72.0, burst_min: int = 0, count_cap: int = 3, prior: float = 1.0,
-                 use_terminal_position: bool = True, use_reports: bool = True):
+                 use_terminal_position: bool = True, use_reports: bool = True, exposure_family: bool = True):
         self.max_speed_kmh = max_speed_kmh
         self.clock_slack_minutes = clock_slack_minutes
         self.min_distance_km = min_distance_km
@@ -194,6 +213,7 @@ class ClonedCardDetector(BaseDetector):
         self.prior = prior
         self.use_terminal_position = use_terminal_position
         self.use_reports = use_reports
+        self.exposure_family = exposure_family
         self.result_ = None
 
     def _check(self) -> None:
@@ -309,21 +329,27 @@ class ClonedCardDetector(BaseDetector):
         rows["located_uses"] = np.zeros(len(hit), dtype=np.int64)
         named = self._report_terminals(p)
         rows["report_terminal_ids"] = pd.Series([named[c] for c in hit], dtype=object)
+        band = activity_band(n_located)
+        rows["band"] = band[hit]
         frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
                               for k, v in rows.items()})
-        if quiet.any():
-            rest = {"card_token": [None], "cards": [int(quiet.sum())], **{n: [0] for n in _COUNTS},
-                    **{n: [int(v[quiet].sum())] for n, v in chances.items()}, "fallback_burst_p": [1.0],
-                    "fallback_amount_p": [1.0], "fallback_new_merchant_p": [1.0]}
+        bands = np.unique(band[quiet])
+        if len(bands):  # one summary row per activity band of the quiet cards
+            of = [quiet & (band == b) for b in bands]
+            rest = {"card_token": [None] * len(bands), "cards": [int(q.sum()) for q in of],
+                    **{n: [0] * len(bands) for n in _COUNTS},
+                    **{n: [int(v[q].sum()) for q in of] for n, v in chances.items()}, "fallback_burst_p": 1.0,
+                    "fallback_amount_p": 1.0, "fallback_new_merchant_p": 1.0}
             summary = pd.DataFrame(rest)
-            summary["first_evidence_at"] = pd.Series([pd.NaT], dtype="datetime64[us, UTC]")
-            summary["evidence_txn_ids"] = pd.Series([[]], dtype=object)
+            summary["first_evidence_at"] = pd.Series([pd.NaT] * len(bands), dtype="datetime64[us, UTC]")
+            summary["evidence_txn_ids"] = pd.Series([[] for _ in bands], dtype=object)
             summary["travel_km"] = np.nan
             summary["travel_hours"] = np.nan
-            summary["far_terminal_ids"] = pd.Series([[]], dtype=object)
-            summary["terminal_id"] = pd.Series([None], dtype=object)
+            summary["far_terminal_ids"] = pd.Series([[] for _ in bands], dtype=object)
+            summary["terminal_id"] = pd.Series([None] * len(bands), dtype=object)
             summary["located_uses"] = 0
-            summary["report_terminal_ids"] = pd.Series([[]], dtype=object)
+            summary["report_terminal_ids"] = pd.Series([[] for _ in bands], dtype=object)
+            summary["band"] = bands.astype(np.int64)
             frame = pd.concat([frame, summary[EVIDENCE_COLUMNS]], ignore_index=True) if len(frame) else summary
         uses = np.bincount(p.txn_terminal[located & (p.txn_terminal >= 0)], minlength=p.n_terminals)
         used = np.flatnonzero(uses > 0)
@@ -339,14 +365,15 @@ class ClonedCardDetector(BaseDetector):
                                   "far_terminal_ids": pd.Series([[] for _ in used], dtype=object),
                                   "terminal_id": pd.Series(p.terminal_ids[used], dtype=object),
                                   "located_uses": uses[used].astype(np.int64),
-                                  "report_terminal_ids": pd.Series([[] for _ in used], dtype=object)})
+                                  "report_terminal_ids": pd.Series([[] for _ in used], dtype=object),
+                                  "band": np.full(len(used), -1, dtype=np.int64)})
             frame = pd.concat([frame[EVIDENCE_COLUMNS], terms[EVIDENCE_COLUMNS]], ignore_index=True) \
                 if len(frame) else terms
         return _typed_evidence(frame[EVIDENCE_COLUMNS])
 
     # --- phase 2: the run-wide decision -------------------------------------------------------------------
 
-    def decide(self, evidence: pd.DataFrame) -> pd.DataFrame:
+    def decide(self, evidence: pd.DataFrame, exposed: pd.DataFrame | None = None) -> pd.DataFrame:
         """Base rates, p-values, q-values and the reported cards from a run's evidence table.
 
         Parameters
@@ -354,6 +381,10 @@ class ClonedCardDetector(BaseDetector):
         evidence : DataFrame
             ``EVIDENCE_COLUMNS``: the output of ``evidence`` for the run, or the concatenation of its outputs
             over disjoint card buckets (any row order).
+        exposed : DataFrame, optional
+            The cards exposed at the run's accepted points of compromise (``SkimmingDetector.exposed_``:
+            card_token, terminal_id, mode, first_exposed_at); with ``exposure_family`` the cards exposed at a
+            ``skimming`` point are a family of their own (``graph.detectors.cloned_exposure``).
 
         Returns
         -------
@@ -376,12 +407,20 @@ class ClonedCardDetector(BaseDetector):
         accepted[points.loc[points["accepted"], "site"].to_numpy(np.int64)] = True
         card_explained |= reports_at_points(cards, ev, accepted)
         levels[card_explained, _REPORTED] = 0  # its report is the point's fraud, not a copy's
+        look = ExposedLook(cards, ev, exposed if self.exposure_family else None)
+        m_all, looks = max(n_scored, len(cards)), 2 if look.size else 1  # the budget split between the looks
+        budget = REPORT_Q / looks
+        # a card is reported only if p * m / j <= budget for a rank j <= the rows of its look; the exposed
+        # look's p-values are checked against the unexposed cards', exact up to that look's bound
+        bound_all = budget * len(cards) / max(m_all, 1)
+        bound = np.where(look.family, look.bound(budget), max(bound_all, look.bound(budget)))
         out = np.zeros(len(cards), dtype=bool)  # cards reported in an earlier round: out of the base rates
         while True:
             tails, rates = self._tails(cards, levels, widths, n_scored, totals, out, sites, explained)
-            m = max(n_scored, len(cards))  # a card ranked j is reported only if p * m / j <= REPORT_Q, j <= len
-            p = _exact_tail(tails, levels, widths, bound=REPORT_Q * len(cards) / max(m, 1))
-            q = bh_qvalues(p, m=m)
+            p = _exact_tail(tails, levels, widths, bound=bound)
+            q = bh_qvalues(p, m=m_all)
+            if looks == 2:  # Bonferroni over the two looks
+                q = np.minimum(1.0, looks * np.minimum(q, look.q_values(p, out, budget, self.prior)))
             new = (q <= REPORT_Q) & ~out
             if not new.any():
                 break
@@ -391,10 +430,11 @@ class ClonedCardDetector(BaseDetector):
         self.points_ = pd.DataFrame({"terminal_id": pd.Series(names[points["site"].to_numpy(np.int64)], dtype=object),
                                      **{c: points[c].to_numpy() for c in points.columns if c != "site"}})
         self.scored_ = pd.DataFrame({"card_token": cards["card_token"].to_numpy(dtype=object), "p_value": p,
-                                     "q_value": q})
+                                     "q_value": q, "exposed": look.family})
+        self.exposed_family_ = look.size
         keep = np.flatnonzero(q <= REPORT_Q)
         self.result_ = _card_frame(cards.iloc[keep].reset_index(drop=True), p[keep], q[keep],
-                                  tails[keep], levels[keep])
+                                  tails[keep], levels[keep], look.point[keep])
         return self.result_
 
     def _tails(self, cards: pd.DataFrame, levels: np.ndarray, widths: np.ndarray, n_scored: int, totals: dict,
@@ -447,12 +487,14 @@ class ClonedCardDetector(BaseDetector):
                         tails[:, r, k] = binom_tail_small_k(k, n, rho)
         return tails, rates
 
-    def fit(self, projection: Projection) -> "ClonedCardDetector":
-        """``decide(evidence(projection))``: the reported cards of one projection in ``result_``.
+    def fit(self, projection: Projection, exposed: pd.DataFrame | None = None) -> "ClonedCardDetector":
+        """``decide(evidence(projection), exposed)``: the reported cards of one projection in ``result_``.
 
         Parameters
         ----------
         projection : graph.projection.Projection
+        exposed : DataFrame, optional
+            ``SkimmingDetector.exposed_`` of the same run (see ``decide``).
 
         Returns
         -------
@@ -463,7 +505,7 @@ class ClonedCardDetector(BaseDetector):
         ValueError
             For parameters out of range.
         """
-        self.decide(self.evidence(projection))
+        self.decide(self.evidence(projection), exposed)
         return self
 
 
@@ -506,7 +548,7 @@ def _strength(tail: float) -> str:
 
 
 def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.ndarray,
-                levels: np.ndarray) -> pd.DataFrame:
+                levels: np.ndarray, exposed_at: np.ndarray) -> pd.DataFrame:
     """The reported cards, typed even when empty, by ascending q-value."""
     own = tails[np.arange(len(cards))[:, None], np.arange(len(_REASONS))[None, :], levels]
     reasons = []
@@ -534,6 +576,7 @@ def _card_frame(cards: pd.DataFrame, p: np.ndarray, q: np.ndarray, tails: np.nda
     frame["fallback_new_merchant_p"] = cards["fallback_new_merchant_p"].to_numpy(np.float64)
     frame["travel_km"], frame["travel_hours"], frame["travel_kmh"] = km, hours, kmh
     frame["travel"] = pd.Series(travel, dtype=object)
+    frame["exposed_at"] = pd.Series(list(exposed_at), dtype=object)
     frame = frame.sort_values(["q_value", "p_value", "first_evidence_at", "card_token"], kind="stable")
     frame = frame.reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1, dtype=np.int64)
@@ -557,4 +600,5 @@ def _typed_evidence(frame: pd.DataFrame) -> pd.DataFrame:
     out["located_uses"] = frame["located_uses"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
     out["report_terminal_ids"] = pd.Series([[] if v is None else [str(x) for x in v]
                                             for v in frame["report_terminal_ids"]], index=frame.index, dtype=object)
+    out["band"] = frame["band"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
     return out[EVIDENCE_COLUMNS].reset_index(drop=True)

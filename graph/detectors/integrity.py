@@ -18,7 +18,8 @@ import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.significance import REPORT_Q, bh_qvalues
-from graph.detectors.integrity_evidence import EvidenceFrames, event_evidence, model_of, stan_rates, stan_use
+from graph.detectors.integrity_evidence import (NO_ZONE, EvidenceFrames, event_evidence, model_of, stan_rates,
+                                                stan_use)
 from graph.detectors.integrity_nulls import binom_lower, binom_upper, group_null, with_spread
 from graph.kernels.integrity import NO_TIME, STATS, betabinom_logsf, terminal_stats
 from graph.projection import Projection
@@ -77,8 +78,9 @@ class IntegrityDetector(BaseDetector):
     - ``mcc_mismatch``: transactions sent under another MCC than the merchant's, among those with an MCC
       (high-fee to low-fee is named in ``details``);
     - ``tamper_event``: ``tamper`` events among the terminal's events;
-    - ``odd_hour_boot``: boots at UTC hours that hold less than ``odd_share`` of the model's boots (half a
-      boot added per hour), among the terminal's boots;
+    - ``odd_hour_boot``: boots at hours that hold less than ``odd_share`` of the model's boots (half a boot
+      added per hour) both by the UTC clock and by the solar local one (UTC plus the terminal's zone,
+      ``time_zones``), among the terminal's boots;
     - ``new_ip``: moves to a network address the terminal never used before, among its address reports;
     - ``void_spike``: the densest ``window_hours`` burst of voids and refunds, binomial against the terminal's
       own rate outside the burst (shrunk towards the network's with the weight of ``prior_weight`` messages),
@@ -240,6 +242,7 @@ class IntegrityDetector(BaseDetector):
         for c in ("ev_far_last", "tamper_last", "ip_last"):
             s[c] = s[c].fillna(-1).astype(np.int64)
         s["model"] = s["model"].fillna("")
+        s["zone"] = s["zone"].fillna(NO_ZONE).astype(np.int64)
         s["_model"] = _codes(s["model"])
         s["_mcc"] = _codes(s["reg_mcc"].astype(np.int64))
         parts = [self._trace_gaps(s), self._clock_skew(s), self._relocation(s), self._mcc_mismatch(s),
@@ -424,11 +427,20 @@ class IntegrityDetector(BaseDetector):
         t = pd.Index(s["terminal_id"].to_numpy(dtype=object)).get_indexer(boots["terminal_id"])
         b = boots[t >= 0].assign(t=t[t >= 0])
         model = s["_model"].to_numpy()[b["t"].to_numpy()]
+        zone = s["zone"].to_numpy(np.int64)[b["t"].to_numpy()]
         hour = b["hour"].to_numpy(np.int64)
-        counts = np.zeros((int(s["_model"].max()) + 1, 24))
-        np.add.at(counts, (model, hour), b["n"].to_numpy(np.float64))
-        share = (counts + _HOUR_PSEUDO) / (counts.sum(axis=1, keepdims=True) + 24 * _HOUR_PSEUDO)
-        b = b.assign(odd=(share < self.odd_share)[model, hour], share=share[model, hour])
+        # the hour by the UTC clock and by the solar local one (UTC plus the terminal's zone): a nightly reboot at
+        # 03:00 local is one local hour in every zone, but one UTC hour in all of a country that keeps one clock
+        # over several solar zones; an hour is odd only when it is rare for the model by both clocks
+        local = (hour + np.where(zone == NO_ZONE, 0, zone)) % 24
+        shares = []
+        for h in (hour, local):
+            counts = np.zeros((int(s["_model"].max()) + 1, 24))
+            np.add.at(counts, (model, h), b["n"].to_numpy(np.float64))
+            share = (counts + _HOUR_PSEUDO) / (counts.sum(axis=1, keepdims=True) + 24 * _HOUR_PSEUDO)
+            shares.append(share[model, h])
+        share = np.maximum(*shares)
+        b = b.assign(odd=share < self.odd_share, share=share)
         n = np.bincount(b["t"], weights=b["n"], minlength=len(s)).astype(np.int64)
         odd = b[b["odd"]]
         k = np.bincount(odd["t"], weights=odd["n"], minlength=len(s)).astype(np.int64)

@@ -83,6 +83,21 @@ def stan_rates(use: pd.DataFrame) -> pd.Series:
 
 
 
+NO_ZONE = -99  # the time zone of a terminal without a registered position
+
+
+def time_zones(terminal_ids, terminals: pd.DataFrame) -> np.ndarray:
+    """Per terminal its solar time zone, ``round(registered lon / 15)`` hours ahead of UTC (``NO_ZONE`` without a
+    position): UTC plus the zone is about the local clock (within an hour or two of civil time and daylight
+    saving), so that a nightly reboot at 03:00 local is one hour for terminals in every zone."""
+    ids = pd.Index(np.asarray(terminal_ids, dtype=object))
+    if terminals is None or "lon" not in terminals.columns or not len(ids):
+        return np.full(len(ids), NO_ZONE, dtype=np.int64)
+    reg = terminals.drop_duplicates("terminal_id", keep="last").set_index("terminal_id")
+    lon = pd.to_numeric(reg["lon"], errors="coerce").reindex(ids).to_numpy(np.float64)
+    return np.where(np.isfinite(lon), np.round(np.nan_to_num(lon) / 15.0), NO_ZONE).astype(np.int64)
+
+
 def event_evidence(terminal_ids, terminals: pd.DataFrame, events: pd.DataFrame, approved: pd.DataFrame,
                    far_km: float) -> EvidenceFrames:
     """Per-terminal evidence from the reference tables (terminal events, registry, firmware allow-list).
@@ -97,8 +112,8 @@ def event_evidence(terminal_ids, terminals: pd.DataFrame, events: pd.DataFrame, 
     Returns
     -------
     (per_terminal, boots, firmware) : DataFrames
-        per_terminal: terminal_id, model, ev_n, ev_located, ev_far, ev_far_first, ev_far_last, tamper_n,
-        tamper_first, tamper_last, ``IP_STATS``; boots: terminal_id, hour (UTC), n, first, last;
+        per_terminal: terminal_id, model, zone (``time_zones``), ev_n, ev_located, ev_far, ev_far_first,
+        ev_far_last, tamper_n, tamper_first, tamper_last, ``IP_STATS``; boots: terminal_id, hour (UTC), n, first, last;
         firmware: terminal_id, hash, on_list (on the allow-list for the terminal's model), timed (reported
         with a time), bad (timed reports off the list or before approval), early, first, last, approved_at.
     """
@@ -106,7 +121,7 @@ def event_evidence(terminal_ids, terminals: pd.DataFrame, events: pd.DataFrame, 
     n_t = len(ids)
     terminals = terminals if terminals is not None else pd.DataFrame({"terminal_id": []})
     model = model_of(ids, terminals)
-    per = pd.DataFrame({"terminal_id": ids, "model": model})
+    per = pd.DataFrame({"terminal_id": ids, "model": model, "zone": time_zones(ids, terminals)})
     for c in ("ev_n", "ev_located", "ev_far", "tamper_n"):
         per[c] = np.zeros(n_t, np.int64)
     for c in ("ev_far_first", "tamper_first"):

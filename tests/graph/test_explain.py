@@ -53,6 +53,9 @@ def test_a_cloned_card_alert_names_each_reason_its_count_and_the_travel_pair():
     assert "impossible travel" in text and "2 times, strong" in text and "1 time, weak" in text
     assert "3 evidence transactions" in text and "1,334 km in 21 min (3,738 km/h)" in text
     assert "fewer than 1 in 100 such alerts" in text and "detector cloned " in text
+    assert "exposed at skimming point" not in text
+    exposed = build_alerts(EMPTY_POINTS, cards.assign(exposed_at="T0042"), EMPTY_RINGS, EMPTY_FINDINGS, AT)
+    assert "Its data was exposed at skimming point T0042" in exposed.iloc[0]["explanation"]
 
 
 def test_every_kind_of_alert_is_explained():

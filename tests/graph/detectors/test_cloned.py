@@ -247,8 +247,11 @@ def test_decide_on_bucket_evidence_equals_fit():
     odd = tx["card_token"].map(lambda t: sum(map(ord, t))) % 3  # three buckets of cards, any split
     parts = [det.evidence(Projection.from_frames(tx[odd == b])) for b in range(3)]
     assert all(list(p.columns) == EVIDENCE_COLUMNS for p in parts)
-    summaries = [int((p["card_token"].isna() & p["terminal_id"].isna()).sum()) for p in parts]
-    assert summaries == [1, 1, 1]  # one summary row per bucket, besides its terminals' rows
+    # one summary row per activity band of the bucket's quiet cards (8 uses: band 3; one use: band 0), besides
+    # its terminals' rows
+    summaries = [p.loc[p["card_token"].isna() & p["terminal_id"].isna(), ["band", "cards"]] for p in parts]
+    assert [sorted(b["band"]) for b in summaries] == [[0, 3]] * 3
+    assert sum(int(b["cards"].sum()) for b in summaries) == 2000 + 20  # the population and bj*: no event
     # the terminal rows of the buckets add up to the located uses of each terminal over the whole run
     uses = pd.concat(parts).groupby("terminal_id")["located_uses"].sum()
     assert uses.to_dict() == det.evidence(Projection.from_frames(tx)).dropna(subset=["terminal_id"]) \
@@ -256,6 +259,10 @@ def test_decide_on_bucket_evidence_equals_fit():
     decided = det.decide(pd.concat(parts[::-1], ignore_index=True))
     pd.testing.assert_frame_equal(decided, whole)
     assert len(whole) == 3
+    exposed = _exposed(["a", "c", "pop00001", "pop00002"])  # the Spark engine's decide gets the same exposed cards
+    pd.testing.assert_frame_equal(det.decide(pd.concat(parts, ignore_index=True), exposed),
+                                  ClonedCardDetector(prior=SMALL).fit(Projection.from_frames(tx), exposed).result_)
+    assert det.exposed_family_ == 4 and det.scored_["exposed"].sum() == 2
 
 
 def test_binomial_tail_matches_the_exact_reference():
@@ -441,3 +448,54 @@ def test_a_conditional_p_value_is_checked_against_the_run():
     assert cal[0] == pytest.approx((299 + 1) / (999 + 2)) and (cal[300:] == 1.0).all()
     lone = np.r_[1e-6, np.ones(999)]  # shown by one card only: its own p-value stands
     assert _calibrated(lone, base, 1000, 1.0)[0] == pytest.approx(1 / 1001)
+
+
+def _swipes(pop: pd.DataFrame, tokens, per_card: int, k: int) -> None:
+    """The last ``k`` uses of each card in ``tokens`` become magstripe swipes near its chip uses (fallback_after_chip
+    events), in place."""
+    for c in tokens:
+        last = pop.index[pop["card_token"] == c][per_card - k:]
+        pop.loc[last, "entry_mode"] = "magstripe"
+        pop.loc[last, "atc"] = pd.NA
+
+
+def _exposed(tokens) -> pd.DataFrame:
+    return pd.DataFrame({"card_token": list(tokens), "terminal_id": "TSKIM", "mode": "skimming",
+                         "first_exposed_at": pd.Timestamp(T0)})
+
+
+def test_cards_exposed_at_a_skimming_point_are_tested_as_their_own_family():
+    # one swipe near home is a weak sign: 8 of 4,000 unexposed cards show it, as do 16 of the 40 cards exposed
+    # at an accepted skimming point. Among all cards none of them stands out; among the exposed ones, 16 of 40
+    # is far more than the unexposed cards' rate: those 16 are reported, the 8 are not
+    pop = population(4040)
+    exposed = [f"pop{c:05d}" for c in range(4000, 4040)]
+    copies, noise = exposed[:16], [f"pop{c:05d}" for c in range(0, 4000, 500)]
+    _swipes(pop, copies + noise, 8, 1)
+    det = ClonedCardDetector()
+    evidence = det.evidence(Projection.from_frames(pop))
+    assert ClonedCardDetector(exposure_family=False).decide(evidence, _exposed(exposed)).empty
+    assert det.decide(evidence).empty  # without the skimming point's exposed cards: one family, nothing
+    cards = det.decide(evidence, _exposed(exposed))
+    assert sorted(cards["card_token"]) == sorted(copies)
+    assert (cards["exposed_at"] == "TSKIM").all() and det.exposed_family_ == 40
+    assert (cards["q_value"] <= REPORT_Q).all() and cards["reasons"].str.startswith("fallback_after_chip").all()
+    # a point where the fraud happened at the terminal exposes no family: no copy of the card is in use
+    assert det.decide(evidence, _exposed(exposed).assign(mode="at_terminal")).empty
+
+
+def test_exposed_cards_are_judged_against_unexposed_cards_as_active():
+    # busy cards (64 uses) swipe twice near home often (20 of 100 unexposed busy cards), quiet cards (8 uses)
+    # never: over all cards two swipes look rare (36 of 8,140), so 16 genuine busy cards among the 40 exposed
+    # would be reported if judged by that rate; against the unexposed busy cards they are ordinary
+    quiet, busy = population(8000), population(140, per_card=64, seed=1)
+    busy["card_token"] = busy["card_token"].str.replace("pop", "busy")
+    busy["txn_id"] = "b" + busy["txn_id"]
+    exposed = [f"busy{c:05d}" for c in range(100, 140)]
+    _swipes(busy, [f"busy{c:05d}" for c in range(0, 100, 5)] + exposed[:16], 64, 2)
+    det = ClonedCardDetector()
+    evidence = det.evidence(Projection.from_frames(pd.concat([quiet, busy], ignore_index=True)))
+    assert det.decide(evidence, _exposed(exposed)).empty
+    scored = det.scored_.set_index("card_token")
+    assert scored.loc[exposed[:16], "p_value"].max() < 0.01  # the events alone look rare
+    assert scored.loc[exposed[:16], "exposed"].all() and not scored.loc["busy00000", "exposed"]

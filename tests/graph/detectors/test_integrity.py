@@ -9,6 +9,7 @@ import pytest
 
 from graph.catalog import OUTPUT_SCHEMAS
 from graph.detectors.integrity import FINDING_COLUMNS, IntegrityDetector
+from graph.detectors.integrity_evidence import NO_ZONE, time_zones
 from graph.detectors.significance import REPORT_Q, binom_sf
 from graph.kernels.integrity import (IP_STATS, STAN_USE, STATS, address_changes, betabinom_logsf, stan_use,
                                      terminal_stats, unwrap_stan)
@@ -516,3 +517,21 @@ def test_output_columns_follow_the_contract_then_p_and_q():
     assert len(found) and (found["q_value"] <= REPORT_Q).all() and (found["p_value"] <= found["q_value"]).all()
     assert found["q_value"].is_monotonic_increasing
     assert found["score"].between(0, 1).all() and found["score"].is_monotonic_decreasing
+
+
+def test_boot_hours_are_compared_within_a_time_zone():
+    # 120 terminals reboot at 09:00 local: 02:00 UTC at lon 110 (zone 7), but 22:00 UTC for the two in zone 11
+    # (lon 165); by the UTC clock 22:00 is rare for the model (1.7% of its boots), by the local one it is its
+    # usual hour
+    far = _fleet_ids(120)[-2:]
+    terminals = _terminals(n=120)
+    terminals.loc[terminals["terminal_id"].isin(far), "lon"] = 165.0
+    events = [dict(e, ts=e["ts"] - pd.Timedelta(hours=4)) if e["terminal_id"] in far else e
+              for e in _fleet_events(n=120)]
+    boots = [{"terminal_id": "T0", "ts": T0 + pd.Timedelta(days=d, hours=14), "event": "boot", "ip": "10.2.2.2"}
+             for d in (5, 12, 19)]
+    txns = make_txns(_sequence(range(1, 30)) + _fleet(n=120))
+    p = Projection.from_frames(txns, terminals, MERCHANTS, None, FIRMWARE, _events(events + boots))
+    odd = _kind(IntegrityDetector().fit(p).result_, "odd_hour_boot")
+    assert odd["terminal_id"].tolist() == ["T0"]  # 14:00 UTC is odd in its own zone; the far two are not
+    assert list(time_zones(far + ["T0", "nowhere"], terminals)) == [11] * 2 + [8, NO_ZONE]
