@@ -43,7 +43,9 @@ def timed(seconds: dict, name: str, func, logger: logging.Logger = log):
 
 def fit_detector(name: str, projection, *, inputs: dict | None = None, **params):
     """The detector ``name`` (a key of ``graph.detectors.DETECTORS``) built with ``params`` and fitted on
-    ``projection`` (and ``inputs``, keyword arguments of its ``fit``: another detector's results).
+    ``projection`` (and ``inputs``, keyword arguments of its ``fit``: another detector's results). Without
+    ``inputs`` the cloned-card detector gets the exposed cards of the skimming detector (default parameters) on
+    the same projection, as ``run_detectors`` gives it, so that one detector alone reports what scoring does.
 
     Example
     -------
@@ -51,6 +53,8 @@ def fit_detector(name: str, projection, *, inputs: dict | None = None, **params)
     """
     if name not in DETECTORS:
         raise ValueError(f"no detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    if inputs is None and name == "cloned":
+        inputs = {"exposed": fit_detector("skimming", projection).exposed_}
     return DETECTORS[name](**params).fit(projection, **(inputs or {}))
 
 

@@ -7,10 +7,12 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from etl.adversary.core import generate_adversarial
 from graph.catalog import OUTPUT_SCHEMAS
 from graph.detectors import DETECTORS
+from graph.evaluation import projection_from_drop
 from graph.projection import Projection
-from graph.scoring import assemble_outputs, fit_detector
+from graph.scoring import assemble_outputs, fit_detector, run_detectors
 
 AT = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -41,3 +43,14 @@ def test_every_output_of_the_contract_and_both_ring_families_in_one_table():
     assert list(frames["alerts"].columns[:len(OUTPUT_SCHEMAS["alerts"])]) == OUTPUT_SCHEMAS["alerts"].names
     assert (frames["alerts"]["created_at"] == AT).all()
 
+
+
+def test_one_detector_alone_reports_what_scoring_does(tmp_path):
+    # the cloned-card detector fitted alone gets the skimming detector's exposed cards, as in run_detectors
+    generate_adversarial(tmp_path, seed=5, txns=60_000)
+    projection = projection_from_drop(tmp_path, "posguard-test-key-not-a-secret")
+    scored = run_detectors(projection, created_at=AT).frames["cloned_cards"]
+    alone = fit_detector("cloned", projection)
+    pd.testing.assert_frame_equal(alone.result_, scored)
+    assert alone.exposed_family_ > 0 and scored["exposed_at"].notna().any()
+    assert fit_detector("cloned", projection, inputs={}).exposed_family_ == 0  # no inputs given: one look

@@ -70,11 +70,17 @@ def test_cloned_cards_on_adversarial_drops(seed, tmp_path):
     # most of these clones show one or two swipes only (3 in 5 before the base rates left out the reported
     # cards and fallback_far meant "far from every chip use": precision@k 0.53 on both seeds); the cards
     # reported beyond k are mostly cards whose bought data a colluding merchant swiped (not "cloned" in truth)
+    # (0.932 and 0.925 with one look at all cards; with the second look at the cards exposed at the accepted
+    # skimming points 0.943 and 0.972)
     generate_adversarial(tmp_path, seed=seed, txns=120_000)
     clones = set(tokenize_pan(pd.read_parquet(tmp_path / "truth" / "cloned_cards.parquet")["pan"], KEY))
-    cards = ClonedCardDetector().fit(projection_from_drop(tmp_path, KEY)).result_
+    p = projection_from_drop(tmp_path, KEY)
+    one_look = ClonedCardDetector().fit(p).result_
+    cards = ClonedCardDetector().fit(p, SkimmingDetector().fit(p).exposed_).result_
     assert len(clones) >= 50
-    assert precision_at_k(cards["card_token"], clones) >= 0.65
+    assert precision_at_k(cards["card_token"], clones) >= 0.9
+    assert precision_at_k(cards["card_token"], clones) > precision_at_k(one_look["card_token"], clones)
+    assert cards["exposed_at"].notna().mean() > 0.5  # most clones were skimmed at an accepted point
     clean = tmp_path / "clean"
     generate_adversarial(clean, seed=seed, txns=120_000, plant=False)
     assert not (ClonedCardDetector().fit(projection_from_drop(clean, KEY)).result_["q_value"] <= 0.01).any()
