@@ -68,7 +68,7 @@ RETURN lat, lon LIMIT $limit""",
 # finding), then score: the order of ``queue_key``, which the scoring run's write-back stores on every alert
 # (graph.writeback.QUEUE_KEY) with a range index, so a page is read in index order (no sort of every alert).
 # ``impact`` and ``evidence_at`` (the first cloning evidence of a card, the end of a point's window, a
-# finding's first sighting) are stored by the same write-back (graph.queue); alerts without an evidence
+# finding's first sighting, a cash-out ring's first transaction) are stored by the same write-back (graph.queue); alerts without an evidence
 # date show the time they were first raised.
 CYPHER = {
     "queue": _FILTER + """  AND a.queue_key IS NOT NULL

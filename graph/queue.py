@@ -109,8 +109,11 @@ def _rings(rings: pd.DataFrame) -> pd.DataFrame:
     summary = [f"{label.get(k, k)}: {c} cards, {m} merchants, {t} terminals (q={q:.1e})" if c
                else f"{label.get(k, k)}: {m} merchants linked (q={q:.1e})" for k, c, m, t, q in
                zip(g["kind"], g["cards"], g["merchants"], g["terminals"], g["q"])]
+    # a ring's evidence date: its first transaction (a merchant network, linked by identifiers, has none)
+    first = (rings.groupby("ring_id")["first_seen"].min().reindex(g["ring_id"]).to_numpy()
+             if "first_seen" in rings.columns else [pd.NaT] * len(g))
     return _part("ring", g["ring_id"], g["kind"].to_numpy(), g["q"], g["score"], summary,
-                 [pd.NaT] * len(g), g["cards"], explain.rings(g, rings.drop_duplicates("ring_id")))
+                 first, g["cards"], explain.rings(g, rings.drop_duplicates("ring_id")))
 
 
 def _findings(findings: pd.DataFrame) -> pd.DataFrame:

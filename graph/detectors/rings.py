@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from graph.detectors.base import BaseDetector
+from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.rings_nulls import (attached_cards, gumbel_sf, member_merchants, visit_pool, visits_by_index,
                                          visits_of)
 from graph.detectors.rings_suspicion import suspicion
@@ -24,7 +24,7 @@ __all__ = ["RingDetector", "RING_COLUMNS"]
 log = logging.getLogger("posguard.rings")
 
 RING_COLUMNS = ["ring_id", "kind", "score", "member_type", "member_id", "p_value", "q_value", "density", "cards",
-                "merchants", "terminals", "txns", "amount"]
+                "merchants", "terminals", "txns", "amount", "first_seen", "last_seen"]
 
 
 def _parts(block_edges: list[tuple[int, int, float]], min_cards: int, min_merchants: int):
@@ -178,7 +178,8 @@ class RingDetector(BaseDetector):
     Attributes
     ----------
     result_ : DataFrame
-        ``RING_COLUMNS``, one row per member (kind ``cash_out``), by descending score.
+        ``RING_COLUMNS``, one row per member (kind ``cash_out``), by descending score; ``first_seen`` and
+        ``last_seen`` are the times of the ring's first and last transaction among its members.
     blocks_ : list of (row indices, col indices, density, p_value)
         The blocks tested (card and merchant indices of the projection), the last one possibly not
         significant.
@@ -367,13 +368,16 @@ class RingDetector(BaseDetector):
                              "member_type": [t for t, _ in members], "member_id": [m for _, m in members],
                              "p_value": p_value, "q_value": q_value, "density": density, "cards": len(rows),
                              "merchants": len(cols), "terminals": len(terminals), "txns": int(inside.sum()),
-                             "amount": float(np.nansum(p.txn_amount[inside]))})
+                             "amount": float(np.nansum(p.txn_amount[inside])),
+                             "first_seen": to_timestamps([int(p.txn_ts[inside].min())])[0],
+                             "last_seen": to_timestamps([int(p.txn_ts[inside].max())])[0]})
 
     @staticmethod
     def _shape(parts: list[pd.DataFrame]) -> pd.DataFrame:
         if not parts:
             kinds = {"score": float, "p_value": float, "q_value": float, "density": float, "amount": float,
-                     "cards": np.int64, "merchants": np.int64, "terminals": np.int64, "txns": np.int64}
+                     "cards": np.int64, "merchants": np.int64, "terminals": np.int64, "txns": np.int64,
+                     "first_seen": "datetime64[us, UTC]", "last_seen": "datetime64[us, UTC]"}
             return pd.DataFrame({c: pd.Series([], dtype=kinds.get(c, object)) for c in RING_COLUMNS})
         frame = pd.concat(parts, ignore_index=True)
         order = {"card": 0, "merchant": 1, "terminal": 2}

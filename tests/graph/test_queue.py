@@ -95,6 +95,11 @@ def test_one_alert_per_ring_and_per_finding_ordered_by_severity_then_impact():
                              "first_seen": [TS, TS], "last_seen": [TS, TS]})
     alerts = build_alerts(EMPTY_POINTS, EMPTY_CARDS, rings, findings, AT)
     got = alerts.set_index(["entity_id", "kind"])
+    assert got["evidence_at"].isna().sum() == 2  # rings without first_seen: no evidence date
+    seen = rings.assign(first_seen=[TS] * 4 + [pd.NaT] * 2)  # a cash-out ring's first transaction
+    dated = build_alerts(EMPTY_POINTS, EMPTY_CARDS, seen, findings, AT).set_index(["entity_id", "kind"])
+    assert dated.loc[("r1", "cash_out"), "evidence_at"] == TS
+    assert pd.isna(dated.loc[("n1", "merchant_network"), "evidence_at"])
     assert got.loc[("r1", "cash_out"), "summary"].startswith("cash-out ring: 2 cards, 1 merchants, 1 terminals")
     assert got.loc[("r1", "cash_out"), "severity"] == "critical"
     assert got.loc[("n1", "merchant_network"), "severity"] == "medium"

@@ -164,6 +164,10 @@ def test_planted_block_in_a_random_graph_is_found_and_significant():
     assert (rings["score"] == rings["score"].iloc[0]).all() and rings["score"].iloc[0] >= 0.3
     assert set(rings.loc[rings["member_type"] == "terminal", "member_id"]) <= {"T-" + m for m in merchants}
     assert list(rings.columns) == RING_COLUMNS
+    # the ring's first and last transaction: its 200 transactions fall on 60 days from DAY0, at night
+    _, _, ts, _ = _ring(5, cards, merchants)
+    assert rings["first_seen"].iloc[0] == pd.Timestamp(min(ts), unit="s", tz="UTC")
+    assert rings["last_seen"].iloc[0] == pd.Timestamp(max(ts), unit="s", tz="UTC")
 
 
 def test_two_rings_sharing_a_merchant_stay_two_rings():
@@ -205,6 +209,7 @@ def test_empty_and_tiny_projections_give_typed_empty_frames(rows):
         assert rings[col].dtype == np.float64, col
     for col in ("cards", "merchants", "terminals", "txns"):
         assert rings[col].dtype == np.int64, col
+    assert rings["first_seen"].dtype == rings["last_seen"].dtype == "datetime64[us, UTC]"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
