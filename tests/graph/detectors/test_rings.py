@@ -262,7 +262,7 @@ def test_regulars_of_night_time_places_are_no_ring_but_a_planted_ring_still_is(s
     found = _rings(det.result_)
     assert not any(m.startswith(("n", "bar")) for ring in found.values() for m in ring), found
     assert _jaccard(set(cards + merchants), found) >= 0.9 and det.result_["q_value"].max() <= 1e-3
-    assert det.visit_null_.shape[1] == det.n_null
+    assert det.visit_null_.shape[1] == det.n_habit_null and len(det.null_) == det.n_null
 
 
 def test_edges_and_ordinary_visits_by_id_give_the_rings_of_the_whole_projection():
