@@ -63,9 +63,9 @@ WHERE r.lat IS NOT NULL AND r.lon IS NOT NULL
 WITH DISTINCT round(r.lat, 4) AS lat, round(r.lon, 4) AS lon
 RETURN lat, lon LIMIT $limit""",
 }
-# The queue's default order: severity first, then impact (how many cards are at risk: the cards seen in a
-# skimming point's window, the members of a ring, the one card of a cloned-card alert; 0 for a terminal
-# finding), then score: the order of ``queue_key``, which the scoring run's write-back stores on every alert
+# The queue's default order: severity first, then impact (how many cards are at risk: a point of compromise's
+# exposed cards, those that used it inside its window, the members of a ring, the one card of a cloned-card
+# alert; 0 for a terminal finding), then score: the order of ``queue_key``, which the scoring run's write-back stores on every alert
 # (graph.writeback.QUEUE_KEY) with a range index, so a page is read in index order (no sort of every alert).
 # ``impact`` and ``evidence_at`` (the first cloning evidence of a card, the end of a point's window, a
 # finding's first sighting, a cash-out ring's first transaction) are stored by the same write-back (graph.queue); alerts without an evidence

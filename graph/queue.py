@@ -16,8 +16,8 @@ __all__ = ["build_alerts", "alert_id", "ALERT_COLUMNS", "q_values_of"]
 
 ALERT_COLUMNS = ["alert_id", "entity_type", "entity_id", "kind", "score", "severity", "created_at", "summary"]
 # Extra columns after the contract's: the q-value behind the severity, the date of the evidence (not of the
-# scoring run) and the impact used to order alerts of one severity (cards at risk: a skimming point's cards seen
-# in its window, a ring's cards, 1 for a cloned card, 0 for a terminal finding), then the plain-language
+# scoring run) and the impact used to order alerts of one severity (cards at risk: a point's exposed cards, those
+# that used it inside its window, a ring's cards, 1 for a cloned card, 0 for a terminal finding), then the plain-language
 # explanation written now from the detector's outputs (``graph.explain``: evidence, comparison with
 # normal, strength, and a stamp naming the detector's version) and the key of its evidence (a hash of the words
 # without the stamp; ``graph.writeback`` keeps an alert's explanation while that key stays the same).
@@ -68,11 +68,18 @@ def _part(entity_type: str, ids, kind, q, score, summary, evidence_at, impact, w
     return frame[frame["severity"].notna()]
 
 
-def _skimming(points: pd.DataFrame) -> pd.DataFrame:
+def _skimming(points: pd.DataFrame, exposed: pd.DataFrame | None) -> pd.DataFrame:
     if "accepted" in points.columns:  # the ranked list holds every candidate; only accepted points alert
         points = points[points["accepted"].astype(bool)]
     if not len(points):
         return pd.DataFrame()
+    # cards at risk: the cards that used the point inside its window (its exposed-card list); without that list,
+    # the cards seen at the terminal
+    impact = points["cards_seen"].to_numpy(np.int64)
+    if exposed is not None and len(exposed):
+        listed = exposed.groupby("terminal_id")["card_token"].nunique()
+        on_list = points["terminal_id"].map(listed)
+        impact = np.where(on_list.notna(), on_list.fillna(0).to_numpy(np.int64), impact)
     q = q_values_of(points)
     n = points["compromised_cards"].to_numpy()
     mode = points["mode"] if "mode" in points.columns else pd.Series("skimming", index=points.index)
@@ -83,7 +90,7 @@ def _skimming(points: pd.DataFrame) -> pd.DataFrame:
     kind = np.where(mode.to_numpy() == MODE_AT_TERMINAL, POINT_KIND_OF_MODE[MODE_AT_TERMINAL],
                     POINT_KIND_OF_MODE[MODE_SKIMMING])
     return _part("terminal", points["terminal_id"], kind, q, points["score"], summary, points["window_end"],
-                 points["cards_seen"], explain.skimming(points, q))
+                 impact, explain.skimming(points, q))
 
 
 def _cloned(cards: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +133,7 @@ def _findings(findings: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_alerts(points: pd.DataFrame, cards: pd.DataFrame, rings: pd.DataFrame, findings: pd.DataFrame,
-                 created_at: datetime) -> pd.DataFrame:
+                 created_at: datetime, exposed: pd.DataFrame | None = None) -> pd.DataFrame:
     """The alert queue of one scoring run: every row whose q-value earns a severity, most severe first.
 
     One rule for every detector (``graph.detectors.significance``): a row raises an alert when its
@@ -140,6 +147,9 @@ def build_alerts(points: pd.DataFrame, cards: pd.DataFrame, rings: pd.DataFrame,
         detectors, each with ``q_value`` (or ``p_value``) per row.
     created_at : datetime
         Timestamp of every alert of this run.
+    exposed : DataFrame, optional
+        The exposed cards of the accepted points (``exposed_cards``): a point's impact is the number of cards
+        on its list (the cards that used it inside its window), else its ``cards_seen``.
 
     Returns
     -------
@@ -152,7 +162,7 @@ def build_alerts(points: pd.DataFrame, cards: pd.DataFrame, rings: pd.DataFrame,
     -------
     >>> build_alerts(points, cards, rings, findings, datetime.now(timezone.utc))  # doctest: +SKIP
     """
-    parts = [f for f in (_skimming(points), _cloned(cards), _rings(rings), _findings(findings)) if len(f)]
+    parts = [f for f in (_skimming(points, exposed), _cloned(cards), _rings(rings), _findings(findings)) if len(f)]
     created = pd.Timestamp(created_at)
     created = created.tz_convert("UTC") if created.tzinfo else created.tz_localize("UTC")
     if not parts:

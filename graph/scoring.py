@@ -107,6 +107,7 @@ def assemble_outputs(tables: dict[str, pd.DataFrame], created_at: datetime) -> d
         ``OUTPUT_SCHEMAS`` name -> frame: both ring families in one ``rings`` table, and ``alerts``.
     """
     rings = pd.concat([tables["rings"], tables["networks"]], ignore_index=True)
-    alerts = build_alerts(tables["skimming"], tables["cloned"], rings, tables["integrity"], created_at)
+    alerts = build_alerts(tables["skimming"], tables["cloned"], rings, tables["integrity"], created_at,
+                          tables["exposed_cards"])
     return {"skimming_points": tables["skimming"], "cloned_cards": tables["cloned"], "rings": rings,
             "terminal_findings": tables["integrity"], "exposed_cards": tables["exposed_cards"], "alerts": alerts}

@@ -1,6 +1,6 @@
 """The alert queue (``/``): a first-screen summary, filters kept in the URL, a sortable grid, bulk assignment.
 
-Default order: severity, then impact (cards at risk: the cards seen in a skimming point's window, a ring's
+Default order: severity, then impact (cards at risk: a point of compromise's exposed cards, a ring's
 members, the one card of a cloned-card alert), then score (``queue_key``, stored by the scoring run: ``graph.writeback.QUEUE_KEY``).
 """
 
@@ -29,8 +29,8 @@ COLUMNS = [
      "cellClassRules": {"pg-flagged": "params.value === 0"}},
     {"field": "kind", "headerName": "kind", "width": 150},
     link_column("entity", "entity", "href", minWidth=170),
-    {"field": "impact", "headerName": "cards at risk", "headerTooltip": "impact: cards seen in a skimming point's "
-     "window, members of a ring, 1 for a cloned card", "width": 130, "minWidth": 120, "type": "numericColumn"},
+    {"field": "impact", "headerName": "cards at risk", "headerTooltip": "impact: a point of compromise's "
+     "exposed cards (used it inside its window), members of a ring, 1 for a cloned card", "width": 130, "minWidth": 120, "type": "numericColumn"},
     {"field": "score", "headerName": "score", "width": 90, "type": "numericColumn"},
     {"field": "status", "headerName": "status", "width": 120, "minWidth": 115},
     {"field": "assignee", "headerName": "assignee", "width": 110},

@@ -93,11 +93,12 @@ def test_queue_filters_and_default_order_severity_impact_score(client, app_db):
     # The documented default order: severity, then impact (cards at risk), then score.
     keys = [(r["severity_rank"], -r["impact"], -r["score"]) for r in rows]
     assert keys == sorted(keys)
+    # a point's cards at risk: its exposed cards (those that used it inside its window), not every card seen
     skimming = app_db.read("MATCH (a:Alert {active: true, kind: 'skimming_point'})-[:ABOUT]->(t:Terminal) "
-                           "RETURN a.alert_id AS id, a.severity AS severity, t.skim_cards_seen AS seen "
-                           "ORDER BY seen DESC LIMIT 1")[0]
+                           "RETURN a.alert_id AS id, a.severity AS severity, t.skim_cards_seen AS seen, "
+                           "COUNT { (:Card)-[:EXPOSED_AT]->(t) } AS exposed ORDER BY exposed DESC LIMIT 1")[0]
     mine = next(r for r in rows if r["alert_id"] == skimming["id"])
-    assert mine["impact"] == skimming["seen"] > 1
+    assert mine["impact"] == skimming["exposed"] > 1 and skimming["exposed"] < skimming["seen"]
     assert all(r["impact"] <= mine["impact"] for r in rows if r["severity"] == skimming["severity"])
     # The evidence date, not the scoring time: a cloned card shows its first cloning evidence.
     clone = next(r for r in rows if r["kind"] == "cloned_card")

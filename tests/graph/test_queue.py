@@ -71,6 +71,18 @@ def test_the_same_q_value_gives_the_same_severity_in_every_detector():
                        ("skimming_point", "cloned_card", "cash_out", "trace_gap")}
 
 
+def test_a_points_cards_at_risk_are_its_exposed_cards():
+    points = _points([{"terminal_id": "T1", "rank": 1, "q_value": 1e-4, "compromised_cards": 5, "cards_seen": 400,
+                       "mode": "skimming", "accepted": True},
+                      {"terminal_id": "T2", "rank": 2, "q_value": 1e-3, "compromised_cards": 3, "cards_seen": 300,
+                       "mode": "at_terminal", "accepted": True}])
+    exposed = pd.DataFrame({"terminal_id": ["T1"] * 3 + ["T2"] * 2, "card_token": ["a", "b", "b", "c", "d"]})
+    alone = build_alerts(points, EMPTY_CARDS, EMPTY_RINGS, EMPTY_FINDINGS, AT).set_index("entity_id")
+    assert alone["impact"].to_dict() == {"T1": 400, "T2": 300}  # without the lists: every card seen
+    listed = build_alerts(points, EMPTY_CARDS, EMPTY_RINGS, EMPTY_FINDINGS, AT, exposed).set_index("entity_id")
+    assert listed["impact"].to_dict() == {"T1": 2, "T2": 2}  # the distinct cards on each point's list
+
+
 def test_cloned_cards_without_q_value_are_adjusted_over_what_was_given():
     cards = _cards([{"card_token": "a", "score": 0.9, "p_value": 1e-6}, {"card_token": "b", "score": 0.7,
                                                                           "p_value": 0.02},
