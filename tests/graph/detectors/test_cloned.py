@@ -50,6 +50,16 @@ def _card(rows, token):
     return [dict(card_token=token, **r) for r in rows]
 
 
+def _batch(n: int) -> list[dict]:
+    """``n`` clones at home in Shanghai (four chip uses), each swiped three times in Beijing at shops of its own."""
+    rows = []
+    for c in range(n):
+        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                      + [dict(hours=200 + c + k, entry_mode="magstripe", terminal_id=f"BJ{c}-{k}", **BJ)
+                         for k in range(3)], f"batch{c:02d}")
+    return rows
+
+
 def test_impossible_flight_flagged_possible_flight_not():
     rows = (_card([dict(hours=0, atc=1, **SH), dict(hours=3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)], "flier")
             + _card([dict(hours=0, atc=1, **SH), dict(hours=1 / 3, atc=2, **GZ), dict(hours=80, atc=3, **GZ)],
@@ -109,13 +119,8 @@ def test_a_reason_thirty_percent_of_cards_show_is_weak_alone(reason):
 def test_reported_cards_leave_the_base_rates_of_the_others():
     # 40 clones swiped three times each in Beijing (at three shops each), never used with the chip there: reported
     # at once; a 41st swiped there once. Its one far swipe is rare among the cards not already explained as clones.
-    rows = []
-    for c in range(40):
-        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
-                      + [dict(hours=200 + c + k, entry_mode="magstripe", terminal_id=f"BJ{c}-{k}", **BJ)
-                         for k in range(3)], f"batch{c:02d}")
-    rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
-                  + [dict(hours=300, entry_mode="fallback", **BJ)], "single")
+    rows = _batch(40) + _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                              + [dict(hours=300, entry_mode="fallback", **BJ)], "single")
     det = _run(rows, prior=SMALL)
     reported = set(det.result_["card_token"])
     assert "single" in reported and reported >= {f"batch{c:02d}" for c in range(40)}
@@ -413,13 +418,8 @@ def test_a_report_whose_first_fraud_is_at_an_accepted_point_is_explained_by_it()
 def test_one_card_alone_never_makes_its_terminal_a_point():
     # the run's other far cards are multi-site clones (every sole share of the other terminals is ~0): one
     # card swiped once at its own terminal is still judged as a card, not explained by its terminal
-    rows = []
-    for c in range(30):
-        rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
-                      + [dict(hours=200 + c + k, entry_mode="magstripe", terminal_id=f"BJ{c}-{k}", **BJ)
-                         for k in range(3)], f"batch{c:02d}")
-    rows += _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
-                  + [dict(hours=300, entry_mode="fallback", terminal_id="ALONE", **BJ)], "single")
+    rows = _batch(30) + _card([dict(hours=48 * d, atc=d + 1, **SH) for d in range(4)]
+                              + [dict(hours=300, entry_mode="fallback", terminal_id="ALONE", **BJ)], "single")
     det = _run(rows, prior=SMALL)
     assert not det.points_["accepted"].any()
     assert "single" in set(det.result_["card_token"])
