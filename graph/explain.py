@@ -27,7 +27,7 @@ _DETECTORS = Path(__file__).resolve().parent / "detectors"
 # alert kind -> (detector name, the modules whose code decides it)
 DETECTOR_OF_KIND = {"skimming_point": ("skimming", ("skimming.py", "compromise.py")),
                     "compromised_terminal": ("skimming", ("skimming.py", "compromise.py")),
-                    "cloned_card": ("cloned", ("cloned.py",)),
+                    "cloned_card": ("cloned", ("cloned.py", "cloned_tables.py", "cloned_pvalues.py")),
                     "cash_out": ("rings", ("rings.py",)),
                     "merchant_network": ("networks", ("networks.py",))}
 _INTEGRITY = ("integrity", ("integrity.py",))

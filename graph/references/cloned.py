@@ -1,4 +1,4 @@
-"""Slow, obviously correct plain-Python reference for the cloned-card kernel (graph/kernels/cloned.py)."""
+"""Slow, obviously correct plain-Python reference for the cloned-card kernels (graph/kernels/cloned*.py)."""
 
 from __future__ import annotations
 
@@ -132,7 +132,8 @@ def cloned_card_evidence(card_indptr, ts, lat, lon, located, entry, atc, atc_ok,
 
 
 def combined_tail(tails, levels, widths):
-    """Same contract as graph.kernels.cloned.combined_tail over every card: each combination of levels enumerated."""
+    """Same contract as graph.kernels.cloned_combine.combined_tail over every card: each combination of levels
+    enumerated."""
     out = []
     for t, lv in zip(tails, levels):
         def surprise(r, k):

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from graph.catalog import output_table
-from graph.detectors.cloned import CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS, _calibrated, _exact_tail
+from graph.detectors.cloned import CARD_COLUMNS, ClonedCardDetector, EVIDENCE_COLUMNS
+from graph.detectors.cloned_pvalues import calibrated, exact_tail
 from graph.detectors.cloned_sites import binom_tail_small_k, site_tails, terminal_prior
 from graph.detectors.significance import REPORT_Q
 from graph.projection import Projection
@@ -303,11 +304,11 @@ def test_exact_tail_skips_only_cards_that_cannot_be_reported():
         tails[:, r, 1:w] = steps
         tails[:, r, w:] = 0.0
     levels = np.column_stack([rng.integers(0, w, n) for w in widths])
-    exact = _exact_tail(tails, levels, widths)
+    exact = exact_tail(tails, levels, widths)
     lower = tails[np.arange(n)[:, None], np.arange(len(widths))[None, :], levels].prod(axis=1)
     assert np.all(exact >= lower * (1 - 1e-9))  # the bound is a lower bound: a skipped card's p is above it
     bound = float(np.quantile(lower, 0.3))
-    pruned = _exact_tail(tails, levels, widths, bound=bound)
+    pruned = exact_tail(tails, levels, widths, bound=bound)
     kept = lower <= bound
     assert 0 < kept.sum() < n
     np.testing.assert_array_equal(pruned[kept], exact[kept])
@@ -444,10 +445,10 @@ def test_a_conditional_p_value_is_checked_against_the_run():
     # 300 cards of the run show the same tiny per-card p-value: the run says it is not rare
     own = np.r_[np.full(300, 1e-6), np.ones(700)]
     base = np.ones(1000, dtype=bool)
-    cal = _calibrated(own, base, 1000, 1.0)
+    cal = calibrated(own, base, 1000, 1.0)
     assert cal[0] == pytest.approx((299 + 1) / (999 + 2)) and (cal[300:] == 1.0).all()
     lone = np.r_[1e-6, np.ones(999)]  # shown by one card only: its own p-value stands
-    assert _calibrated(lone, base, 1000, 1.0)[0] == pytest.approx(1 / 1001)
+    assert calibrated(lone, base, 1000, 1.0)[0] == pytest.approx(1 / 1001)
 
 
 def _swipes(pop: pd.DataFrame, tokens, per_card: int, k: int) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.cloned import NO_TIME, cloned_card_evidence, combined_tail, evidence_csr
+from graph.kernels.cloned import NO_TIME, cloned_card_evidence, evidence_csr
+from graph.kernels.cloned_combine import combined_tail
 from graph.kernels.geo import haversine_km
 
 from graph.references import cloned as reference, significance as tails
