@@ -25,8 +25,9 @@ __all__ = ["q_in_words", "detector_version", "stamp", "explanation_key", "skimmi
 
 _DETECTORS = Path(__file__).resolve().parent / "detectors"
 # alert kind -> (detector name, the modules whose code decides it)
-DETECTOR_OF_KIND = {"skimming_point": ("skimming", ("skimming.py", "compromise.py")),
-                    "compromised_terminal": ("skimming", ("skimming.py", "compromise.py")),
+_SKIMMING = ("skimming.py", "skimming_windows.py", "compromise.py")
+DETECTOR_OF_KIND = {"skimming_point": ("skimming", _SKIMMING),
+                    "compromised_terminal": ("skimming", _SKIMMING),
                     "cloned_card": ("cloned", ("cloned.py",)),
                     "cash_out": ("rings", ("rings.py",)),
                     "merchant_network": ("networks", ("networks.py",))}
