@@ -31,7 +31,7 @@ DETECTOR_OF_KIND = {"skimming_point": ("skimming", _SKIMMING),
                     "cloned_card": ("cloned", ("cloned.py",)),
                     "cash_out": ("rings", ("rings.py",)),
                     "merchant_network": ("networks", ("networks.py",))}
-_INTEGRITY = ("integrity", ("integrity.py",))
+_INTEGRITY = ("integrity", ("integrity.py", "integrity_rules.py"))
 # A cloned-card reason in words: (what one event is, what normal is)
 REASON_WORDS = {
     "impossible_travel": ("impossible travel (two uses farther apart than any plane could fly in the time "
