@@ -21,16 +21,17 @@ import pandas as pd
 from graph.settings import posguard_version
 
 __all__ = ["q_in_words", "detector_version", "stamp", "explanation_key", "skimming", "cloned", "rings",
-           "findings", "REASON_WORDS", "DETECTOR_OF_KIND"]
+           "findings", "REASON_WORDS", "DETECTOR_OF_KIND", "code_files"]
 
-_DETECTORS = Path(__file__).resolve().parent / "detectors"
-# alert kind -> (detector name, the modules whose code decides it)
-DETECTOR_OF_KIND = {"skimming_point": ("skimming", ("skimming.py", "compromise.py")),
-                    "compromised_terminal": ("skimming", ("skimming.py", "compromise.py")),
-                    "cloned_card": ("cloned", ("cloned.py", "cloned_tables.py", "cloned_pvalues.py")),
-                    "cash_out": ("rings", ("rings.py",)),
-                    "merchant_network": ("networks", ("networks.py",))}
-_INTEGRITY = ("integrity", ("integrity.py",))
+_GRAPH = Path(__file__).resolve().parent
+# alert kind -> (detector name, its families: every graph/detectors/ and graph/kernels/ module <family>.py and
+# <family>_<part>.py is code that decides it)
+DETECTOR_OF_KIND = {"skimming_point": ("skimming", ("skimming", "compromise")),
+                    "compromised_terminal": ("skimming", ("skimming", "compromise")),
+                    "cloned_card": ("cloned", ("cloned",)),
+                    "cash_out": ("rings", ("rings",)),
+                    "merchant_network": ("networks", ("networks",))}
+_INTEGRITY = ("integrity", ("integrity",))
 # A cloned-card reason in words: (what one event is, what normal is)
 REASON_WORDS = {
     "impossible_travel": ("impossible travel (two uses farther apart than any plane could fly in the time "
@@ -80,17 +81,28 @@ def q_in_words(q: float) -> str:
 
 
 @lru_cache(maxsize=None)
-def _code_hash(files: tuple[str, ...]) -> str:
+def _code_hash(families: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for name in files + ("significance.py",):
-        path = _DETECTORS / name
-        digest.update(path.read_bytes() if path.exists() else name.encode())
+    for path in code_files(families):
+        digest.update(path.relative_to(_GRAPH).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:10]
+
+
+def code_files(families: tuple[str, ...]) -> list[Path]:
+    """The modules whose code decides a detector's alerts: its families' detector and kernel modules (the family
+    and its ``<family>_<part>.py`` parts) and the shared false-discovery rule."""
+    files = {_GRAPH / "detectors" / "significance.py"}
+    for folder in ("detectors", "kernels"):
+        for family in families:
+            files.update(p for p in (_GRAPH / folder).glob(f"{family}*.py")
+                         if p.stem == family or p.stem.startswith(f"{family}_"))
+    return sorted(files)
 
 
 def detector_version(kind: str) -> str:
     """The detector that raises alerts of ``kind`` and its version: posguard's version and a hash of the
-    detector's code (its modules and the shared false-discovery rule), e.g. ``cloned 0.1.0+3f2a9c01de``."""
+    detector's code (``code_files``: its families' detector and kernel modules and the shared false-discovery
+    rule), e.g. ``cloned 0.1.0+3f2a9c01de``."""
     name, files = DETECTOR_OF_KIND.get(kind, _INTEGRITY)
     return f"{name} {posguard_version()}+{_code_hash(files)}"
 

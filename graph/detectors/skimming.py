@@ -10,15 +10,15 @@ import pandas as pd
 
 from graph.detectors.base import BaseDetector, to_timestamps
 from graph.detectors.compromise import REISSUE_P, event_evidence, exposed_cards
-from graph.detectors.significance import REPORT_Q, bh_qvalues
+from graph.detectors.significance import bh_qvalues
+from graph.detectors.skimming_windows import DAY, at_csr, card_windows, fitted_lookback, fraud_visits
 from graph.kernels import skimming as ks
-from graph.projection import Projection, to_epoch_seconds
+from graph.projection import Projection
 from graph.vocabulary import ENTRY_MANUAL
 
 __all__ = ["SkimmingDetector", "DEFAULT_TYPE_WEIGHTS", "AT_TERMINAL_TYPE_WEIGHTS", "POINT_COLUMNS",
            "MERCHANT_COLUMNS", "MODES"]
 
-DAY = 86_400
 DEFAULT_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 0.25, "cash_out": 0.0, "lost_stolen": 0.0,
                         "card_not_present": 0.0, "account_takeover": 0.0}
 # Fraud committed at the terminal: any card-present fraud against the card's holder but a thief's use of a lost or
@@ -28,9 +28,6 @@ DEFAULT_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 0.25, "cash_out": 0.0, "los
 AT_TERMINAL_TYPE_WEIGHTS = {"counterfeit": 1.0, "other": 1.0, "cash_out": 0.0, "lost_stolen": 0.0,
                             "card_not_present": 0.0, "account_takeover": 0.0}
 MODES = ("skimming", "at_terminal")
-MIN_LAGS = 5  # lags needed to fit a look-back from the data (report lags; visit-to-fraud lags of accepted points)
-LAG_QUANTILES = (0.1, 0.9)  # the run's report lags taken as the short and long end of an unknown one
-LOOKBACK_QUANTILE = 0.95  # the accepted points' visit-to-fraud delays a fitted look-back covers
 POINT_COLUMNS = ["terminal_id", "merchant_id", "rank", "score", "p_value", "compromised_cards", "cards_seen",
                  "window_start", "window_end", "q_value", "mode", "p_value_adjusted", "p_value_marginal",
                  "explained_cards", "accepted", "terminal_events", "evidence_txn_ids"]
@@ -177,136 +174,6 @@ class SkimmingDetector(BaseDetector):
         self.lookback_days_ = None
         self.report_lag_days_ = None
 
-    def _card_windows(self, p: Projection, present: np.ndarray, lookback_days: float):
-        """Compromised cards (of either kind) with their skimming weight and exposure window (one per card:
-        the union of its reports' windows; weight-0 cards get an empty window), and their at-terminal reports.
-
-        A report with a known first fraud looks back ``lookback_days`` from it; one without looks back from
-        ``reported_at`` minus the run's fitted report lag (``_report_lags``): ``[at - long - lookback,
-        at - short)``."""
-        if self.exposure_days <= 0 or self.report_lag_days < 0 or self.min_compromised < 1 or \
-                self.at_terminal_days < 0:
-            raise ValueError("exposure_days must be > 0, report_lag_days >= 0, min_compromised >= 1, "
-                             "at_terminal_days >= 0")
-        weights = {**DEFAULT_TYPE_WEIGHTS, **(self.type_weights or {})}
-        w = np.array([weights.get(t, weights.get("other", 0.0)) for t in p.report_type], dtype=np.float64)
-        at = {**AT_TERMINAL_TYPE_WEIGHTS, **(self.at_terminal_weights or {})}
-        wa = (np.array([at.get(t, at.get("other", 0.0)) for t in p.report_type], dtype=np.float64)
-              if self.at_terminal else np.zeros(len(w)))
-        labelled = np.where(p.report_txn >= 0, p.txn_ts[np.maximum(p.report_txn, 0)], -1) if p.n_txns else \
-            np.full(len(w), -1, dtype=np.int64)
-        known = np.where(p.report_first_fraud_at >= 0, p.report_first_fraud_at, labelled)
-        anchor = np.where(known >= 0, known, p.report_at - int(self.report_lag_days * DAY))
-        keep = (p.report_card >= 0) & ((w > 0) | (wa > 0)) & (p.report_at >= 0)
-        reports = pd.DataFrame({"card": p.report_card[keep], "w": w[keep], "wa": wa[keep], "anchor": anchor[keep],
-                                "known": known[keep] >= 0, "at": p.report_at[keep], "txn": p.report_txn[keep]})
-        short, long = self._report_lags(reports)
-        self.report_lag_days_ = (short / DAY, long / DAY)
-        back = int(lookback_days * DAY)
-        known_r, at_r = reports["known"].to_numpy(), reports["at"].to_numpy()
-        reports["end"] = np.where(known_r, reports["anchor"].to_numpy(), at_r - short)
-        reports["start"] = np.where(known_r, reports["anchor"].to_numpy(), at_r - long) - back
-        per_card = reports.groupby("card").agg(w=("w", "max"), wa=("wa", "max"), start=("start", "min"),
-                                               end=("end", "min"))
-        cards = per_card.index.to_numpy(dtype=np.int64)
-        ends = per_card["end"].to_numpy(dtype=np.int64)
-        starts = per_card["start"].to_numpy(dtype=np.int64)
-        lat, lon = p.txn_positions()
-        cut = ks.fallback_cut(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon,
-                              present & np.isfinite(lat) & np.isfinite(lon), cards, starts, float(self.far_km))
-        ws = per_card["w"].to_numpy(dtype=np.float64)
-        ends = np.minimum(ends, cut)
-        starts = np.where(ws > 0, np.minimum(starts, ends), ends)
-        return cards, ws, starts, ends, per_card["wa"].to_numpy(dtype=np.float64), reports
-
-    def _report_lags(self, reports: pd.DataFrame) -> tuple[int, int]:
-        """Seconds from first fraud to report assumed for a report without a known first fraud: the
-        ``LAG_QUANTILES`` of this run's known lags (with at least ``MIN_LAGS`` of them), else
-        ``report_lag_days`` for both ends."""
-        known = reports["known"].to_numpy()
-        lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
-        lags = lags[lags >= 0]
-        if len(lags) >= MIN_LAGS:
-            lo, hi = np.quantile(lags, LAG_QUANTILES)
-            return int(lo), int(hi)
-        fixed = int(self.report_lag_days * DAY)
-        return fixed, fixed
-
-    def _fraud_visits(self, p: Projection, cards, wa, reports):
-        """CSR (over ``cards``) of each card's fraud visits for the at-terminal test (see the class doc), and
-        which of them are counterfeit-looking uses (``ks.clone_uses``)."""
-        lat, lon = p.txn_positions()
-        clone = ks.clone_uses(p.card_indptr, p.txn_ts, p.txn_entry, lat, lon, np.isfinite(lat) & np.isfinite(lon),
-                              float(self.far_km))
-        usable = np.ones(p.n_txns, dtype=bool)  # any entry mode: keyed-in fraud is fraud at the terminal too
-        pos = pd.Index(cards).get_indexer(reports["card"].to_numpy())
-        ok = wa[pos] > 0 if len(pos) else np.zeros(0, dtype=bool)
-        txn = reports["txn"].to_numpy()
-        lab = ok & (txn >= 0)
-        lab_pos, lab_txn = pos[lab], txn[lab]
-        good = np.ones(len(lab_txn), dtype=bool)
-        labelled_card = np.zeros(len(cards), dtype=bool)
-        labelled_card[lab_pos] = True
-        day = int(self.at_terminal_days * DAY)
-        lag = self._fitted_lag(reports)
-        win = ok & ~labelled_card[pos] if len(pos) else ok
-        known = reports["known"].to_numpy()
-        anchor, at = reports["anchor"].to_numpy(), reports["at"].to_numpy()
-        # A known first fraud names its transaction when the card has one at that very second: that one alone.
-        exact_rows = np.flatnonzero(win & known)
-        eptr, etxn = ks.exposure_visits(p.card_indptr, p.txn_ts, usable, cards[pos[exact_rows]],
-                                        anchor[exact_rows], anchor[exact_rows] + 1)
-        found = np.zeros(len(pos), dtype=bool)
-        found[exact_rows[np.diff(eptr) > 0]] = True
-        rows = np.flatnonzero(win & ~found)
-        lo = np.where(known, anchor, at - lag)[rows]
-        hi = np.where(known, anchor + day, at)[rows]
-        wptr, wtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, usable, cards[pos[rows]], lo, hi + 1)
-        pairs = pd.DataFrame({"pos": np.concatenate([lab_pos[good], np.repeat(pos[exact_rows], np.diff(eptr)),
-                                                     np.repeat(pos[rows], np.diff(wptr))]),
-                              "txn": np.concatenate([lab_txn[good], etxn, wtxn])}).drop_duplicates()
-        pairs = pairs.assign(ts=p.txn_ts[pairs["txn"].to_numpy()]).sort_values(["pos", "ts", "txn"], kind="stable")
-        indptr = np.searchsorted(pairs["pos"].to_numpy(), np.arange(len(cards) + 1)).astype(np.int64)
-        txns = np.ascontiguousarray(pairs["txn"].to_numpy(dtype=np.int64))
-        # The period the test looks at: every candidate window (an exact first fraud's too), every labelled fraud.
-        edges = np.concatenate([p.txn_ts[lab_txn], anchor[exact_rows], anchor[exact_rows] + day, lo, hi,
-                                p.txn_ts[txns]])
-        span = (int(edges.min()), int(edges.max()) + 1) if len(txns) else (0, 0)
-        return indptr, txns, clone, span
-
-    def _fitted_lag(self, reports: pd.DataFrame) -> int:
-        """Seconds before reported_at in which a report without a known first fraud had it: the 90th
-        percentile of this run's known report lags (with at least ``MIN_LAGS`` of them), else
-        ``exposure_days`` (the horizon the skimming test looks back over)."""
-        known = reports["known"].to_numpy()
-        lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
-        lags = lags[lags >= 0]
-        if len(lags) >= MIN_LAGS:
-            return int(np.quantile(lags, 0.9)) + int(self.at_terminal_days * DAY)
-        return int(self.exposure_days * DAY)
-
-    @staticmethod
-    def _at_csr(p: Projection, aptr, atxn, clone, n_cards):
-        """Card -> distinct terminals of its fraud visits, its transpose, per transposed entry whether any
-        of the card's fraud visits there was genuine (not a counterfeit-looking use), per entry the share of
-        the card's fraud visits at that terminal (its fraud mass there), and per card whether any of its
-        fraud visits was a counterfeit-looking use."""
-        pairs = pd.DataFrame({"c": np.repeat(np.arange(n_cards, dtype=np.int64), np.diff(aptr)),
-                              "t": p.txn_terminal[atxn].astype(np.int64), "g": ~clone[atxn]})
-        pairs = pairs[pairs["t"] >= 0].groupby(["c", "t"], sort=True).agg(g=("g", "any"), v=("g", "size"))
-        pairs = pairs.reset_index()
-        c, t, g = (pairs[k].to_numpy() for k in ("c", "t", "g"))
-        visits = pairs["v"].to_numpy(dtype=np.float64)
-        mass = visits / np.bincount(c, weights=visits, minlength=n_cards)[c] if len(c) else visits
-        elsewhere = np.zeros(n_cards, dtype=np.bool_)
-        elsewhere[c[~g]] = True
-        at_ptr = np.searchsorted(c, np.arange(n_cards + 1)).astype(np.int64)
-        order = np.lexsort((c, t))
-        term_ptr = np.searchsorted(t[order], np.arange(p.n_terminals + 1)).astype(np.int64)
-        return (at_ptr, np.ascontiguousarray(t, dtype=np.int64), term_ptr,
-                np.ascontiguousarray(c[order], dtype=np.int64), np.ascontiguousarray(g[order], dtype=np.bool_),
-                np.ascontiguousarray(mass, dtype=np.float64), elsewhere)
-
     def fit(self, projection: Projection, totals=None) -> "SkimmingDetector":
         """Score every terminal a compromised card used inside its exposure window.
 
@@ -334,8 +201,8 @@ class SkimmingDetector(BaseDetector):
         p = projection
         cards, weights, ends = self._fit_once(p, totals, float(self.exposure_days))
         self.lookback_days_ = float(self.exposure_days)
-        fitted = self._fitted_lookback(p, cards[weights > 0], ends[weights > 0])
-        if fitted is not None and fitted >= self.exposure_days + 1.0:  # lengthened only (see _fitted_lookback)
+        fitted = fitted_lookback(p, self.result_, cards[weights > 0], ends[weights > 0])
+        if fitted is not None and fitted >= self.exposure_days + 1.0:  # lengthened only (see fitted_lookback)
             self._fit_once(p, totals, fitted)
             self.lookback_days_ = fitted
         self.exposed_ = exposed_cards(p, self.result_, reissue_p=self.reissue_p, far_km=self.far_km)
@@ -344,8 +211,16 @@ class SkimmingDetector(BaseDetector):
     def _fit_once(self, p: Projection, totals, lookback_days: float):
         """One scoring pass with the given look-back: sets ``result_``, ``merchants_``, ``windows_``; returns
         the compromised cards, their skimming weights and exposure-window ends."""
+        if self.exposure_days <= 0 or self.report_lag_days < 0 or self.min_compromised < 1 or \
+                self.at_terminal_days < 0:
+            raise ValueError("exposure_days must be > 0, report_lag_days >= 0, min_compromised >= 1, "
+                             "at_terminal_days >= 0")
         present = np.ascontiguousarray(p.txn_entry != ENTRY_MANUAL)
-        cards, weights, starts, ends, at_w, reports = self._card_windows(p, present, lookback_days)
+        at_weights = {**AT_TERMINAL_TYPE_WEIGHTS, **(self.at_terminal_weights or {})} if self.at_terminal else None
+        cards, weights, starts, ends, at_w, reports, lags = card_windows(
+            p, present, lookback_days, {**DEFAULT_TYPE_WEIGHTS, **(self.type_weights or {})}, at_weights,
+            self.report_lag_days, self.far_km)
+        self.report_lag_days_ = (lags[0] / DAY, lags[1] / DAY)
         vptr, vtxn = ks.exposure_visits(p.card_indptr, p.txn_ts, present, cards, starts, ends)
         skim = weights > 0
         span = (int(starts[skim].min()), int(ends[skim].max())) if skim.any() else (0, 0)
@@ -358,8 +233,9 @@ class SkimmingDetector(BaseDetector):
                                         np.full(len(cards), span[1]))
         span_ptr, span_terms = ks.visit_terminals(sptr, stxn, p.txn_terminal, p.n_terminals)
         null = self._null(p, present, term_ptr, ends[skim], span, totals, skim, lookback_days)
-        aptr, atxn, clone, at_span = self._fraud_visits(p, cards, at_w, reports)
-        at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine, at_mass, at_elsewhere = self._at_csr(
+        aptr, atxn, clone, at_span = fraud_visits(p, cards, at_w, reports, self.far_km, self.at_terminal_days,
+                                                  self.exposure_days)
+        at_ptr, at_terms, at_term_ptr, at_term_comps, at_genuine, at_mass, at_elsewhere = at_csr(
             p, aptr, atxn, clone, len(cards))
         at_elsewhere |= weights >= at_w  # its fraud type speaks for skimming at least as much
         every = np.ones(p.n_txns, dtype=bool)
@@ -386,41 +262,6 @@ class SkimmingDetector(BaseDetector):
         self.result_ = self._rank(p, [skim_rows, at_rows], order)
         self.merchants_ = self._merchants(p, np.concatenate([vtxn, atxn]))
         return cards, weights, ends
-
-    def _fitted_lookback(self, p: Projection, cards: np.ndarray, ends: np.ndarray) -> float | None:
-        """Days to look back from a first fraud, fitted to this run: the ``LOOKBACK_QUANTILE`` quantile of the
-        delay from a compromised card's visit to an accepted skimming point (``q_value <= REPORT_Q``), inside
-        the point's window, to the card's first fraud (the end of its exposure window), for every compromised
-        card that made such a visit (at any delay: not only those the first pass looked back over), to the
-        first point in rank order that it visited (the one explain-away would give it; its shortest delay
-        there). None with fewer than ``MIN_LAGS`` such cards.
-
-        ``fit`` uses it only to lengthen ``exposure_days``: the points of the first pass are a sample of the
-        run's points, and delays shorter than a strong point's say nothing about those of a weaker one."""
-        pts = self.result_
-        if pts is None or pts.empty or not len(cards):
-            return None
-        pts = pts[(pts["mode"] == "skimming") & pts["accepted"].astype(bool) & (pts["q_value"] <= REPORT_Q)]
-        pts = pts[pts["window_start"].notna() & pts["window_end"].notna()]
-        if pts.empty:
-            return None
-        end_of = np.full(p.n_cards, -1, dtype=np.int64)
-        end_of[cards] = ends
-        term_index = pd.Index(p.terminal_ids)
-        ws, we = to_epoch_seconds(pts["window_start"]), to_epoch_seconds(pts["window_end"])
-        lags = np.full(p.n_cards, np.iinfo(np.int64).max, dtype=np.int64)
-        taken = np.zeros(p.n_cards, dtype=bool)
-        for t, lo, hi in zip(term_index.get_indexer(pts["terminal_id"]), ws, we):
-            idx = p.term_order[p.term_indptr[t]:p.term_indptr[t + 1]]
-            c = p.txn_card[idx].astype(np.int64)
-            ts = p.txn_ts[idx]
-            ok = (p.txn_entry[idx] != ENTRY_MANUAL) & (ts >= lo) & (ts <= hi) & (end_of[c] > ts) & ~taken[c]
-            np.minimum.at(lags, c[ok], end_of[c[ok]] - ts[ok])
-            taken[c[ok]] = True
-        lags = lags[lags < np.iinfo(np.int64).max]
-        if len(lags) < MIN_LAGS:
-            return None
-        return float(np.quantile(lags, LOOKBACK_QUANTILE)) / DAY
 
     def _null(self, p: Projection, present, term_ptr, ends, span, totals=None, skim=None, lookback_days=None):
         """(qmat, q_row, card_day) for ``ks.explain_away``: empty for the span null (``card_day`` over every

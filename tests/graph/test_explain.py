@@ -81,3 +81,30 @@ def test_every_reason_the_cloned_detector_gives_has_words():
     words = "magnetic-stripe uses near home at shops where the card is never used with its chip 3 times"
     assert text[0].startswith(words)
     assert "fallback_new_merchant" not in " ".join(text) and "reported counterfeit" not in " ".join(text)
+
+
+def test_the_version_hashes_every_module_of_the_family_detector_and_kernel_parts_included():
+    names = {p.relative_to(explain._GRAPH).as_posix() for p in explain.code_files(("cloned",))}
+    assert {"detectors/cloned.py", "detectors/cloned_sites.py", "detectors/cloned_exposure.py",
+            "detectors/cloned_tables.py", "kernels/cloned.py", "kernels/cloned_combine.py",
+            "detectors/significance.py"} <= names
+    assert not any("skimming" in n or "rings" in n for n in names)
+    skimming = {p.name for p in explain.code_files(("skimming", "compromise"))}
+    assert {"skimming_windows.py", "skimming_explain.py", "compromise.py"} <= skimming
+
+
+def test_an_edit_to_any_part_of_a_family_changes_its_version(tmp_path, monkeypatch):
+    for folder in ("detectors", "kernels"):
+        (tmp_path / folder).mkdir()
+        for path in (explain._GRAPH / folder).glob("*.py"):
+            (tmp_path / folder / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(explain, "_GRAPH", tmp_path)
+    explain._code_hash.cache_clear()
+    before = {kind: explain.detector_version(kind) for kind in ("cloned_card", "cash_out", "trace_gap")}
+    with (tmp_path / "kernels" / "rings_nulls.py").open("a") as f:
+        f.write("# an edit\n")
+    explain._code_hash.cache_clear()
+    after = {kind: explain.detector_version(kind) for kind in before}
+    explain._code_hash.cache_clear()
+    assert after["cash_out"] != before["cash_out"]
+    assert after["cloned_card"] == before["cloned_card"] and after["trace_gap"] == before["trace_gap"]

@@ -7,6 +7,7 @@ import pytest
 
 from graph.detectors.compromise import EXPOSED_COLUMNS, exposed_cards
 from graph.detectors.skimming import POINT_COLUMNS, SkimmingDetector
+from graph.detectors.skimming_windows import fitted_lag
 from graph.projection import Projection
 
 from tests.graph.detectors.compromise_drop import average_precision, compromise_drop, naive_reported_count
@@ -65,7 +66,7 @@ def test_late_reports_without_first_fraud_look_back_over_a_fitted_lag(labels):
                           pd.Timedelta(seconds=1),
                           "anchor": ((rep["first_fraud_at"] if "first_fraud_at" in rep.columns else rep["reported_at"])
                                      - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)})
-    lag = det._fitted_lag(frame.fillna(-1).astype({"known": bool}))
+    lag = fitted_lag(frame.fillna(-1).astype({"known": bool}), det.at_terminal_days, det.exposure_days)
     if labels == "reported":
         assert lag == 45 * 86400
     else:

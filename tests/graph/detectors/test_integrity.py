@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from graph.catalog import OUTPUT_SCHEMAS
+from graph.detectors import integrity_rules as rules
 from graph.detectors.integrity import FINDING_COLUMNS, IntegrityDetector
 from graph.detectors.integrity_evidence import NO_ZONE, time_zones
 from graph.detectors.significance import REPORT_Q, binom_sf
@@ -318,8 +319,8 @@ def test_a_one_off_hash_is_stronger_than_one_many_terminals_of_the_model_run():
     assert "seen so on 1 of 43 terminals" in fw.loc["T0", "details"]
     s = det.stats_.merge(det.event_evidence(p.terminal_ids, p.terminals, p.terminal_events, p.approved_firmware)[0],
                          on="terminal_id")
-    _, _, frame = det._firmware(s, det.event_evidence(p.terminal_ids, p.terminals, p.terminal_events,
-                                                      p.approved_firmware)[2])
+    _, _, frame = rules.unapproved_firmware(s, det.event_evidence(p.terminal_ids, p.terminals, p.terminal_events,
+                                                                  p.approved_firmware)[2])
     p_of = frame.set_index("terminal_id")["p"]
     assert p_of["T0"] < 1e-9 and p_of["T1"] > 1e-3  # seen on 15 of 43 terminals of the model
 
@@ -473,7 +474,7 @@ def test_a_tamper_event_is_weaker_where_tamper_events_are_common():
     evidence = det.event_evidence(p.terminal_ids, p.terminals, p.terminal_events, p.approved_firmware)
     s = det.stats_.merge(evidence[0], on="terminal_id")
     s["_model"] = pd.factorize(s["model"])[0]
-    _, tested, frame = det._tamper(s)
+    _, tested, frame = rules.tamper_event(s, det.prior_terminals, det.trim)
     p_of = frame.set_index("terminal_id")["p"]
     assert tested == 402 and p_of["T0"] * 100 < p_of["T1"]
 
