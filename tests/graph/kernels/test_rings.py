@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.kernels.rings import (column_weights, configuration_randomise, fraudar_blocks, null_densities,
-                                 roundness_levels, visit_null_densities, visit_randomise)
+from graph.kernels.rings import column_weights, fraudar_blocks, roundness_levels
+from graph.kernels.rings_nulls import (configuration_randomise, null_densities, visit_null_densities,
+                                       visit_randomise)
 from graph.references import rings as reference
 
 
