@@ -118,7 +118,7 @@ def exposures_view(exposures: list[dict], id_: str):
         return html.Div(id=id_)
     items = []
     for e in exposures:
-        words = [f"Exposed at point ", dcc.Link(e["terminal_id"], href=f"/terminal/{quote(e['terminal_id'])}"),
+        words = ["Exposed at point ", dcc.Link(e["terminal_id"], href=f"/terminal/{quote(e['terminal_id'])}"),
                  f" ({_MODE_WORDS.get(e['mode'], e['mode'])}) during its window "
                  f"{format_value(e['window_start'])[:10] if e['window_start'] else '?'} to "
                  f"{format_value(e['window_end'])[:10] if e['window_end'] else '?'}"

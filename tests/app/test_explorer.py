@@ -7,8 +7,6 @@ import json
 import zipfile
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from app import entity_queries, exposure_queries, figures, queries
 from app.frame import NO_MATCH_PATH, search_target
 from app.pages import queue as queue_page
