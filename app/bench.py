@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app import live, pagetimes, queries, samples
+from app import entity_queries, live, pagetimes, queries, samples
 from app.explorer import create_app
 from graph.schema import ENTITY_KEYS
 from graph.vocabulary import SEVERITIES
@@ -239,11 +239,12 @@ def bench_app(db, token_key: bytes, *, alerts: int = 100_000, sessions: int = 20
         "queue_critical_only": _timed(lambda: queries.queue_page(db, severity="critical"), reps),
         "queue_page_200": _timed(lambda: queries.queue_page(db, page=200), reps),
         "alert": _timed(lambda: queries.alert(db, top_alert), reps),
-        "card_entity": _timed(lambda: queries.entity(db, "card", next(it["card"])), reps),
-        "card_timeline": _timed(lambda: queries.timeline(db, "card", next(it["card"])), reps),
-        "terminal_timeline": _timed(lambda: queries.timeline(db, "terminal", next(it["terminal"])), reps),
-        "terminal_neighbourhood": _timed(lambda: queries.neighbourhood(db, "terminal", next(it["terminal"])), reps),
-        "merchant_timeline": _timed(lambda: queries.timeline(db, "merchant", next(it["merchant"])), reps),
+        "card_entity": _timed(lambda: entity_queries.entity(db, "card", next(it["card"])), reps),
+        "card_timeline": _timed(lambda: entity_queries.timeline(db, "card", next(it["card"])), reps),
+        "terminal_timeline": _timed(lambda: entity_queries.timeline(db, "terminal", next(it["terminal"])), reps),
+        "terminal_neighbourhood": _timed(lambda: entity_queries.neighbourhood(db, "terminal", next(it["terminal"])),
+                                         reps),
+        "merchant_timeline": _timed(lambda: entity_queries.timeline(db, "merchant", next(it["merchant"])), reps),
     }
     pages = samples.page_samples(db, n=max(browser_reps, 5) + 1)
     app = create_app(db, token_key=token_key, warm=True)  # as `posguard app` serves it

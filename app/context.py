@@ -15,7 +15,7 @@ import pandas as pd
 from dash.exceptions import PreventUpdate
 
 from app.cache import ResultCache, data_version, without_case_work
-from app.queries import CASE_FREE
+from app.portfolio_queries import CASE_FREE
 
 __all__ = ["install", "database", "token_key", "current_user", "guarded", "cached", "result_cache", "keep_warm"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dash
 import flask
 
-from app import context, frame, queries, users
+from app import context, frame, portfolio_queries, queries, users
 from app.pages import PAGES, portfolio, queue
 from app.server import create_server
 
@@ -17,8 +17,8 @@ __all__ = ["create_app", "ASSETS", "WARM_CALLS"]
 ASSETS = Path(__file__).resolve().parent / "assets"
 # What ``create_app(warm=True)`` keeps computed: exactly as the pages ask the cache for it (same arguments).
 WARM_CALLS = [
-    (queries.portfolio, (), {"days": portfolio.DAYS}),
-    (queries.latest_transaction, (), {}),
+    (portfolio_queries.portfolio, (), {"days": portfolio.DAYS}),
+    (portfolio_queries.latest_transaction, (), {}),
     (queries.queue_options, (), {}),
     (queries.queue_page, (), {"page": 0, "size": queue.QUEUE_ROWS, "kind": None, "severity": None, "status": None,
                               "assignee": None, "since": None, "until": None, "new_since": None}),

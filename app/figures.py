@@ -98,7 +98,7 @@ def _shade_window(fig: go.Figure, window: tuple | None, text: str, opacity: floa
 
 def victims_figure(daily: pd.DataFrame, window: tuple | None, title: str) -> go.Figure:
     """A point of compromise's evidence: cards served per day, the later-reported cards among them (the
-    victims) in red, and the estimated compromise window shaded. ``daily``: ``queries.daily_activity``."""
+    victims) in red, and the estimated compromise window shaded. ``daily``: ``entity_queries.daily_activity``."""
     fig = _figure()
     _daily_bars(fig, daily, ("cards", "cards served"), ("reported_cards", "cards later reported"))
     _shade_window(fig, window, "compromise window", 0.10)
@@ -109,7 +109,7 @@ def victims_figure(daily: pd.DataFrame, window: tuple | None, title: str) -> go.
 
 
 def daily_figure(daily: pd.DataFrame, title: str, window: tuple | None = None) -> go.Figure:
-    """A terminal's or merchant's activity per day (``queries.daily_activity``): transactions (bars; those of
+    """A terminal's or merchant's activity per day (``entity_queries.daily_activity``): transactions (bars; those of
     cards later reported as fraud victims in red) and the amount (line, right axis), with a point of
     compromise's window shaded. One bar per day, whatever the number of transactions."""
     fig = _figure()

@@ -9,7 +9,7 @@ import dash
 import dash_mantine_components as dmc
 from dash import Input, Output, dcc, html, no_update
 
-from app import queries
+from app import entity_queries
 from app.context import current_user, database, guarded, token_key
 from graph.tokens import token
 
@@ -56,7 +56,7 @@ def search_target(db, text: str, key: bytes | None) -> tuple[str | None, str]:
             return None, "PAN search needs POSGUARD_TOKEN_KEY"
         text = token(text, "pan", key)
     for entity_type in ("card", "terminal", "merchant", "ring"):
-        if (entity_type != "card" or _TOKEN.match(text)) and queries.entity(db, entity_type, text):
+        if (entity_type != "card" or _TOKEN.match(text)) and entity_queries.entity(db, entity_type, text):
             return f"/{entity_type}/{quote(text)}", ""
     return NO_MATCH_PATH, "nothing found"
 

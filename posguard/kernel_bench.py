@@ -10,8 +10,9 @@ from graph.detectors.cloned import ClonedCardDetector
 from graph.detectors.integrity import IntegrityDetector
 from graph.kernels.cloned import cloned_card_evidence
 from graph.kernels.integrity import terminal_stats
-from graph.kernels.rings import fraudar_blocks, fraudar_python
+from graph.kernels.rings import fraudar_blocks
 from graph.references import cloned as cloned_reference, integrity as integrity_reference
+from graph.references.rings import fraudar_python
 
 __all__ = ["kernel_ratios", "fraudar_speed"]
 

@@ -12,7 +12,7 @@ import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from app import evidence, figures, queries
+from app import entity_queries, evidence, exposure_queries, figures, queries
 from app.context import cached, current_user, database, guarded
 from app.pages.common import SEVERITY_COLORS, format_value, grid, link_column, section
 from graph.vocabulary import CARD_DECISIONS, STATUSES
@@ -79,7 +79,7 @@ def exposed_rows(rows: list[dict]) -> list[dict]:
 
 
 def _exposed_section(a: dict, rows: list[dict], can_decide: bool):
-    mode = queries.EXPOSURE_MODE[a["kind"]]
+    mode = exposure_queries.EXPOSURE_MODE[a["kind"]]
     reported = sum(1 for r in rows if r["reported"])
     intro = (f"{len(rows):,} cards exposed at {a['entity_id']} ({_MODE_WORDS[mode]}) in its window: {reported:,} "
              f"already reported, {len(rows) - reported:,} not yet (listed first). Select cards, then decide or "
@@ -122,8 +122,8 @@ def layout(alert_id: str | None = None, **_):
         dmc.Text(a.get("summary"), size="xs", c="dimmed", mt=4, id="alert-summary"),
         section("Evidence", html.Div(id="alert-evidence-box", style={"minHeight": "80px"})),
     ]
-    if a["kind"] in queries.EXPOSURE_MODE and a["entity_type"] == "terminal":
-        rows = cached(queries.exposed_cards, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]])
+    if a["kind"] in exposure_queries.EXPOSURE_MODE and a["entity_type"] == "terminal":
+        rows = cached(exposure_queries.exposed_cards, a["entity_id"], exposure_queries.EXPOSURE_MODE[a["kind"]])
         parts.append(_exposed_section(a, rows, can_decide))
     parts += [
         dmc.Paper([
@@ -170,19 +170,20 @@ def evidence_view(db, a: dict) -> list:
     cloned card's evidence transactions on timeline and map, its impossible-travel pairs and its ATC."""
     kind, entity_type, entity_id = a["kind"], a["entity_type"], a["entity_id"]
     config = {"displaylogo": False}
-    if kind in queries.EXPOSURE_MODE and entity_type == "terminal":
-        props = (queries.entity(db, "terminal", entity_id) or {"props": {}})["props"]
-        daily = cached(queries.daily_activity, "terminal", entity_id)
-        window = queries.exposure_window(db, entity_id, queries.EXPOSURE_MODE[kind])  # this mode's window
+    if kind in exposure_queries.EXPOSURE_MODE and entity_type == "terminal":
+        props = (entity_queries.entity(db, "terminal", entity_id) or {"props": {}})["props"]
+        daily = cached(entity_queries.daily_activity, "terminal", entity_id)
+        mode = exposure_queries.EXPOSURE_MODE[kind]
+        window = exposure_queries.exposure_window(db, entity_id, mode)  # this mode's window
         if not window[0]:
             window = (props.get("skim_window_start"), props.get("skim_window_end"))
         title = "cards served per day; red: cards later reported (the window's reported cards are the evidence)"
         return [dcc.Graph(id="alert-evidence-chart", figure=figures.victims_figure(daily, window, title),
                           config=config)]
     if kind == "cloned_card" and entity_type == "card":
-        ent = queries.entity(db, "card", entity_id) or {"props": {}}
+        ent = entity_queries.entity(db, "card", entity_id) or {"props": {}}
         ids = set(ent["props"].get("clone_evidence_txn_ids") or [])
-        txns = cached(queries.timeline, "card", entity_id)
+        txns = cached(entity_queries.timeline, "card", entity_id)
         pairs = evidence.travel_pairs(txns)
         steps = evidence.atc_steps(txns)
         n = int(txns["txn_id"].isin(ids).sum()) if len(txns) else 0
@@ -197,7 +198,7 @@ def evidence_view(db, a: dict) -> list:
                                                     config=config)])],
                                cols={"base": 1, "lg": 2}, spacing="md")]
     if entity_type == "terminal":
-        daily = cached(queries.daily_activity, "terminal", entity_id)
+        daily = cached(entity_queries.daily_activity, "terminal", entity_id)
         title = f"{int(daily['txns'].sum()) if len(daily) else 0:,} transactions of {entity_id}, per day"
         return [dcc.Graph(id="alert-evidence-chart", config=config, figure=figures.daily_figure(daily, title))]
     return [dmc.Text(["The evidence is on the ", dcc.Link(f"{entity_type} page", href=f"/{entity_type}/"
@@ -207,8 +208,8 @@ def evidence_view(db, a: dict) -> list:
 def decide_exposed(db, alert_id: str, tokens: list[str], decision: str, comment: str | None, user):
     """Record a bulk decision on exposed cards; returns (message, grid rows, audit trail)."""
     a = queries.alert(db, alert_id)
-    n = queries.decide_cards(db, alert_id, tokens, decision, user, comment)
-    rows = queries.exposed_cards(db, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]])
+    n = exposure_queries.decide_cards(db, alert_id, tokens, decision, user, comment)
+    rows = exposure_queries.exposed_cards(db, a["entity_id"], exposure_queries.EXPOSURE_MODE[a["kind"]])
     return f"{decision}: {n} card{'s' if n != 1 else ''} recorded", exposed_rows(rows), queries.audit_trail(db, alert_id)
 
 
@@ -253,9 +254,9 @@ def register(app: dash.Dash) -> None:
             return no_update, "choose cards first"
         db = database()
         a = queries.alert(db, alert_id)
-        if a is None or a["kind"] not in queries.EXPOSURE_MODE:
+        if a is None or a["kind"] not in exposure_queries.EXPOSURE_MODE:
             raise PreventUpdate
-        text = queries.exposed_csv(db, a["entity_id"], queries.EXPOSURE_MODE[a["kind"]], tokens)
+        text = exposure_queries.exposed_csv(db, a["entity_id"], exposure_queries.EXPOSURE_MODE[a["kind"]], tokens)
         return dcc.send_string(text, f"exposed-cards-{a['entity_id']}.csv"), f"exported {len(tokens)} cards"
 
     @app.callback(Output("alert-message", "children"), Output("alert-audit", "children"),

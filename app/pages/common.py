@@ -12,8 +12,9 @@ import dash_mantine_components as dmc
 from dash import Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
-from app import figures, queries
+from app import entity_queries, exposure_queries, figures
 from app.context import cached, database, guarded
+from graph.schema import ENTITY_KEYS
 
 __all__ = ["grid", "link_column", "format_value", "property_rows", "props_table", "alerts_table", "section",
            "entity_layout", "register_entity_sections", "activity_sections", "graph_note",
@@ -117,7 +118,7 @@ def exposures_view(exposures: list[dict], id_: str):
         return html.Div(id=id_)
     items = []
     for e in exposures:
-        words = [f"Exposed at point ", dcc.Link(e["terminal_id"], href=f"/terminal/{quote(e['terminal_id'])}"),
+        words = ["Exposed at point ", dcc.Link(e["terminal_id"], href=f"/terminal/{quote(e['terminal_id'])}"),
                  f" ({_MODE_WORDS.get(e['mode'], e['mode'])}) during its window "
                  f"{format_value(e['window_start'])[:10] if e['window_start'] else '?'} to "
                  f"{format_value(e['window_end'])[:10] if e['window_end'] else '?'}"
@@ -151,7 +152,7 @@ def terminal_exposures_view(rows: list[dict], id_: str):
 def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
     """A card, terminal, merchant or ring page: title, properties and alerts at once; the rest
     (timeline, map or members, neighbourhood graph) loads behind loading indicators."""
-    ent = queries.entity(database(), entity_type, entity_id) if entity_id else None
+    ent = entity_queries.entity(database(), entity_type, entity_id) if entity_id else None
     if ent is None:
         return html.Div([dmc.Title(f"No {entity_type} {entity_id or ''}", order=3, id=f"{prefix}-title")])
     props = ent["props"]
@@ -164,9 +165,9 @@ def entity_layout(prefix: str, entity_type: str, entity_id: str | None):
                             cols={"base": 1, "lg": 2}, spacing="lg"),
              dcc.Store(id=f"{prefix}-key", data=entity_id)]
     if entity_type == "card":
-        parts.append(exposures_view(queries.card_exposures(database(), entity_id), f"{prefix}-exposures"))
+        parts.append(exposures_view(exposure_queries.card_exposures(database(), entity_id), f"{prefix}-exposures"))
     if entity_type == "terminal":
-        parts.append(terminal_exposures_view(queries.terminal_exposures(database(), entity_id),
+        parts.append(terminal_exposures_view(exposure_queries.terminal_exposures(database(), entity_id),
                                              f"{prefix}-exposures"))
     parts += [section(titles[name], html.Div(id=f"{prefix}-{name}-box", style={"minHeight": "60px"}))
               for name in _SECTIONS[entity_type]]
@@ -223,9 +224,9 @@ def latest_rows(rows: list[dict]) -> list[dict]:
 def _busy_activity(db, entity_type: str, entity_id: str, prefix: str, window: tuple | None):
     """A terminal's or merchant's activity as its page shows it: one bar per day (computed in Cypher, not one
     point per transaction) and a grid of its newest ``LATEST_ROWS`` transactions."""
-    daily = cached(queries.daily_activity, entity_type, entity_id)
+    daily = cached(entity_queries.daily_activity, entity_type, entity_id)
     total = int(daily["txns"].sum()) if len(daily) else 0
-    latest = cached(queries.latest_transactions, entity_type, entity_id, LATEST_ROWS)
+    latest = cached(entity_queries.latest_transactions, entity_type, entity_id, LATEST_ROWS)
     title = f"{total:,} transactions over {len(daily):,} days"
     chart = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
                       figure=figures.daily_figure(daily, title, window))
@@ -241,21 +242,21 @@ def activity_sections(db, entity_type: str, entity_id: str, prefix: str):
     data is unchanged). A card shows each transaction; a terminal or merchant (up to tens of thousands of
     transactions) its activity per day, its newest transactions and each distinct position once; a skimming
     point's map also shows where its window's reported cards were used afterwards."""
-    props = queries.entity(db, entity_type, entity_id)["props"]
+    props = entity_queries.entity(db, entity_type, entity_id)["props"]
     window = (props.get("skim_window_start"), props.get("skim_window_end"))
     if entity_type == "card":
-        txns = cached(queries.timeline, entity_type, entity_id)
+        txns = cached(entity_queries.timeline, entity_type, entity_id)
         title = f"{len(txns):,} transactions" + (" (first 5,000)" if len(txns) >= 5_000 else "")
         timeline = dcc.Graph(id=f"{prefix}-timeline", config={"displaylogo": False},
                              figure=figures.timeline_figure(txns, title, window if window[0] else None))
         seen = distinct_positions(txns.get("lat", []), txns.get("lon", []))
     else:
         timeline = _busy_activity(db, entity_type, entity_id, prefix, window if window[0] else None)
-        seen = cached(queries.activity_positions, entity_type, entity_id, _MAP_POINTS)
+        seen = cached(entity_queries.activity_positions, entity_type, entity_id, _MAP_POINTS)
     if entity_type == "terminal":
         later = []
         if props.get("skim_window_start"):
-            victims = cached(queries.skimming_victims, entity_id, props["skim_window_start"],
+            victims = cached(exposure_queries.skimming_victims, entity_id, props["skim_window_start"],
                              props["skim_window_end"])
             later = [p for v in victims for p in v["later"]]
         title = "registered position (star) and transaction positions" + (
@@ -275,11 +276,11 @@ def graph_note(n_elements: int, left_out: int, total: int, where: str = "the fir
 
 def first_graph(db, entity_type: str, entity_id: str) -> tuple[list[dict], str]:
     """The neighbourhood graph of a page's entity, and its note."""
-    ent = queries.entity(db, entity_type, entity_id)
+    ent = entity_queries.entity(db, entity_type, entity_id)
     props = ent["props"] if ent else {}
     caption = props.get("pan_last4") or props.get("kind") or props.get("name")
-    label = queries.ENTITY_KEYS[entity_type][0]
-    neighbours, total = cached(queries.neighbourhood, entity_type, entity_id)
+    label = ENTITY_KEYS[entity_type][0]
+    neighbours, total = cached(entity_queries.neighbourhood, entity_type, entity_id)
     elements, left_out = figures.graph_elements(label, entity_id, caption, neighbours)
     return elements, graph_note(len(elements), left_out, total)
 
@@ -291,9 +292,9 @@ def expand_graph(db, node: dict, elements: list[dict]) -> tuple[list[dict], str]
         note = f"{len(merged)} elements drawn" + (f"; {left_out} cards of the group left out (at most "
                                                   f"{figures.GRAPH_CAP} elements are drawn)" if left_out else "")
         return merged, note
-    if not queries.can_expand(node.get("kind")):
+    if not entity_queries.can_expand(node.get("kind")):
         raise PreventUpdate
-    neighbours, total = cached(queries.neighbourhood, node["kind"], node["key"])
+    neighbours, total = cached(entity_queries.neighbourhood, node["kind"], node["key"])
     merged, left_out = figures.graph_elements(node["kind"], node["key"], None, neighbours, elements)
     return merged, graph_note(len(merged), left_out, total, node.get("label") or node["key"])
 
@@ -307,7 +308,7 @@ def register_entity_sections(app, prefix: str, entity_type: str) -> None:
         @guarded()
         def activity(entity_id):
             db = database()
-            if not entity_id or queries.entity(db, entity_type, entity_id) is None:
+            if not entity_id or entity_queries.entity(db, entity_type, entity_id) is None:
                 raise PreventUpdate
             return activity_sections(db, entity_type, entity_id, prefix)
 

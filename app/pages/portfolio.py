@@ -11,7 +11,7 @@ import dash_mantine_components as dmc
 from dash import Input, Output, html
 from dash.exceptions import PreventUpdate
 
-from app import queries
+from app import portfolio_queries
 from app.context import cached, guarded
 from app.pages.common import format_value, grid, link_column
 
@@ -27,7 +27,7 @@ _COUNT = {"valueFormatter": {"function": "params.value == null ? '' : d3.format(
           "type": "numericColumn"}
 _GROWTH = {"valueFormatter": {"function": "params.value == null ? '' : d3.format('+.0%')(params.value)"},
            "type": "numericColumn"}
-_TREND = {"field": "trend", "headerName": f"{queries.TREND_WEEKS} weeks", "cellRenderer": "Sparkline",
+_TREND = {"field": "trend", "headerName": f"{portfolio_queries.TREND_WEEKS} weeks", "cellRenderer": "Sparkline",
           "sortable": False, "width": 140, "minWidth": 140}
 _FLAGGED = {"pg-flagged": "params.data.flag === true"}
 _FLAGGED_COUNT = {"pg-flagged": "params.value > 0"}
@@ -79,14 +79,14 @@ def _money_columns() -> list[dict]:
 
 
 def layout(**_):
-    merchants, agents = cached(queries.portfolio, days=DAYS)
-    latest = cached(queries.latest_transaction)
+    merchants, agents = cached(portfolio_queries.portfolio, days=DAYS)
+    latest = cached(portfolio_queries.latest_transaction)
     as_of = format_value(latest) if latest else "-"
     return html.Div([
         dmc.Title("Merchant portfolio", order=3),
         dmc.Text(["Reference date: ", html.B(as_of, id="portfolio-as-of"),
                   f" (the newest transaction). Volume, active terminals, the last {DAYS} days against the {DAYS} "
-                  f"before and the weekly volume of the last {queries.TREND_WEEKS} weeks (oldest left), per "
+                  f"before and the weekly volume of the last {portfolio_queries.TREND_WEEKS} weeks (oldest left), per "
                   "acquiring agent and per merchant, in the transactions' currency. Flagged merchants (highlighted, "
                   "and each agent's count of them): in a ring found by the detectors, or transactions of the last "
                   "period grown faster than the network's (binomial against the network's share of the last "
@@ -132,7 +132,7 @@ def register(app: dash.Dash) -> None:
     @guarded()
     def merchants_of(cell, _):
         """A click on an agent's row lists only its merchants; "show all agents" lists every merchant again."""
-        merchants, _agents = cached(queries.portfolio, days=DAYS)
+        merchants, _agents = cached(portfolio_queries.portfolio, days=DAYS)
         agent = (cell or {}).get("rowId") if dash.ctx.triggered_id == "portfolio-agents" else _ALL
         if agent in (None, _ALL) or not len(merchants):
             return merchant_rows(first_merchants(merchants)), _shown(merchants)

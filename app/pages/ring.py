@@ -9,7 +9,7 @@ import dash_mantine_components as dmc
 from dash import Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
-from app import figures, queries
+from app import entity_queries, figures
 from app.context import cached, database, guarded
 from app.pages.common import entity_layout, grid, link_column, register_entity_sections
 
@@ -23,7 +23,7 @@ def layout(ring_id: str | None = None, **_):
 
 
 def members_section(db, ring_id: str):
-    ring = cached(queries.ring_members, ring_id)
+    ring = cached(entity_queries.ring_members, ring_id)
     members = [{"type": m["type"], "id": ("**** " + m["last4"]) if m["type"] == "Card" else m["id"],
                 "href": f"/{m['type'].lower()}/{quote(m['id'])}", "name": m["name"] or "",
                 "agent": m["agent_id"] or ""} for m in ring["members"]]

@@ -16,7 +16,8 @@ from graph.detectors.rings_nulls import (attached_cards, gumbel_sf, member_merch
                                          visits_of)
 from graph.detectors.rings_suspicion import suspicion
 from graph.detectors.significance import REPORT_Q, bh_qvalues
-from graph.kernels.rings import block_density, column_weights, fraudar_blocks, null_densities, visit_null_densities
+from graph.kernels.rings import block_density, column_weights, fraudar_blocks
+from graph.kernels.rings_nulls import null_densities, visit_null_densities
 from graph.projection import Projection
 
 __all__ = ["RingDetector", "RING_COLUMNS"]
@@ -130,7 +131,7 @@ class RingDetector(BaseDetector):
        also compared with randomisations where every unusual transaction keeps its merchant and suspicion and
        is drawn again onto one of that merchant's **ordinary** (not unusual) transactions, i.e. onto its
        customers in proportion to how often they come back (``ordinary_visits``, ``visit_pool``,
-       ``graph.kernels.rings.visit_randomise``; a merchant without ordinary transactions draws from those of
+       ``graph.kernels.rings_nulls.visit_randomise``; a merchant without ordinary transactions draws from those of
        its region, ``_regions``). Each candidate is compared with the densest block that FRAUDAR finds on its
        own merchants in each of ``n_habit_null`` randomisations (Gumbel tail again); its p-value is the larger
        of the two.

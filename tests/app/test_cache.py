@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app import context, queries
+from app import context, portfolio_queries, queries
 from app.cache import ResultCache, data_version, without_case_work
 from app.explorer import WARM_CALLS, create_app
 from app.pages import portfolio
@@ -121,7 +121,7 @@ def test_case_work_keeps_the_portfolio_cached_and_renews_the_queue(app_db, app_s
 
     def read():
         with app.server.test_request_context("/"):  # a new request: the version is read again
-            context.cached(queries.portfolio, days=portfolio.DAYS)
+            context.cached(portfolio_queries.portfolio, days=portfolio.DAYS)
             context.cached(queries.queue_options)
 
     class Investigator:

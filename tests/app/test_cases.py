@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app import evidence, queries
+from app import entity_queries, evidence, exposure_queries, queries
 from graph import explain
 from graph.vocabulary import CARD_DECISIONS
 from graph.writeback import CYPHER as WRITE
@@ -39,7 +39,7 @@ def _point_alert(db, kind="skimming_point"):
     """The point-of-compromise alert with the most exposed cards."""
     return db.read("MATCH (a:Alert {active: true, kind: $kind})-[:ABOUT]->(t:Terminal)<-[e:EXPOSED_AT]-(:Card) "
                    "WHERE e.mode = $mode RETURN a.alert_id AS id, t.terminal_id AS terminal, count(e) AS n "
-                   "ORDER BY n DESC LIMIT 1", kind=kind, mode=queries.EXPOSURE_MODE[kind])[0]
+                   "ORDER BY n DESC LIMIT 1", kind=kind, mode=exposure_queries.EXPOSURE_MODE[kind])[0]
 
 
 def _find(tree, component_id):
@@ -194,7 +194,7 @@ def test_export_of_the_chosen_exposed_cards_holds_tokens_and_last_four_only(clie
     download = got["alert-cards-download.data"]
     assert download["filename"] == f"exposed-cards-{point['terminal']}.csv"
     table = list(csv.DictReader(io.StringIO(download["content"])))
-    assert list(table[0]) == queries.EXPOSED_CSV_COLUMNS
+    assert list(table[0]) == exposure_queries.EXPOSED_CSV_COLUMNS
     assert [r["card_token"] for r in table] == [r["token"] for r in chosen]
     assert all(len(r["pan_last4"]) == 4 and r["terminal_id"] == point["terminal"] for r in table)
     assert not any(pan in download["content"] for pan in raw_pans)
@@ -235,7 +235,7 @@ def test_a_cloned_card_alert_shows_its_evidence_travel_pair_and_atc(client, app_
     assert any(t["name"] == "worst travel pair" for t in chart["data"])
     geo = _find(box, "alert-evidence-map")["figure"]
     evidence_lat = _values(next(t for t in geo["data"] if t["name"] == "evidence")["lat"])
-    located = queries.timeline(app_db, "card", travel["card_token"]).dropna(subset=["lat", "lon"])
+    located = entity_queries.timeline(app_db, "card", travel["card_token"]).dropna(subset=["lat", "lon"])
     assert len(evidence_lat) == located["txn_id"].isin(ids).sum() > 0
     # The worst pair the page finds is the one the detector reported: distance, time, speed.
     table = json.dumps(_find(box, "alert-travel"))
@@ -255,7 +255,7 @@ def test_a_replayed_atc_is_marked_on_the_atc_chart(client, app_env, app_db):
     marked = next(t for t in atc if t["name"] == "replay / regression")
     assert "replay" in marked["text"] and len(marked["x"]) >= 1
     # the marked points are exactly the ATCs that had been used before
-    txns = queries.timeline(app_db, "card", replay["card_token"])
+    txns = entity_queries.timeline(app_db, "card", replay["card_token"])
     steps = evidence.atc_steps(txns)
     values = steps["atc"].tolist()
     assert sum(v in values[:i] for i, v in enumerate(values)) == marked["text"].count("replay") > 0

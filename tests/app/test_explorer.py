@@ -7,14 +7,13 @@ import json
 import zipfile
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from app import figures, queries
+from app import entity_queries, exposure_queries, figures, queries
 from app.frame import NO_MATCH_PATH, search_target
 from app.pages import queue as queue_page
 from app.pages.common import LATEST_ROWS
 from app.pages.no_match import NO_MATCH_TEXT
 from app.explorer import create_app
+from graph.schema import ENTITY_KEYS
 from tests.app.callbacks import call
 from tests.app.conftest import sign_in
 
@@ -219,7 +218,7 @@ def _positions(elements):
 def test_graph_expands_on_click_and_caps_what_it_draws(client, app_db):
     terminal = app_db.read("MATCH (t:Terminal)<-[r:TXN]-() WITH t, count(r) AS n ORDER BY n DESC LIMIT 1 "
                            "RETURN t.terminal_id AS id")[0]["id"]
-    neighbours, _ = queries.neighbourhood(app_db, "terminal", terminal)
+    neighbours, _ = entity_queries.neighbourhood(app_db, "terminal", terminal)
     card = next(n for n in neighbours if n["label"] == "Card")
     # Terminal -> one of its cards, then card -> one of its other terminals: each click adds nodes.
     start, _ = figures.graph_elements("Terminal", terminal, None, neighbours)
@@ -228,7 +227,7 @@ def test_graph_expands_on_click_and_caps_what_it_draws(client, app_db):
     # Positions are kept: every node drawn before the click is where it was.
     before = _positions(start)
     assert {k: v for k, v in _positions(out["terminal-graph.elements"]).items() if k in before} == before
-    card_neighbours, _ = queries.neighbourhood(app_db, "card", card["id"])
+    card_neighbours, _ = entity_queries.neighbourhood(app_db, "card", card["id"])
     other = next(n for n in card_neighbours if n["label"] == "Terminal" and n["id"] != terminal)
     start, _ = figures.graph_elements("Card", card["id"], None, card_neighbours)
     status, out = _tap(client, "card", {"kind": "Terminal", "key": other["id"], "label": "x"}, start)
@@ -302,8 +301,8 @@ def test_search_without_a_match_leaves_the_previous_page_for_a_no_match_page(cli
 def test_skimming_victims_are_the_windows_reported_cards_with_their_later_use(client, app_db):
     terminal = app_db.read("MATCH (t:Terminal) WHERE t.skim_window_start IS NOT NULL "
                            "RETURN t.terminal_id AS id ORDER BY t.skim_score DESC LIMIT 1")[0]["id"]
-    props = queries.entity(app_db, "terminal", terminal)["props"]  # the window as the page has it (text)
-    victims = queries.skimming_victims(app_db, terminal, props["skim_window_start"], props["skim_window_end"])
+    props = entity_queries.entity(app_db, "terminal", terminal)["props"]  # the window as the page has it (text)
+    victims = exposure_queries.skimming_victims(app_db, terminal, props["skim_window_start"], props["skim_window_end"])
     expected = app_db.read("MATCH (c:Card:Reported)-[v:TXN]->(t:Terminal {terminal_id: $id}) "
                            "WHERE t.skim_window_start <= v.ts <= t.skim_window_end RETURN count(DISTINCT c) AS n",
                            id=terminal)[0]["n"]
@@ -453,13 +452,13 @@ def test_busy_terminal_and_merchant_pages_ship_days_the_newest_transactions_and_
     for entity_type, match in (("terminal", "MATCH (t:Terminal {terminal_id: $id}) MATCH (c:Card)-[r:TXN]->(t)"),
                                ("merchant", "MATCH (t:Terminal)-[:INSTALLED_AT]->(:Merchant {merchant_id: $id}) "
                                             "MATCH (c:Card)-[r:TXN]->(t)")):
-        label, key = queries.ENTITY_KEYS[entity_type]
+        label, key = ENTITY_KEYS[entity_type]
         busiest = app_db.read(f"MATCH (x:{label}) RETURN x.{key} AS id ORDER BY COUNT {{ (x)--() }} DESC LIMIT 1")
         entity_id = busiest[0]["id"]
         txns = app_db.read(match + " RETURN r.txn_id AS id, toString(r.ts) AS ts, r.amount AS amount, "
                                    "c:Reported AS reported, r.lat AS lat, r.lon AS lon", id=entity_id)
         assert len(txns) > LATEST_ROWS
-        daily = queries.daily_activity(app_db, entity_type, entity_id)
+        daily = entity_queries.daily_activity(app_db, entity_type, entity_id)
         by_day = {}
         for t in txns:
             d = by_day.setdefault(t["ts"][:10], [0, 0.0, 0])
@@ -467,10 +466,10 @@ def test_busy_terminal_and_merchant_pages_ship_days_the_newest_transactions_and_
         assert {d.strftime("%Y-%m-%d"): [n, round(a, 2), rep] for d, n, a, rep in zip(
             daily["day"], daily["txns"], daily["amount"].round(2), daily["reported_txns"])} == {
             k: [v[0], round(v[1], 2), v[2]] for k, v in by_day.items()}
-        latest = queries.latest_transactions(app_db, entity_type, entity_id, LATEST_ROWS)
+        latest = entity_queries.latest_transactions(app_db, entity_type, entity_id, LATEST_ROWS)
         newest = sorted(txns, key=lambda t: t["ts"], reverse=True)[:LATEST_ROWS]
         assert len(latest) == LATEST_ROWS and [r["ts"] for r in latest] == [t["ts"] for t in newest]
-        positions = queries.activity_positions(app_db, entity_type, entity_id)
+        positions = entity_queries.activity_positions(app_db, entity_type, entity_id)
         located = [(t["lat"], t["lon"]) for t in txns if t["lat"] is not None]
         distinct = {(round(a, 4), round(b, 4)) for a, b in located}  # (Cypher rounds a half up, Python to even)
         assert abs(len(positions) - len(distinct)) <= max(2, len(distinct) // 50) < len(located)
@@ -493,15 +492,15 @@ def test_a_merchant_page_lists_the_alerts_of_its_terminals_and_rings(app_db):
                        "RETURN m.merchant_id AS m, collect(a.alert_id) AS ids LIMIT 1")
     assert rows, "the test graph has alerts about terminals"
     merchant, ids = rows[0]["m"], set(rows[0]["ids"])
-    got = {a["alert_id"] for a in queries.entity(app_db, "merchant", merchant)["alerts"]}
+    got = {a["alert_id"] for a in entity_queries.entity(app_db, "merchant", merchant)["alerts"]}
     assert ids <= got
     ring = app_db.read("MATCH (a:Alert)-[:ABOUT]->(:Ring)<-[:MEMBER_OF]-(m:Merchant) "
                        "RETURN m.merchant_id AS m, a.alert_id AS id LIMIT 1")
     assert ring, "the test graph has a ring alert"
-    assert ring[0]["id"] in {a["alert_id"] for a in queries.entity(app_db, "merchant", ring[0]["m"])["alerts"]}
+    assert ring[0]["id"] in {a["alert_id"] for a in entity_queries.entity(app_db, "merchant", ring[0]["m"])["alerts"]}
     quiet = app_db.read("MATCH (m:Merchant) WHERE NOT EXISTS { (:Alert)-[:ABOUT]->(m) } "
                         "AND NOT EXISTS { (:Alert)-[:ABOUT]->(:Terminal)-[:INSTALLED_AT {current: true}]->(m) } "
                         "AND NOT EXISTS { (:Alert)-[:ABOUT]->(:Ring)<-[:MEMBER_OF]-(m) } "
                         "RETURN m.merchant_id AS m LIMIT 1")[0]["m"]
-    assert queries.entity(app_db, "merchant", quiet)["alerts"] == []
-    assert queries.entity(app_db, "merchant", "no such merchant") is None
+    assert entity_queries.entity(app_db, "merchant", quiet)["alerts"] == []
+    assert entity_queries.entity(app_db, "merchant", "no such merchant") is None

@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app import queries
+from app import portfolio_queries
 from app.pages import portfolio as page
 from tests.app.callbacks import call
 from tests.app.conftest import PASSWORDS, WAIT
@@ -33,8 +33,8 @@ def _reference(db, weeks: int):
 
 
 def test_portfolio_trends_match_a_slow_reference(app_db):
-    merchants, agents = queries.portfolio(app_db)
-    weeks = queries.TREND_WEEKS
+    merchants, agents = portfolio_queries.portfolio(app_db)
+    weeks = portfolio_queries.TREND_WEEKS
     expected, txns = _reference(app_db, weeks)
     trends = merchants.set_index("merchant_id")["trend"]
     assert all(len(t) == weeks for t in trends)
@@ -63,9 +63,9 @@ def test_the_grid_opens_with_flagged_merchants_first_and_at_most_its_cap(monkeyp
 
 
 def test_currency_of_amounts():
-    assert queries._currency(["CNY", "CNY", None, float("nan")]) == "CNY"
-    assert queries._currency(["CNY", "EUR"]) == "mixed"
-    assert queries._currency([None]) is None
+    assert portfolio_queries._currency(["CNY", "CNY", None, float("nan")]) == "CNY"
+    assert portfolio_queries._currency(["CNY", "EUR"]) == "mixed"
+    assert portfolio_queries._currency([None]) is None
 
 
 def test_portfolio_page_states_its_reference_date_and_draws_trends(client, app_db):
@@ -77,14 +77,14 @@ def test_portfolio_page_states_its_reference_date_and_draws_trends(client, app_d
         "changedPropIds": ["_pages_location.pathname"]}))
     assert response.status_code == 200
     text = response.get_data(as_text=True)
-    latest = queries.latest_transaction(app_db)
+    latest = portfolio_queries.latest_transaction(app_db)
     assert "Reference date" in text and latest[:10] in text
     assert len(re.findall(r'"cellRenderer":\s*"Sparkline"', text)) == 2  # per agent and per merchant
     assert "params.data.currency" in text  # amounts shown in their currency
 
 
 def test_an_agent_click_lists_its_merchants_and_a_merchant_click_opens_it(client, app_db):
-    merchants, agents = queries.portfolio(app_db)
+    merchants, agents = portfolio_queries.portfolio(app_db)
     agent = agents.dropna(subset=["agent_id"]).iloc[0]["agent_id"]
     status, out = call(client, [("portfolio-merchants", "rowData"), ("portfolio-merchants-of", "children")],
                        [("portfolio-agents", "cellClicked", {"rowId": agent, "colId": "agent_id"}),
@@ -112,7 +112,7 @@ def test_portfolio_in_the_browser_highlights_flags_and_opens_a_merchant(browser,
     wait = WebDriverWait(browser, WAIT)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#portfolio-merchants svg.pg-sparkline polyline"))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#portfolio-agents svg.pg-sparkline polyline"))
-    merchants, _ = queries.portfolio(app_db)
+    merchants, _ = portfolio_queries.portfolio(app_db)
     if merchants["flag"].any():
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#portfolio-merchants .ag-row.pg-flagged"))
     amount = browser.find_element(By.CSS_SELECTOR, "#portfolio-merchants .ag-row [col-id='volume']").text
@@ -130,7 +130,7 @@ def test_growth_is_flagged_against_the_network_s_growth_not_a_constant():
     recent = rng.binomial(previous * 3, 2 / 3)  # every merchant about doubled: the network's growth
     recent[0], previous[0] = 400, 50  # eight times
     recent[1], previous[1] = 0, 0  # no transactions: nothing to test
-    q = queries._growth_q(recent, previous)
+    q = portfolio_queries._growth_q(recent, previous)
     assert q[0] <= 0.05 and q[1] == 1.0
     assert (q[2:] > 0.05).all()  # doubling is normal here; a constant "more than doubled" would flag about half
     assert ((recent[2:] / previous[2:]) > 2.0).sum() > 40
