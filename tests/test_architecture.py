@@ -1,5 +1,6 @@
 """The architecture holds (docs/ARCHITECTURE.md): each layer imports only the layers below it, no module
-imports itself back through others, imports sit at the top of modules, and each word is stated once."""
+imports itself back through others, imports sit at the top of modules, no module is over the house limit
+and each word is stated once."""
 
 from __future__ import annotations
 
@@ -130,8 +131,22 @@ def test_imports_sit_at_the_top_of_modules_except_pyspark_with_a_reason():
                 assert "#" in line, f"{path.relative_to(REPO)}: a lazy pyspark import without its reason: {line}"
 
 
+MAX_LINES = 400  # STYLE.md: one small module per concern, well under ~400 lines
+
+
+def long_modules(root=REPO) -> list[str]:
+    """The modules of the packages over ``MAX_LINES`` lines, with their length."""
+    paths = sorted(p for d in LAYERS for p in (root / d).rglob("*.py"))
+    return [f"{path.relative_to(root)}: {n} lines" for path in paths
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES]
+
+
+def test_no_module_is_over_the_house_limit_a_family_grows_parts_instead():
+    assert long_modules() == []
+
+
 def test_the_checks_catch_what_they_look_for(tmp_path):
-    """The three checks above fail on a tree that breaks each rule (so that passing means something)."""
+    """The checks above fail on a tree that breaks each rule (so that passing means something)."""
     for package, text in {"graph": "from etl import b\n", "etl": "from graph import a\nimport app.c\n",
                           "app": "def f():\n    import json\n", "posguard": ""}.items():
         (tmp_path / package).mkdir()
@@ -144,6 +159,8 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert layer_violations(modules) == ["etl.b:2 imports app.c", "graph.a:1 imports etl", "graph.a:1 imports etl.b"]
     assert import_cycles(modules) == [["etl.b", "graph.a"]]
     assert lazy_imports(tmp_path) == ["app/c.py:2"]
+    (tmp_path / "posguard" / "big.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    assert long_modules(tmp_path) == [f"posguard/big.py: {MAX_LINES + 1} lines"]
 
 
 # words that must be stated in exactly one module: a literal tuple or list holding these strings in this order

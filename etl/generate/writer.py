@@ -118,7 +118,6 @@ def _transactions_table(rows: Rows, idx: np.ndarray, obs: np.ndarray, seq: np.nd
 def reference_tables(world: World, ids: Ids, reports: pd.DataFrame, events: pd.DataFrame,
                      fmt: str) -> dict[str, pa.Table]:
     """Merchants, terminals, approved firmware, fraud reports and terminal events as Arrow tables."""
-    n_m = world.n_merchants
     city = [CITIES[c][0] for c in world.m_city]
     mcc = [MCCS[i] for i in world.m_mcc]
     merchants = pa.table({
