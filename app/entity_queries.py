@@ -8,7 +8,7 @@ from app.query_values import shown_properties
 from graph.schema import BROWSABLE_KEYS as _LABEL_KEYS, ENTITY_KEYS
 
 __all__ = ["entity", "timeline", "daily_activity", "latest_transactions", "activity_positions", "can_expand",
-           "neighbourhood", "positions", "ring_members"]
+           "neighbourhood", "ring_members"]
 
 # A busy terminal's or merchant's transactions (up to ~20,000) are not shipped to the browser: their page
 # reads a per-day aggregate (UTC days), the latest few transactions and the distinct positions, each in Cypher.
@@ -78,9 +78,6 @@ RETURN properties(n) AS props, labels(n) AS labels, alerts""",
                   "coalesce(m.pan_last4, m.kind, m.name, m.model) AS caption, m:Reported AS reported, times "
                   "ORDER BY times DESC, id LIMIT $limit",
     "neighbour_count": "MATCH (n:{label} {{{key}: $id}}) RETURN COUNT {{ (n)--() }} AS n",
-    "positions": "MATCH (t:Terminal {terminal_id: $id}) OPTIONAL MATCH (:Card)-[r:TXN]->(t) "
-                 "WHERE r.lat IS NOT NULL RETURN t.lat AS reg_lat, t.lon AS reg_lon, "
-                 "collect([r.lat, r.lon, toString(r.ts)])[..$limit] AS seen",
     "ring_members": "MATCH (m)-[:MEMBER_OF]->(r:Ring {ring_id: $id}) RETURN labels(m)[0] AS type, "
                     "coalesce(m.token, m.terminal_id, m.merchant_id) AS id, m.pan_last4 AS last4, m.name AS name, "
                     "m.agent_id AS agent_id ORDER BY type, id",
@@ -155,12 +152,6 @@ def neighbourhood(db, entity_type_or_label: str, entity_id: str, limit: int = 30
     rows = db.read(CYPHER["neighbours"].format(label=label, key=key), id=entity_id, limit=int(limit))
     total = db.read(CYPHER["neighbour_count"].format(label=label, key=key), id=entity_id)
     return rows, (total[0]["n"] if total else 0)
-
-
-def positions(db, terminal_id: str, limit: int = 2_000) -> dict:
-    """Registered position of a terminal and the positions its transactions reported."""
-    rows = db.read(CYPHER["positions"], id=terminal_id, limit=limit)
-    return rows[0] if rows else {"reg_lat": None, "reg_lon": None, "seen": []}
 
 
 def ring_members(db, ring_id: str, limit: int = 2_000) -> dict:

@@ -94,7 +94,7 @@ class ClonedCardDetector(BaseDetector):
         Cards exposed at an accepted skimming point: the size of the exposed family (0: one look).
     counts_, first_ : ndarray
         Kernel output of the last ``evidence`` call, per card of its projection: events per reason
-        (n_cards x 8) and the first evidence second per reason (``NO_TIME`` if none).
+        (n_cards x len(graph.kernels.cloned.REASONS)) and the first evidence second per reason (``NO_TIME`` if none).
 
     Example
     -------

@@ -16,8 +16,8 @@ from graph.kernels.integrity import IP_STATS, NO_TIME, STAN_USE, address_changes
 from graph.kernels.integrity import stan_use as stan_use_kernel
 from graph.projection import Projection, to_epoch_seconds
 
-__all__ = ["EvidenceFrames", "FIRMWARE_TIME_COLUMN", "event_evidence", "model_names", "model_of", "stan_rates",
-           "stan_use", "weighted_median"]
+__all__ = ["EvidenceFrames", "FIRMWARE_TIME_COLUMN", "NO_ZONE", "event_evidence", "model_names", "model_of",
+           "stan_rates", "stan_use", "time_zones", "weighted_median"]
 
 # A column of ``terminals`` giving the time the registered firmware was loaded (not ``installed_at``).
 FIRMWARE_TIME_COLUMN = "firmware_updated_at"
