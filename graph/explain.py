@@ -94,8 +94,7 @@ def code_files(families: tuple[str, ...]) -> list[Path]:
     files = {_GRAPH / "detectors" / "significance.py"}
     for folder in ("detectors", "kernels"):
         for family in families:
-            files.update(p for p in (_GRAPH / folder).glob(f"{family}*.py")
-                         if p.stem == family or p.stem.startswith(f"{family}_"))
+            files.update((_GRAPH / folder).glob(f"{family}.py"), (_GRAPH / folder).glob(f"{family}_*.py"))
     return sorted(files)
 
 

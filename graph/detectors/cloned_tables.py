@@ -96,48 +96,38 @@ def evidence_frame(p: Projection, found: tuple, reported: np.ndarray, named: lis
     uses = np.bincount(p.txn_terminal[located & (p.txn_terminal >= 0)], minlength=p.n_terminals)
     used = np.flatnonzero(uses > 0)
     if len(used):  # the terminals' located uses in this projection: the denominators of the terminal rates
-        terms = _terminal_rows(p, uses, used, chances)
+        terms = _terminal_rows(p, uses, used)
         frame = pd.concat([frame[EVIDENCE_COLUMNS], terms[EVIDENCE_COLUMNS]], ignore_index=True) \
             if len(frame) else terms
     return typed_evidence(frame[EVIDENCE_COLUMNS])
 
 
+def _blank_rows(n: int, **values) -> pd.DataFrame:
+    """``n`` evidence rows without an event (no card, no terminal, no chances), with ``values`` set."""
+    rows = {"card_token": pd.Series([None] * n, dtype=object), "cards": np.zeros(n, dtype=np.int64),
+            **{c: np.zeros(n, dtype=np.int64) for c in (*COUNT_COLUMNS, "chances_pairs", "chances_atc",
+                                                         "chances_located", "located_uses")},
+            **{c: np.ones(n) for c in ("fallback_burst_p", "fallback_amount_p", "fallback_new_merchant_p")},
+            "first_evidence_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]"),
+            **{c: pd.Series([[] for _ in range(n)], dtype=object)
+               for c in ("evidence_txn_ids", "far_terminal_ids", "report_terminal_ids")},
+            "travel_km": np.full(n, np.nan), "travel_hours": np.full(n, np.nan),
+            "terminal_id": pd.Series([None] * n, dtype=object), "band": np.full(n, -1, dtype=np.int64)}
+    return pd.DataFrame({**rows, **values})[EVIDENCE_COLUMNS]
+
+
 def _summary_rows(bands: np.ndarray, band: np.ndarray, quiet: np.ndarray, chances: dict) -> pd.DataFrame:
     """One row per activity band of the quiet cards: how many cards, their chances summed."""
     of = [quiet & (band == b) for b in bands]
-    rest = {"card_token": [None] * len(bands), "cards": [int(q.sum()) for q in of],
-            **{n: [0] * len(bands) for n in COUNT_COLUMNS},
-            **{n: [int(v[q].sum()) for q in of] for n, v in chances.items()}, "fallback_burst_p": 1.0,
-            "fallback_amount_p": 1.0, "fallback_new_merchant_p": 1.0}
-    summary = pd.DataFrame(rest)
-    summary["first_evidence_at"] = pd.Series([pd.NaT] * len(bands), dtype="datetime64[us, UTC]")
-    summary["evidence_txn_ids"] = pd.Series([[] for _ in bands], dtype=object)
-    summary["travel_km"] = np.nan
-    summary["travel_hours"] = np.nan
-    summary["far_terminal_ids"] = pd.Series([[] for _ in bands], dtype=object)
-    summary["terminal_id"] = pd.Series([None] * len(bands), dtype=object)
-    summary["located_uses"] = 0
-    summary["report_terminal_ids"] = pd.Series([[] for _ in bands], dtype=object)
-    summary["band"] = bands.astype(np.int64)
-    return summary
+    return _blank_rows(len(bands), cards=np.array([q.sum() for q in of], dtype=np.int64),
+                       **{n: np.array([v[q].sum() for q in of], dtype=np.int64) for n, v in chances.items()},
+                       band=bands.astype(np.int64))
 
 
-def _terminal_rows(p: Projection, uses: np.ndarray, used: np.ndarray, chances: dict) -> pd.DataFrame:
+def _terminal_rows(p: Projection, uses: np.ndarray, used: np.ndarray) -> pd.DataFrame:
     """One row per terminal of ``used``: its located uses in ``p``, the denominators of the terminal rates."""
-    terms = pd.DataFrame({"card_token": pd.Series([None] * len(used), dtype=object),
-                          "cards": np.zeros(len(used), dtype=np.int64),
-                          **{n: np.zeros(len(used), dtype=np.int64) for n in COUNT_COLUMNS},
-                          **{n: np.zeros(len(used), dtype=np.int64) for n in chances},
-                          "fallback_burst_p": 1.0, "fallback_amount_p": 1.0, "fallback_new_merchant_p": 1.0,
-                          "first_evidence_at": pd.Series([pd.NaT] * len(used), dtype="datetime64[us, UTC]"),
-                          "evidence_txn_ids": pd.Series([[] for _ in used], dtype=object),
-                          "travel_km": np.nan, "travel_hours": np.nan,
-                          "far_terminal_ids": pd.Series([[] for _ in used], dtype=object),
-                          "terminal_id": pd.Series(p.terminal_ids[used], dtype=object),
-                          "located_uses": uses[used].astype(np.int64),
-                          "report_terminal_ids": pd.Series([[] for _ in used], dtype=object),
-                          "band": np.full(len(used), -1, dtype=np.int64)})
-    return terms
+    return _blank_rows(len(used), terminal_id=pd.Series(p.terminal_ids[used], dtype=object),
+                       located_uses=uses[used].astype(np.int64))
 
 
 def _strength(tail: float) -> str:

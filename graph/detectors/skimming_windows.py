@@ -61,13 +61,17 @@ def card_windows(p: Projection, present: np.ndarray, lookback_days: float, type_
     return cards, ws, starts, ends, per_card["wa"].to_numpy(dtype=np.float64), reports, (short, long)
 
 
+def _known_lags(reports: pd.DataFrame) -> np.ndarray:
+    """Seconds from first fraud to report of the reports whose first fraud is known (negative lags left out)."""
+    lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[reports["known"].to_numpy()]
+    return lags[lags >= 0]
+
+
 def report_lags(reports: pd.DataFrame, report_lag_days: float) -> tuple[int, int]:
     """Seconds from first fraud to report assumed for a report without a known first fraud: the
     ``LAG_QUANTILES`` of this run's known lags (with at least ``MIN_LAGS`` of them), else
     ``report_lag_days`` for both ends."""
-    known = reports["known"].to_numpy()
-    lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
-    lags = lags[lags >= 0]
+    lags = _known_lags(reports)
     if len(lags) >= MIN_LAGS:
         lo, hi = np.quantile(lags, LAG_QUANTILES)
         return int(lo), int(hi)
@@ -124,9 +128,7 @@ def fitted_lag(reports: pd.DataFrame, at_terminal_days: float, exposure_days: fl
     """Seconds before reported_at in which a report without a known first fraud had it: the 90th
     percentile of this run's known report lags (with at least ``MIN_LAGS`` of them) plus ``at_terminal_days``,
     else ``exposure_days`` (the horizon the skimming test looks back over)."""
-    known = reports["known"].to_numpy()
-    lags = (reports["at"].to_numpy() - reports["anchor"].to_numpy())[known]
-    lags = lags[lags >= 0]
+    lags = _known_lags(reports)
     if len(lags) >= MIN_LAGS:
         return int(np.quantile(lags, 0.9)) + int(at_terminal_days * DAY)
     return int(exposure_days * DAY)
